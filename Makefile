@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both build .venv from requirements.lock first (mxnet 1.9.1 needs numpy<1.24).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): requirements.lock setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+$(VENV): $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m gluon_finetune.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check gluon_finetune tests examples bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

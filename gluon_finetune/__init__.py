@@ -1,0 +1,36 @@
+"""gluon-finetune: per-layer learning rates, schedules and freezing for MXNet Gluon.
+
+Public API (imported lazily, PEP 562): nothing heavy happens at ``import
+gluon_finetune``. This also matters for distributed training: a kvstore server
+unpickles our optimizer while ``import mxnet`` is still running, so importing
+``gluon_finetune.optimizer`` must not pull in ``mxnet.gluon`` through here.
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "blocks": "gluon_finetune.blocks",
+    "block_params": "gluon_finetune.blocks",
+    "resolve": "gluon_finetune.rules",
+    "Setting": "gluon_finetune.rules",
+    "RuleError": "gluon_finetune.rules",
+    "explain": "gluon_finetune.report",
+    "Explanation": "gluon_finetune.report",
+    "LayerwiseTrainer": "gluon_finetune.trainer",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gluon_finetune' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,105 @@
+"""Freezing: ``grad_req`` switching and the one BatchNorm policy.
+
+A frozen parameter gets ``grad_req='null'``: no gradient buffer, no backward
+compute for it, and ``Trainer.step`` skips it. (A naive ``lr_mult=0`` freeze
+still pays for the full backward.)
+
+BatchNorm needs more: MXNet updates running mean/var during the backward
+pass, so they drift even when gamma/beta are frozen whenever a trainable
+layer sits upstream. A frozen BatchNorm is therefore switched to
+``use_global_stats=True`` (it behaves as at inference). A hybridized network
+only notices that after its cached graphs are cleared, which we do.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Sequence, Set
+
+from mxnet import gluon
+from mxnet.gluon import nn
+
+__all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
+           "apply_bn_policy", "clear_cached_graphs"]
+
+BN_POLICIES = ("frozen", "stats", "train")
+_ORIGINAL = "_finetune_original_global_stats"
+
+
+def check_bn_policy(bn: str) -> str:
+    if bn not in BN_POLICIES:
+        raise ValueError(f"bn must be one of {BN_POLICIES} ('frozen': scale, shift and "
+                         f"running statistics fixed; 'stats': running statistics keep "
+                         f"updating; 'train': scale and shift also train), got {bn!r}")
+    return bn
+
+
+def _descendants(block) -> Iterable[gluon.Block]:
+    yield block
+    for child in block._children.values():
+        yield from _descendants(child)
+
+
+def batchnorm_layers(net) -> List[nn.BatchNorm]:
+    """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
+    return [b for b in _descendants(net)
+            if isinstance(getattr(b, "_kwargs", None), dict) and "use_global_stats" in b._kwargs]
+
+
+def _trainable_names(block) -> Set[str]:
+    return {p.name for p in block.collect_params().values() if p._differentiable}
+
+
+def set_frozen(params: Sequence[gluon.Parameter], frozen: Sequence[bool],
+               trainable_req: Sequence[str]) -> List[int]:
+    """Set ``grad_req`` of each parameter; return the positions whose state changed.
+
+    ``trainable_req`` is each parameter's own ``grad_req`` when trainable
+    (``'write'`` or ``'add'``; ``'null'`` for never-trainable ones such as
+    running statistics, which stay ``'null'``).
+    """
+    changed = []
+    for i, (param, freeze, req) in enumerate(zip(params, frozen, trainable_req)):
+        wanted = "null" if freeze else req
+        if param.grad_req != wanted:
+            param.grad_req = wanted
+            changed.append(i)
+    return changed
+
+
+def apply_bn_policy(net, frozen_names: Set[str], bn: str) -> bool:
+    """Fix the running statistics of fully frozen BatchNorm layers per policy ``bn``.
+
+    A BatchNorm counts as frozen when all its trainable parameters are in
+    ``frozen_names``. ``'frozen'`` sets ``use_global_stats=True`` there;
+    ``'stats'`` and ``'train'`` leave the layer's own setting. Layers that are
+    no longer frozen get their own setting back. Returns whether anything changed.
+    """
+    check_bn_policy(bn)
+    changed = False
+    for layer in batchnorm_layers(net):
+        if not hasattr(layer, _ORIGINAL):
+            object.__setattr__(layer, _ORIGINAL, layer._kwargs["use_global_stats"])
+        names = _trainable_names(layer)
+        frozen = bool(names) and names <= frozen_names
+        wanted = True if (frozen and bn == "frozen") else getattr(layer, _ORIGINAL)
+        if layer._kwargs["use_global_stats"] != wanted:
+            layer._kwargs["use_global_stats"] = wanted
+            changed = True
+    if changed:
+        clear_cached_graphs(net)
+    return changed
+
+
+def clear_cached_graphs(net) -> None:
+    """Make hybridized blocks rebuild their graph (they cache BatchNorm's flags)."""
+    for block in _descendants(net):
+        if isinstance(block, gluon.HybridBlock):
+            block._clear_cached_op()
+
+
+def bn_param_names(net) -> Dict[str, str]:
+    """Names of BatchNorm scale/shift parameters -> the layer's name (for bn='train')."""
+    out = {}
+    for layer in batchnorm_layers(net):
+        for name in _trainable_names(layer):
+            out[name] = layer.name
+    return out

@@ -1,0 +1,142 @@
+"""A picklable optimizer wrapper that gives each parameter its own rate.
+
+``layerwise(opt)`` turns any MXNet optimizer into an instance of a subclass
+(``LayerwiseSGD``, ``LayerwiseAdam``, ...) that overrides only ``_get_lrs``
+and ``_get_wds``. Every MXNet update path (fused multi-tensor or per array,
+on the workers or on a kvstore) asks those two methods, so one override
+serves them all, bit for bit.
+
+The per-index table lives in the optimizer's own ``__dict__``: MXNet drops
+``param_dict`` when it pickles an optimizer (to a kvstore server or into
+``save_states``), so ``Parameter.lr_mult`` alone would be lost there.
+
+This module imports only ``mxnet.optimizer``: a kvstore server unpickles the
+optimizer while ``import mxnet`` is still running, when ``mxnet.gluon``
+cannot be imported yet.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, NamedTuple, Optional
+
+from mxnet.optimizer import Optimizer
+
+__all__ = ["Rate", "layerwise", "layerwise_class", "is_layerwise", "base_class"]
+
+
+class Rate(NamedTuple):
+    """What one parameter index gets from the optimizer.
+
+    ``lr_scheduler`` (if any) gives the rate as a function of the update
+    count minus ``start``. Else ``fixed_lr`` (an absolute rate from the rule)
+    holds while the trainer has no scheduler of its own, so that 0.001 stays
+    exactly 0.001 rather than ``0.01 * (0.001 / 0.01)``. Else the rate is the
+    trainer's rate times ``lr_mult``. Both were set when the trainer's rate
+    was ``ref_lr``; ``set_learning_rate`` rescales them by ``lr / ref_lr``.
+    """
+
+    rule: Optional[str]
+    lr_mult: float
+    wd_mult: float
+    lr_scheduler: Optional[Callable] = None
+    ref_lr: Optional[float] = None
+    start: int = 0
+    frozen: bool = False
+    fixed_lr: Optional[float] = None
+
+
+class _LayerwiseMixin:
+    """Per-index learning rates and weight decays from ``self._layerwise_rates``."""
+
+    _layerwise_rates: Dict[int, Rate]
+
+    def _trainer_lr(self) -> float:
+        if self.lr_scheduler is not None:
+            return self.lr_scheduler(self.num_update)
+        return self.lr
+
+    def _rescaled(self, lr: float, rate: Rate) -> float:
+        if rate.ref_lr and self.lr is not None and self.lr != rate.ref_lr:
+            return lr * (self.lr / rate.ref_lr)
+        return lr
+
+    def _get_lrs(self, indices):
+        rates = self._layerwise_rates
+        if not rates:
+            return super()._get_lrs(indices)
+        trainer_lr = None
+        lrs = []
+        for index in indices:
+            rate = rates.get(index)
+            if rate is None:
+                lrs.extend(super()._get_lrs([index]))
+            elif rate.lr_scheduler is not None:
+                step = max(self.num_update - rate.start, 0)
+                lrs.append(self._rescaled(rate.lr_scheduler(step), rate))
+            elif rate.fixed_lr is not None and self.lr_scheduler is None:
+                lrs.append(self._rescaled(rate.fixed_lr, rate))
+            else:
+                if trainer_lr is None:  # one scheduler call per batch, as MXNet does
+                    trainer_lr = self._trainer_lr()
+                lrs.append(trainer_lr * rate.lr_mult)
+        return lrs
+
+    def _get_wds(self, indices):
+        rates = self._layerwise_rates
+        if not rates:
+            return super()._get_wds(indices)
+        wds = []
+        for index in indices:
+            rate = rates.get(index)
+            wds.extend(super()._get_wds([index]) if rate is None else [self.wd * rate.wd_mult])
+        return wds
+
+    def __reduce__(self):
+        return _rebuild, (base_class(self), self.__getstate__())
+
+
+_CLASSES: Dict[type, type] = {}
+
+
+def layerwise_class(base: type) -> type:
+    """The ``Layerwise<Base>`` subclass of an optimizer class (made once, cached)."""
+    if not (isinstance(base, type) and issubclass(base, Optimizer)):
+        raise TypeError(f"expected an mxnet Optimizer class, got {base!r}")
+    if issubclass(base, _LayerwiseMixin):
+        return base
+    cls = _CLASSES.get(base)
+    if cls is None:
+        cls = type(f"Layerwise{base.__name__}", (_LayerwiseMixin, base),
+                   {"__module__": __name__, "__doc__": f"{base.__name__} with per-layer rates."})
+        _CLASSES[base] = cls
+    return cls
+
+
+def base_class(optimizer: Optimizer) -> type:
+    """The MXNet optimizer class behind a layerwise optimizer."""
+    cls = type(optimizer)
+    return next(c for c in cls.__mro__[1:] if not issubclass(c, _LayerwiseMixin)) \
+        if issubclass(cls, _LayerwiseMixin) else cls
+
+
+def is_layerwise(optimizer) -> bool:
+    return isinstance(optimizer, _LayerwiseMixin)
+
+
+def layerwise(optimizer: Optimizer) -> Optimizer:
+    """Make ``optimizer`` layerwise in place (same object, same state) and return it.
+
+    With an empty table it behaves exactly like the original class.
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
+    if not is_layerwise(optimizer):
+        optimizer.__class__ = layerwise_class(type(optimizer))
+        optimizer._layerwise_rates = {}
+    return optimizer
+
+
+def _rebuild(base: type, state: dict) -> Optimizer:
+    """Unpickling entry point (module level so that pickle can find it by name)."""
+    optimizer = layerwise_class(base).__new__(layerwise_class(base))
+    optimizer.__setstate__(state)
+    return optimizer
