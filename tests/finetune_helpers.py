@@ -1,0 +1,92 @@
+"""Small networks and measuring tools shared by the trainer tests."""
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon, nd
+from mxnet.gluon import nn
+
+
+class ThreeLayers(gluon.Block):
+    """The RFC's recurrent-style seed case: attributes l1, l2, l3."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.l1 = nn.Dense(6, in_units=4, activation="tanh")
+            self.l2 = nn.Dense(5, in_units=6, activation="tanh")
+            self.l3 = nn.Dense(3, in_units=5)
+
+    def forward(self, x):
+        return self.l3(self.l2(self.l1(x)))
+
+
+def three_layers(seed=0, ctx=None):
+    mx.random.seed(seed)
+    net = ThreeLayers()
+    net.initialize(mx.init.Xavier(), ctx=ctx or mx.cpu())
+    return net
+
+
+def bn_chain(seed=0, hybridize=False):
+    """Dense -> BN -> Dense -> BN -> Dense: BN layers sit behind trainable layers."""
+    mx.random.seed(seed)
+    net = nn.HybridSequential()
+    net.add(nn.Dense(8, in_units=4), nn.BatchNorm(in_channels=8), nn.Activation("relu"),
+            nn.Dense(8, in_units=8), nn.BatchNorm(in_channels=8), nn.Activation("relu"),
+            nn.Dense(3, in_units=8))
+    net.initialize(mx.init.Xavier())
+    if hybridize:
+        net.hybridize()
+    return net
+
+
+def batch(seed=0, n=8, features=4, ctx=None):
+    rng = np.random.RandomState(seed)
+    x = nd.array(rng.randn(n, features), ctx=ctx or mx.cpu())
+    y = nd.array(rng.randint(0, 3, size=n), ctx=ctx or mx.cpu())
+    return x, y
+
+
+_LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
+
+
+def train_step(net, trainer, seed, n=8):
+    x, y = batch(seed, n)
+    with autograd.record():
+        loss = _LOSS(net(x), y)
+    loss.backward()
+    trainer.step(n)
+
+
+def snapshot(net):
+    """name-independent copy of every parameter (structural order)."""
+    return [p.data().asnumpy().copy() for p in net.collect_params().values()]
+
+
+def weights(net):
+    return {name: p.data().asnumpy().copy() for name, p in net.collect_params().items()}
+
+
+def observed_lr(before, after, grad, rescale):
+    """The rate SGD used: delta = -lr * rescale * grad (elements with a usable gradient)."""
+    g = grad.astype(np.float64) * rescale
+    mask = np.abs(g) > 1e-4
+    assert mask.any(), "no usable gradient to measure a rate from"
+    lrs = -(after.astype(np.float64) - before.astype(np.float64))[mask] / g[mask]
+    return float(np.median(lrs))
+
+
+def sgd_rates(net, trainer, steps, n=8, params=None):
+    """Per step, per parameter name: the learning rate the update actually used."""
+    params = params or dict(net.collect_params().items())
+    out = []
+    for step in range(steps):
+        x, y = batch(step, n)
+        with autograd.record():
+            loss = _LOSS(net(x), y)
+        loss.backward()
+        before = {k: p.data().asnumpy().copy() for k, p in params.items()}
+        grads = {k: p.grad().asnumpy().copy() for k, p in params.items() if p.grad_req != "null"}
+        trainer.step(n)
+        after = {k: p.data().asnumpy() for k, p in params.items()}
+        out.append({k: observed_lr(before[k], after[k], grads[k], 1.0 / n) for k in grads})
+    return out
