@@ -34,7 +34,7 @@ class RuleError(ValueError):
     """A rule set that cannot be resolved (conflict, no match, bad index)."""
 
 
-class _NoMatch(RuleError):
+class _NoMatchError(RuleError):
     """A rule that matches no parameter: an error, or a warning with strict=False."""
 
 
@@ -239,7 +239,7 @@ def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
     if key in scope.name_set:
         return frozenset([key])
     hint = "" if scope.paths is not None else " (structural paths need net=<your Block>)"
-    raise _NoMatch(f"rule {rule!r}: no block path or parameter is named {key!r}"
+    raise _NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
                     f"{hint}.{scope.suggest(key)}")
 
 
@@ -257,7 +257,8 @@ def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> Froz
         for part in key:
             matched = _match_key(rule, part, scope, nested=True)
             if not matched:
-                raise _NoMatch(f"rule {rule!r}: its part {_label(part)!r} matches no parameter")
+                raise _NoMatchError(f"rule {rule!r}: its part {_label(part)!r} matches "
+                                    f"no parameter")
             out |= matched
         return out
     raise TypeError(f"rule key {key!r}: expected a block path or parameter name (str), a "
@@ -277,10 +278,10 @@ def _build_rules(items, scope: _Scope, strict: bool) -> Tuple[_Rule, ...]:
         try:
             matched = _match_key(label, key, scope)
             if not matched:
-                raise _NoMatch(f"rule {label!r} matches no parameter")
-        except _NoMatch as err:
+                raise _NoMatchError(f"rule {label!r} matches no parameter")
+        except _NoMatchError as err:
             if strict:
-                raise _NoMatch(f"{err} (pass strict=False to only warn)") from None
+                raise _NoMatchError(f"{err} (pass strict=False to only warn)") from None
             warnings.warn(str(err), stacklevel=3)
             continue
         previous = rules.get(order)
