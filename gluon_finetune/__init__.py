@@ -10,14 +10,19 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "blocks": "gluon_finetune.blocks",
-    "block_params": "gluon_finetune.blocks",
+    "blocks": "gluon_finetune.structure",
+    "block_params": "gluon_finetune.structure",
     "resolve": "gluon_finetune.rules",
     "Setting": "gluon_finetune.rules",
     "RuleError": "gluon_finetune.rules",
     "explain": "gluon_finetune.report",
     "Explanation": "gluon_finetune.report",
     "LayerwiseTrainer": "gluon_finetune.trainer",
+    "structural_paths": "gluon_finetune.structure",
+    "freeze": "gluon_finetune.freezing",
+    "unfreeze": "gluon_finetune.freezing",
+    "get_model": "gluon_finetune.zoo",
+    "model_names": "gluon_finetune.zoo",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

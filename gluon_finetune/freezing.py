@@ -18,7 +18,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
-           "apply_bn_policy", "clear_cached_graphs"]
+           "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze"]
 
 BN_POLICIES = ("frozen", "stats", "train")
 _ORIGINAL = "_finetune_original_global_stats"
@@ -103,3 +103,74 @@ def bn_param_names(net) -> Dict[str, str]:
         for name in _trainable_names(layer):
             out[name] = layer.name
     return out
+
+
+def _set_block_freeze(net, frozen_names: Set[str], bn: str) -> None:
+    for param in net.collect_params().values():
+        if not param._differentiable:
+            continue
+        if param.name in frozen_names:
+            param.grad_req = "null"
+        elif param.grad_req == "null":
+            param.grad_req = "write"
+    apply_bn_policy(net, frozen_names, bn)
+
+
+def freeze(net, layers="*", bn: str = "frozen", granularity: str = "unit") -> List[str]:
+    """Freeze the parameters that ``layers`` names (any rule key; default all).
+
+    Other parameters are left as they are. Frozen means ``grad_req='null'``;
+    fully frozen BatchNorm layers follow policy ``bn``. Returns the names frozen.
+
+    Examples
+    --------
+    >>> freeze(net, "features")          # doctest: +SKIP
+    >>> freeze(net, slice(0, -1))        # all blocks but the head  # doctest: +SKIP
+    """
+    from .rules import resolve
+    from .structure import block_names, structural_paths
+    check_bn_policy(bn)
+    if not isinstance(net, gluon.Block):
+        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+    names = list(net.collect_params().keys())
+    table = resolve({layers: 0} if not isinstance(layers, list) else {tuple(layers): 0}, names,
+                    paths=structural_paths(net), block_list=block_names(net, granularity))
+    already = {p.name for p in net.collect_params().values()
+               if p._differentiable and p.grad_req == "null"}
+    newly = {s.name for s in table if s.frozen}
+    _set_block_freeze(net, already | newly, bn)
+    return sorted(newly)
+
+
+def unfreeze(net, n=None, bn: str = "frozen", granularity: str = "unit") -> List[str]:
+    """Make exactly the last ``n`` blocks of ``blocks(net, granularity)`` trainable.
+
+    ``n=None`` makes everything trainable; ``0`` freezes everything. Blocks
+    before the last ``n`` are frozen (BatchNorm per ``bn``). Returns the
+    trainable block paths.
+    """
+    from .structure import block_names
+    check_bn_policy(bn)
+    if not isinstance(net, gluon.Block):
+        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+    listed = block_names(net, granularity)
+    check_unfreeze(n, listed)
+    keep = listed if n is None else listed[len(listed) - n:]
+    trainable = set().union(*(names for _, names in keep)) if keep else set()
+    frozen = {p.name for p in net.collect_params().values()
+              if p._differentiable and p.name not in trainable}
+    _set_block_freeze(net, frozen, bn)
+    return [path for path, _ in keep]
+
+
+def check_unfreeze(n, listed) -> None:
+    """``n`` must be None or an int in 0..len(blocks); the error lists the blocks."""
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"unfreeze must be None or an int number of blocks, got "
+                        f"{type(n).__name__}: {n!r}")
+    if not 0 <= n <= len(listed):
+        shown = ", ".join(f"{i}:{p}" for i, (p, _) in enumerate(listed))
+        raise ValueError(f"unfreeze={n} is out of range: the network has {len(listed)} blocks "
+                         f"(0..{len(listed)} can stay trainable): {shown}")

@@ -5,9 +5,9 @@ from typing import Dict, Iterator, List, Optional
 
 from mxnet import gluon
 
-from .blocks import block_names, structural_paths
 from .rules import resolve
 from .schedules import describe_schedule
+from .structure import block_names, structural_paths
 
 __all__ = ["explain", "Explanation", "COLUMNS"]
 

@@ -100,11 +100,15 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
 
 
 def _label(key: Any) -> str:
+    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``."""
     if isinstance(key, slice):
         parts = ["" if v is None else str(v) for v in (key.start, key.stop)]
-        return ":".join(parts) + (f":{key.step}" if key.step is not None else "")
+        step = f":{key.step}" if key.step is not None else ""
+        return f"blocks {':'.join(parts)}{step}"
     if isinstance(key, (tuple, list)):
         return "(" + ", ".join(_label(k) for k in key) + ")"
+    if _is_int(key):
+        return f"block {key}"
     return key if isinstance(key, str) else repr(key)
 
 
@@ -151,9 +155,7 @@ def _parse_dict_value(rule: str, value: Mapping) -> _Value:
     frozen = value.get("frozen", False)
     if not isinstance(frozen, bool):
         raise TypeError(f"rule {rule!r}: frozen must be True or False, got {frozen!r}")
-    if frozen and (lr not in (None, 0.0) or mult not in (None, 0.0) or sched is not None):
-        raise ValueError(f"rule {rule!r}: frozen=True contradicts a learning rate or "
-                         f"schedule in the same rule")
+    _check_frozen_agrees(rule, value, frozen)
     if sched is not None and not hasattr(sched, "base_lr") and (lr is not None or mult is not None):
         raise ValueError(f"rule {rule!r}: a plain callable lr_scheduler returns absolute "
                          f"rates; put the rate inside it instead of learning_rate/lr_mult")
@@ -162,6 +164,20 @@ def _parse_dict_value(rule: str, value: Mapping) -> _Value:
     if frozen:
         return _Value(wd_mult=wd, frozen=True)
     return _Value(lr_mult=mult, learning_rate=lr, wd_mult=wd, lr_scheduler=sched)
+
+
+def _check_frozen_agrees(rule: str, value: Mapping, frozen: bool) -> None:
+    """``frozen`` must not contradict a rate or schedule given in the same rule."""
+    for key in ("learning_rate", "lr_mult"):
+        if key in value and frozen and value[key] != 0:
+            raise ValueError(f"rule {rule!r}: frozen=True contradicts {key}={value[key]!r}")
+        if key in value and "frozen" in value and not frozen and value[key] == 0 \
+                and value.get("lr_scheduler") is None:
+            raise ValueError(f"rule {rule!r}: frozen=False contradicts {key}=0 (a zero rate "
+                             f"freezes)")
+    if frozen and value.get("lr_scheduler") is not None:
+        raise ValueError(f"rule {rule!r}: frozen=True contradicts "
+                         f"lr_scheduler={value['lr_scheduler']!r}")
 
 
 # ----------------------------------------------------------------- matching
@@ -269,7 +285,8 @@ def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> Froz
 # ----------------------------------------------------------------- resolution
 
 def _build_rules(items, scope: _Scope, strict: bool) -> Tuple[_Rule, ...]:
-    ordered = sorted(items, key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+    # sorted (values too, for repeated keys): the first error found never depends on order
+    ordered = sorted(items, key=lambda kv: (type(kv[0]).__name__, repr(kv[0]), repr(kv[1])))
     rules = {}
     for key, value in ordered:
         label = _label(key)

@@ -19,11 +19,11 @@ from mxnet import optimizer as mx_optimizer
 from mxnet.kvstore import KVStoreBase
 
 from . import states as states_file
-from .blocks import GRANULARITIES, block_names, structural_paths
 from .freezing import apply_bn_policy, bn_param_names, check_bn_policy, set_frozen
 from .optimizer import Rate, layerwise
 from .rules import Setting, resolve, rule_items
 from .schedules import rebased_copy
+from .structure import GRANULARITIES, block_names, structural_paths
 
 __all__ = ["LayerwiseTrainer"]
 
@@ -159,8 +159,9 @@ class LayerwiseTrainer(gluon.Trainer):
         A rule that matches no parameter raises (with False: warns).
     bn : {'frozen', 'stats', 'train'}, default 'frozen'
         What a fully frozen BatchNorm does (see ``freezing.py``).
-    granularity : {'unit', 'stage'}, default 'unit'
-        The block list that integer and slice keys index.
+    granularity : {'unit', 'stage'}, optional
+        The block list that integer and slice keys index; default: the one
+        ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
 
     Examples
     --------
@@ -170,13 +171,15 @@ class LayerwiseTrainer(gluon.Trainer):
 
     def __init__(self, params, optimizer, optimizer_params=None, kvstore="device",
                  compression_params=None, update_on_kvstore=None, *, layers=None, net=None,
-                 strict: bool = True, bn: str = "frozen", granularity: str = "unit"):
+                 strict: bool = True, bn: str = "frozen", granularity: Optional[str] = None):
         if isinstance(params, gluon.Block):
             if net is not None and net is not params:
                 raise ValueError("params is a Block and net is another Block; pass one network")
             net, params = params, params.collect_params()
         if net is not None and not isinstance(net, gluon.Block):
             raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+        if granularity is None:  # get_model's numbering, so that indices mean the same blocks
+            granularity = getattr(net, "finetune_granularity", "unit")
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
         if not isinstance(strict, bool):

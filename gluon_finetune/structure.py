@@ -1,5 +1,8 @@
 """Structural names and the ordered block list of a Gluon ``Block``.
 
+(The module is not called ``blocks`` so that it never shadows the public
+function ``gluon_finetune.blocks``.)
+
 A structural path is the dotted chain of child names Gluon registers
 (``"features.4.0.body"``, ``"output"``, ``"l3"``), found by walking
 ``Block._children``. Parameter-name prefixes are no substitute: both units of
@@ -146,8 +149,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
         children = block._children
         if part not in children:
             here = ".".join(path.split(".")[:depth]) or "<root>"
-            close = difflib.get_close_matches(part, list(children), n=3)
-            hint = f" Did you mean {close}?" if close else ""
+            close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise KeyError(f"no child {part!r} under {here}; it has {list(children)}.{hint}")
         block = children[part]
     return list(block.collect_params().values())
