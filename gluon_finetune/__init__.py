@@ -23,6 +23,11 @@ _EXPORTS = {
     "unfreeze": "gluon_finetune.freezing",
     "get_model": "gluon_finetune.zoo",
     "model_names": "gluon_finetune.zoo",
+    "layer_decay": "gluon_finetune.schedules",
+    "spread": "gluon_finetune.schedules",
+    "SlantedTriangular": "gluon_finetune.schedules",
+    "OneCycle": "gluon_finetune.schedules",
+    "GradualUnfreezing": "gluon_finetune.unfreezing",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

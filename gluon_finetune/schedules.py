@@ -1,10 +1,18 @@
-"""Schedule helpers shared by the trainer and the reports."""
+"""Schedules and rate spreads: helpers for rules, and the schedules MXNet lacks.
+
+This module may be unpickled on a kvstore server (per-rule schedules travel
+with the optimizer), so it imports only ``mxnet.lr_scheduler`` at the top.
+"""
 from __future__ import annotations
 
 import copy
-from typing import Callable
+import math
+from typing import Callable, Dict
 
-__all__ = ["is_mx_scheduler", "rebased_copy", "describe_schedule"]
+from mxnet.lr_scheduler import LRScheduler
+
+__all__ = ["is_mx_scheduler", "rebased_copy", "describe_schedule", "layer_decay", "spread",
+           "SlantedTriangular", "OneCycle"]
 
 
 def is_mx_scheduler(schedule) -> bool:
@@ -45,3 +53,105 @@ def describe_schedule(schedule) -> str:
     if is_mx_scheduler(schedule):
         return f"{name}(base_lr={schedule.base_lr:g})"
     return name
+
+
+# ----------------------------------------------------------------- discriminative rates
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _block_count(net, granularity: str) -> int:
+    from .structure import blocks
+    count = len(blocks(net, granularity))
+    if count == 0:
+        raise ValueError(f"{type(net).__name__} has no blocks with parameters")
+    return count
+
+
+def layer_decay(net, base_lr: float, decay: float = 0.75,
+                granularity: str = "unit") -> Dict[int, Dict[str, float]]:
+    """Rules giving block ``i`` of ``L`` the rate ``base_lr * decay ** (L - 1 - i)``.
+
+    The head (last block) gets ``base_lr``; each block before it ``decay``
+    times the next one (BEiT/timm layer decay). A plain rule dict: edit it,
+    ``explain`` it, pass it as ``layers=``.
+
+    Examples
+    --------
+    >>> layer_decay(net, 0.1, decay=0.5)  # doctest: +SKIP
+    {0: {'learning_rate': 0.025}, 1: {'learning_rate': 0.05}, 2: {'learning_rate': 0.1}}
+    """
+    base_lr, decay = _positive("base_lr", base_lr), _positive("decay", decay)
+    count = _block_count(net, granularity)
+    return {i: {"learning_rate": base_lr * decay ** (count - 1 - i)} for i in range(count)}
+
+
+def spread(net, lo: float, hi: float, granularity: str = "unit") -> Dict[int, Dict[str, float]]:
+    """Rules spreading rates geometrically from ``lo`` (first block) to ``hi`` (head).
+
+    Like fastai's ``slice(lo, hi)``: block ``i`` of ``L`` gets
+    ``lo * (hi / lo) ** (i / (L - 1))``; a one-block network gets ``hi``.
+    """
+    lo, hi = _positive("lo", lo), _positive("hi", hi)
+    count = _block_count(net, granularity)
+    if count == 1:
+        return {0: {"learning_rate": hi}}
+    return {i: {"learning_rate": lo * (hi / lo) ** (i / (count - 1))} for i in range(count)}
+
+
+# ----------------------------------------------------------------- schedules MXNet lacks
+
+class SlantedTriangular(LRScheduler):
+    """ULMFiT's slanted triangular rate: a short linear rise, a long linear fall.
+
+    Rises from ``base_lr / ratio`` to ``base_lr`` over the first
+    ``cut_frac * max_update`` updates, then falls back to ``base_lr / ratio``
+    at ``max_update`` (and stays there). ``base_lr`` is the peak, so a rule's
+    rate becomes the peak of its copy.
+    """
+
+    def __init__(self, max_update: int, cut_frac: float = 0.1, ratio: float = 32.0,
+                 base_lr: float = 0.01):
+        super().__init__(base_lr)
+        if not isinstance(max_update, int) or isinstance(max_update, bool) or max_update < 1:
+            raise ValueError(f"max_update must be an int >= 1, got {max_update!r}")
+        if not 0 < cut_frac < 1:
+            raise ValueError(f"cut_frac must be in (0, 1), got {cut_frac!r}")
+        self.max_update, self.cut_frac, self.ratio = max_update, cut_frac, _positive("ratio", ratio)
+
+    def __call__(self, num_update: int) -> float:
+        t = min(num_update, self.max_update)
+        cut = max(1, int(self.max_update * self.cut_frac))
+        p = t / cut if t < cut else 1 - (t - cut) / max(1, self.max_update - cut)
+        return self.base_lr * (1 + p * (self.ratio - 1)) / self.ratio
+
+
+class OneCycle(LRScheduler):
+    """Smith's one-cycle rate (cosine form): ``base_lr / div`` up to ``base_lr`` over
+    ``pct_start * max_update`` updates, then down to ``base_lr / final_div``."""
+
+    def __init__(self, max_update: int, pct_start: float = 0.3, div: float = 25.0,
+                 final_div: float = 1e4, base_lr: float = 0.01):
+        super().__init__(base_lr)
+        if not isinstance(max_update, int) or isinstance(max_update, bool) or max_update < 1:
+            raise ValueError(f"max_update must be an int >= 1, got {max_update!r}")
+        if not 0 < pct_start < 1:
+            raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+        self.max_update, self.pct_start = max_update, pct_start
+        self.div, self.final_div = _positive("div", div), _positive("final_div", final_div)
+
+    @staticmethod
+    def _cosine(start: float, end: float, fraction: float) -> float:
+        return end + (start - end) * (1 + math.cos(math.pi * fraction)) / 2
+
+    def __call__(self, num_update: int) -> float:
+        t = min(num_update, self.max_update)
+        rise = max(1, int(self.max_update * self.pct_start))
+        if t <= rise:
+            return self._cosine(self.base_lr / self.div, self.base_lr, t / rise)
+        fall = max(1, self.max_update - rise)
+        return self._cosine(self.base_lr, self.base_lr / self.final_div, (t - rise) / fall)

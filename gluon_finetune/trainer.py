@@ -19,7 +19,7 @@ from mxnet import optimizer as mx_optimizer
 from mxnet.kvstore import KVStoreBase
 
 from . import states as states_file
-from .freezing import apply_bn_policy, bn_param_names, check_bn_policy, set_frozen
+from .freezing import apply_bn_policy, bn_param_names, check_bn_policy, check_unfreeze, set_frozen
 from .optimizer import Rate, layerwise
 from .rules import Setting, resolve, rule_items
 from .schedules import rebased_copy
@@ -203,7 +203,7 @@ class LayerwiseTrainer(gluon.Trainer):
             for p, trainer in zip(param_list, previous):
                 p._trainer = trainer
             raise
-        self._layers = layers
+        self._layers, self._table = layers, table
         if table is not None:
             self._install(self._rates_from(table))
 
@@ -303,8 +303,66 @@ class LayerwiseTrainer(gluon.Trainer):
             table = self._resolve(layers, self._params, self._optimizer)
         finally:
             self._strict = saved_strict
-        self._install(self._rates_from(table))
+        self._table = table
+        self._refresh()
         self._layers = layers
+
+    # ------------------------------------------------------------ gradual unfreezing
+
+    def _refresh(self, restart: bool = False) -> None:
+        """Rebuild the rate table from the rules, the trainable-blocks limit and the clocks."""
+        if self._table is None:
+            self._table = self._resolve({}, self._params, self._optimizer)
+        rates = self._limit_to_trainable_blocks(self._rates_from(self._table))
+        self._install(self._keep_clocks(rates, restart))
+
+    def _limit_to_trainable_blocks(self, rates: Dict[int, Rate]) -> Dict[int, Rate]:
+        n = self.trainable_blocks
+        if n is None:
+            return rates
+        listed = block_names(self._net, self._granularity)
+        allowed = set().union(*(names for _, names in listed[len(listed) - n:])) if n else set()
+        return {i: r if self._params[i].name in allowed or r.frozen
+                else r._replace(lr_mult=0.0, frozen=True) for i, r in rates.items()}
+
+    def _keep_clocks(self, rates: Dict[int, Rate], restart: bool) -> Dict[int, Rate]:
+        """Schedules keep their clock; with ``restart`` a thawed one starts at this step."""
+        old = self._optimizer._layerwise_rates
+        now = self._optimizer.num_update
+        out = {}
+        for i, rate in rates.items():
+            before = old.get(i)
+            start = before.start if before is not None else 0
+            if restart and before is not None and before.frozen and not rate.frozen:
+                start = now
+            out[i] = rate._replace(start=start)
+        return out
+
+    @property
+    def trainable_blocks(self) -> Optional[int]:
+        """How many blocks (from the end of the block list) may train; None: no limit."""
+        return getattr(self._optimizer, "_layerwise_trainable_blocks", None)
+
+    def set_trainable_blocks(self, n: Optional[int], restart: bool = False) -> None:
+        """Let only the last ``n`` blocks train (on top of the rules); ``None`` lifts the limit.
+
+        Parameters that thaw get fresh optimizer state; with ``restart=True``
+        their rule's schedule starts again from this step (``schedule(t - s)``).
+        The limit is saved by ``save_states``.
+        """
+        if self._net is None:
+            raise ValueError("set_trainable_blocks needs the network: pass net= (or the Block "
+                             "itself) to LayerwiseTrainer")
+        check_unfreeze(n, block_names(self._net, self._granularity))
+        if not isinstance(restart, bool):
+            raise TypeError(f"restart must be True or False, got {restart!r}")
+        previous = self.trainable_blocks
+        self._optimizer._layerwise_trainable_blocks = n
+        try:
+            self._refresh(restart)
+        except Exception:
+            self._optimizer._layerwise_trainable_blocks = previous
+            raise
 
     @property
     def layers(self):
