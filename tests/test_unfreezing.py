@@ -1,0 +1,238 @@
+"""Gradual unfreezing, discriminative rates and the schedules MXNet lacks."""
+import mxnet as mx
+import numpy as np
+import pytest
+from finetune_helpers import sgd_rates, three_layers, train_step
+from mxnet import autograd, gluon
+from mxnet.gluon import nn
+
+from gluon_finetune import (
+    GradualUnfreezing,
+    LayerwiseTrainer,
+    OneCycle,
+    SlantedTriangular,
+    blocks,
+    explain,
+    layer_decay,
+    spread,
+)
+
+
+def four_blocks(seed=0):
+    mx.random.seed(seed)
+    net = nn.HybridSequential()
+    net.add(nn.Dense(8, in_units=4, activation="tanh"), nn.Dense(8, in_units=8, activation="tanh"),
+            nn.Dense(6, in_units=8, activation="tanh"), nn.Dense(3, in_units=6))
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def block_rates(net, rules, base=None):
+    table = explain(net, rules, learning_rate=base)
+    return [table[b.weight.name]["lr"] for _, b in blocks(net)]
+
+
+def test_layer_decay_follows_the_formula():
+    net = four_blocks()
+    rules = layer_decay(net, 0.1, decay=0.5)
+    assert rules == {i: {"learning_rate": 0.1 * 0.5 ** (3 - i)} for i in range(4)}
+    assert block_rates(net, rules, base=0.1) == pytest.approx([0.0125, 0.025, 0.05, 0.1])
+
+
+def test_spread_is_geometric_from_lo_to_hi():
+    net = four_blocks()
+    rates = block_rates(net, spread(net, 1e-4, 1e-1), base=0.1)
+    assert rates == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1])
+    one = nn.HybridSequential()
+    one.add(nn.Dense(2, in_units=2))
+    assert spread(one, 1e-3, 1e-2) == {0: {"learning_rate": 1e-2}}
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda n: layer_decay(n, 0.1, decay=0), "decay"),
+    (lambda n: layer_decay(n, float("nan")), "base_lr"),
+    (lambda n: spread(n, -1e-3, 1e-2), "lo"),
+    (lambda n: spread(n, 1e-3, "0.1"), "hi"),
+])
+def test_rate_spreads_reject_bad_numbers(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(four_blocks())
+
+
+def test_slanted_triangular_and_one_cycle_shapes():
+    stlr = SlantedTriangular(max_update=100, cut_frac=0.1, ratio=32, base_lr=0.32)
+    assert stlr(0) == pytest.approx(0.01) and stlr(10) == pytest.approx(0.32)
+    assert stlr(100) == pytest.approx(0.01) and stlr(55) == pytest.approx(0.165)
+    cycle = OneCycle(max_update=100, pct_start=0.3, div=25, final_div=1e4, base_lr=1.0)
+    assert cycle(0) == pytest.approx(0.04) and cycle(30) == pytest.approx(1.0)
+    assert cycle(100) == pytest.approx(1e-4) and cycle(65) < cycle(31)
+    with pytest.raises(ValueError, match="cut_frac"):
+        SlantedTriangular(10, cut_frac=1.5)
+    with pytest.raises(ValueError, match="max_update"):
+        OneCycle(0)
+
+
+def trainable(net):
+    return {p.name for p in net.collect_params().values() if p.grad_req != "null"}
+
+
+def block_names_of(net, indices):
+    listed = blocks(net)
+    return {p.name for i in indices for p in listed[i][1].collect_params().values()}
+
+
+def test_every_epoch_one_more_block_and_frozen_ones_stay_put():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+                               layers=layer_decay(net, 0.1))
+    unfreezer = GradualUnfreezing(trainer, every=1)
+    initial = {k: p.data().asnumpy().copy() for k, p in net.collect_params().items()}
+    for epoch in range(4):
+        assert unfreezer.on_epoch(epoch) == epoch + 1
+        assert trainable(net) == block_names_of(net, range(3 - epoch, 4))
+        for step in range(2):
+            train_step(net, trainer, 10 * epoch + step)
+        for k, p in net.collect_params().items():
+            moved = not np.array_equal(p.data().asnumpy(), initial[k])
+            assert moved == (k in trainable(net)), (epoch, k)
+
+
+def test_schedule_dict_can_freeze_again():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+    unfreezer = GradualUnfreezing(trainer, {0: 1, 2: 4, 3: 2})
+    counts = [unfreezer.on_epoch(e) for e in range(5)]
+    assert counts == [1, 1, 4, 2, 2]
+    assert trainable(net) == block_names_of(net, [2, 3])
+
+
+def test_rules_still_apply_inside_the_thawed_blocks():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"1": 0, "*": 0.5})
+    GradualUnfreezing(trainer, {0: 4}).on_epoch(0)
+    assert trainable(net) == block_names_of(net, [0, 2, 3])  # block 1 stays frozen by its rule
+    assert net[3].weight.lr_mult == 0.5
+
+
+def warm(t):
+    """Warm-up over 4 updates then flat: restarts are visible in the rates."""
+    return 0.1 * min(t, 4) / 4
+
+
+def test_thawed_layer_restarts_its_schedule():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
+                               layers={"*": {"lr_scheduler": warm}})
+    unfreezer = GradualUnfreezing(trainer, {0: 1, 1: 2}, restart="schedule")
+    unfreezer.on_epoch(0)
+    steps_before = 3
+    rates = sgd_rates(net, trainer, steps_before)
+    assert [r[net[3].weight.name] for r in rates] == pytest.approx(
+        [warm(t) for t in (1, 2, 3)], rel=1e-3)
+    unfreezer.on_epoch(1)
+    rates = sgd_rates(net, trainer, 3)
+    thawed = [r[net[2].weight.name] for r in rates]
+    running = [r[net[3].weight.name] for r in rates]
+    s = steps_before
+    assert thawed == pytest.approx([warm(t - s) for t in (4, 5, 6)], rel=1e-3)
+    assert running == pytest.approx([warm(t) for t in (4, 5, 6)], rel=1e-3)
+
+
+def test_without_restart_a_thawed_layer_joins_the_running_schedule():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
+                               layers={"*": {"lr_scheduler": warm}})
+    unfreezer = GradualUnfreezing(trainer, {0: 1, 1: 2})
+    unfreezer.on_epoch(0)
+    sgd_rates(net, trainer, 2)
+    unfreezer.on_epoch(1)
+    rates = sgd_rates(net, trainer, 1)
+    assert rates[0][net[2].weight.name] == pytest.approx(warm(3), rel=1e-3)
+
+
+def run_with_unfreezing(net, trainer, unfreezer, epochs, steps=2):
+    for epoch in epochs:
+        unfreezer.on_epoch(epoch)
+        for step in range(steps):
+            train_step(net, trainer, 10 * epoch + step)
+
+
+def make(seed=4):
+    net = four_blocks(seed)
+    sched = SlantedTriangular(max_update=8)
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+                               layers={"*": {"lr_scheduler": sched}, -1: {"learning_rate": 0.2}})
+    return net, trainer, GradualUnfreezing(trainer, every=1, restart="schedule")
+
+
+def test_resume_in_the_middle_of_gradual_unfreezing_is_bit_identical(tmp_path):
+    straight, trainer, unfreezer = make()
+    run_with_unfreezing(straight, trainer, unfreezer, range(4))
+
+    first, trainer, unfreezer = make()
+    run_with_unfreezing(first, trainer, unfreezer, range(2))
+    first.save_parameters(str(tmp_path / "p"))
+    trainer.save_states(str(tmp_path / "s"))
+
+    resumed, trainer, unfreezer = make(seed=9)
+    resumed.load_parameters(str(tmp_path / "p"))
+    trainer.load_states(str(tmp_path / "s"))
+    assert trainer.trainable_blocks == 2
+    run_with_unfreezing(resumed, trainer, unfreezer, range(2, 4))
+    for a, b in zip(straight.collect_params().values(), resumed.collect_params().values()):
+        assert np.array_equal(a.data().asnumpy(), b.data().asnumpy()), a.name
+
+
+def test_estimator_handler_does_what_the_hand_written_loop_does():
+    from mxnet.gluon.contrib.estimator import Estimator
+    rng = np.random.RandomState(0)
+    data = gluon.data.ArrayDataset(rng.randn(16, 4).astype("float32"),
+                                   rng.randint(0, 3, 16).astype("float32"))
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    by_hand, trainer, unfreezer = make()
+    for epoch in range(3):
+        unfreezer.on_epoch(epoch)
+        for x, y in gluon.data.DataLoader(data, batch_size=8):
+            with autograd.record():
+                loss = loss_fn(by_hand(x), y)
+            loss.backward()
+            trainer.step(8)
+
+    estimated, trainer, unfreezer = make()
+    est = Estimator(estimated, loss_fn, trainer=trainer)
+    est.logger.disabled = True
+    est.fit(gluon.data.DataLoader(data, batch_size=8), epochs=3, event_handlers=[unfreezer])
+    assert trainer.trainable_blocks == 3
+    for a, b in zip(by_hand.collect_params().values(), estimated.collect_params().values()):
+        np.testing.assert_allclose(a.data().asnumpy(), b.data().asnumpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({}, ValueError, "exactly one"),
+    ({"every": 1, "schedule": {0: 1}}, ValueError, "exactly one"),
+    ({"every": 0}, ValueError, "every"),
+    ({"schedule": {1: 2}}, ValueError, "epoch 0"),
+    ({"schedule": {0: -1}}, ValueError, "-1"),
+    ({"schedule": "linear"}, TypeError, "linear"),
+    ({"every": 1, "restart": "warmup"}, ValueError, "warmup"),
+])
+def test_bad_unfreezing_arguments(kwargs, error, message):
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd")
+    with pytest.raises(error, match=message):
+        GradualUnfreezing(trainer, **kwargs)
+
+
+def test_unfreezing_errors_leave_the_trainer_alone():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd")
+    unfreezer = GradualUnfreezing(trainer, lambda epoch: 7)
+    before = trainer.rates
+    with pytest.raises(ValueError, match="unfreeze=7 is out of range"):
+        unfreezer.on_epoch(0)
+    assert trainer.rates == before and trainer.trainable_blocks is None
+    with pytest.raises(ValueError, match="net="):
+        GradualUnfreezing(LayerwiseTrainer(three_layers().collect_params(), "sgd"), every=1)
+    with pytest.raises(TypeError, match="LayerwiseTrainer"):
+        GradualUnfreezing(gluon.Trainer(net.collect_params(), "sgd"), every=1)
