@@ -26,9 +26,11 @@ __all__ = ["Rate", "layerwise", "layerwise_class", "is_layerwise", "base_class"]
 class Rate(NamedTuple):
     """What one parameter index gets from the optimizer.
 
-    ``lr_scheduler`` (if any) gives the rate as a function of the update
-    count minus ``start``. Else ``fixed_lr`` (an absolute rate from the rule)
-    holds while the trainer has no scheduler of its own, so that 0.001 stays
+    ``lr_scheduler`` (if any) gives the rate as a function of the parameter's
+    own update count plus ``start`` (the step it joined the schedule at, when
+    it thawed mid-training; 0 if it restarts the schedule). Else ``fixed_lr``
+    (an absolute rate from the rule) holds while the trainer has no scheduler
+    of its own, so that 0.001 stays
     exactly 0.001 rather than ``0.01 * (0.001 / 0.01)``. Else the rate is the
     trainer's rate times ``lr_mult``. Both were set when the trainer's rate
     was ``ref_lr``; ``set_learning_rate`` rescales them by ``lr / ref_lr``.
@@ -54,6 +56,12 @@ class _LayerwiseMixin:
             return self.lr_scheduler(self.num_update)
         return self.lr
 
+    def _clock(self, index: int, rate: Rate) -> int:
+        # The parameter's own update count, not num_update: MXNet raises num_update
+        # chunk by chunk within a step, so a parameter updated before the one with the
+        # highest count would see the previous step, depending on the order of names.
+        return self._index_update_count.get(index, self.begin_num_update) + rate.start
+
     def _rescaled(self, lr: float, rate: Rate) -> float:
         if rate.ref_lr and self.lr is not None and self.lr != rate.ref_lr:
             return lr * (self.lr / rate.ref_lr)
@@ -70,8 +78,7 @@ class _LayerwiseMixin:
             if rate is None:
                 lrs.extend(super()._get_lrs([index]))
             elif rate.lr_scheduler is not None:
-                step = max(self.num_update - rate.start, 0)
-                lrs.append(self._rescaled(rate.lr_scheduler(step), rate))
+                lrs.append(self._rescaled(rate.lr_scheduler(self._clock(index, rate)), rate))
             elif rate.fixed_lr is not None and self.lr_scheduler is None:
                 lrs.append(self._rescaled(rate.fixed_lr, rate))
             else:

@@ -39,19 +39,13 @@ class Unsaved:
                            f"pickled); load these states into a trainer that has that rule")
 
 
-def _relative_name(name: str, net_prefix: Optional[str]) -> Optional[str]:
-    if net_prefix and name.startswith(net_prefix):
-        return name[len(net_prefix):]
-    return None
-
-
-def signature(params, net_prefix: Optional[str]) -> Signature:
-    """Per parameter: name relative to the network (if known), shape, dtype."""
+def signature(params, paths: Optional[Dict[str, str]]) -> Signature:
+    """Per parameter: structural path in the network (if known), shape, dtype."""
     out = []
     for p in params:
         shape = tuple(int(d) for d in (p.shape or ()))
         dtype = getattr(p.dtype, "__name__", None) or str(p.dtype)
-        out.append((_relative_name(p.name, net_prefix), shape, dtype))
+        out.append(((paths or {}).get(p.name), shape, dtype))
     return out
 
 
@@ -60,21 +54,56 @@ def _shapes_agree(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
     return len(a) == len(b) and all(x == y or 0 in (x, y) for x, y in zip(a, b))
 
 
-def check_signature(saved: Signature, current: Signature, names: Sequence[str]) -> None:
-    """Raise ValueError naming the differences if the states belong to another model."""
+def _order(saved: Signature, current: Signature) -> List[int]:
+    """Saved index -> current index. Parameters are matched by structural path when
+    both sides know every path: a rebuilt network can sort its names differently
+    (``dense100_`` before ``dense98_``) and gluon.Trainer indexes sorted names."""
+    saved_keys = [k for k, _, _ in saved]
+    current_keys = [k for k, _, _ in current]
+    known = None not in saved_keys and None not in current_keys
+    if known and len(set(current_keys)) == len(current_keys) \
+            and sorted(saved_keys) == sorted(current_keys):
+        where = {k: i for i, k in enumerate(current_keys)}
+        return [where[k] for k in saved_keys]
+    return list(range(len(saved)))
+
+
+def check_signature(saved: Signature, current: Signature, names: Sequence[str]) -> List[int]:
+    """Match saved parameters to this trainer's: returns saved index -> current index,
+    or raises ValueError naming the differences if the states belong to another model."""
     if len(saved) != len(current):
         raise ValueError(f"these states are for {len(saved)} parameters, but this trainer has "
                          f"{len(current)}: they were saved from another model")
+    order = _order(saved, current)
     problems = []
-    for name, (s_rel, s_shape, s_dtype), (c_rel, c_shape, c_dtype) in zip(names, saved, current):
-        if s_rel is not None and c_rel is not None and s_rel != c_rel:
-            problems.append(f"{name}: saved for {s_rel!r}")
+    for i, j in enumerate(order):
+        (s_key, s_shape, s_dtype), (c_key, c_shape, c_dtype) = saved[i], current[j]
+        if s_key is not None and c_key is not None and s_key != c_key:
+            problems.append(f"{names[j]} ({c_key}): saved for {s_key!r}")
         elif not _shapes_agree(s_shape, c_shape) or s_dtype != c_dtype:
-            problems.append(f"{name}: saved {s_shape} {s_dtype}, here {c_shape} {c_dtype}")
+            problems.append(f"{names[j]}: saved {s_shape} {s_dtype}, here {c_shape} {c_dtype}")
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)"
                                            if len(problems) > 5 else "")
         raise ValueError(f"these states were saved from another model: {shown}")
+    return order
+
+
+def reindex(order: Sequence[int], table: dict) -> None:
+    """Move an index-keyed table (updater states, rate table, update counts) to this
+    trainer's indices, in place (the optimizer aliases one of its count dicts)."""
+    if list(order) == list(range(len(order))):
+        return
+    moved = {order[k] if isinstance(k, int) and 0 <= k < len(order) else k: v
+             for k, v in table.items()}
+    table.clear()
+    table.update(moved)
+
+
+def optimizer_tables(optimizer) -> List[dict]:
+    """The optimizer's index-keyed tables: rates and per-device update counts."""
+    return [getattr(optimizer, "_layerwise_rates", {})] + \
+        list(optimizer._all_index_update_counts.values())
 
 
 def _picklable(obj) -> bool:

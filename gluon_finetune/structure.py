@@ -154,3 +154,19 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
             raise KeyError(f"no child {part!r} under {here}; it has {list(children)}.{hint}")
         block = children[part]
     return list(block.collect_params().values())
+
+
+def param_paths(net) -> Dict[str, str]:
+    """Parameter name -> its structural path (``"features.0.weight"``), first path for a
+    shared one. Stable across rebuilds, unlike names, which carry global counters."""
+    _check_block(net)
+    out: Dict[str, str] = {}
+
+    def visit(block, prefix: str) -> None:
+        for attr, param in block._reg_params.items():
+            out.setdefault(param.name, _join(prefix, attr))
+        for name, child in _children(block):
+            visit(child, _join(prefix, name))
+
+    visit(net, "")
+    return out

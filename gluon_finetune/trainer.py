@@ -23,7 +23,7 @@ from .freezing import apply_bn_policy, bn_param_names, check_bn_policy, check_un
 from .optimizer import Rate, layerwise
 from .rules import Setting, resolve, rule_items
 from .schedules import rebased_copy
-from .structure import GRANULARITIES, block_names, structural_paths
+from .structure import GRANULARITIES, block_names, param_paths, structural_paths
 
 __all__ = ["LayerwiseTrainer"]
 
@@ -326,15 +326,17 @@ class LayerwiseTrainer(gluon.Trainer):
                 else r._replace(lr_mult=0.0, frozen=True) for i, r in rates.items()}
 
     def _keep_clocks(self, rates: Dict[int, Rate], restart: bool) -> Dict[int, Rate]:
-        """Schedules keep their clock; with ``restart`` a thawed one starts at this step."""
+        """A schedule's clock is the parameter's update count plus ``start``. Thawing
+        resets the count (fresh state), so a thawed parameter joins the running
+        schedule at this step, or with ``restart`` starts it again from 0."""
         old = self._optimizer._layerwise_rates
         now = self._optimizer.num_update
         out = {}
         for i, rate in rates.items():
             before = old.get(i)
             start = before.start if before is not None else 0
-            if restart and before is not None and before.frozen and not rate.frozen:
-                start = now
+            if before is not None and before.frozen and not rate.frozen:
+                start = 0 if restart else now
             out[i] = rate._replace(start=start)
         return out
 
@@ -435,8 +437,11 @@ class LayerwiseTrainer(gluon.Trainer):
         """Load states saved by ``save_states`` (or by ``gluon.Trainer``).
 
         The file must belong to the same parameters (count, shapes, dtypes and
-        names relative to the network); otherwise ValueError, and nothing
-        changes. The saved rate table (multipliers, frozen layers, schedules
+        structural paths in the network); otherwise ValueError, and nothing
+        changes. Parameters are matched by structural path, so a rebuilt
+        network whose names sort differently (``dense100_`` before
+        ``dense98_``; gluon.Trainer indexes sorted names) gets each state back.
+        The saved rate table (multipliers, frozen layers, schedules
         and their clocks) replaces the current one. Unpickles: trusted files only.
         """
         if not isinstance(fname, (str, os.PathLike)):
@@ -444,11 +449,14 @@ class LayerwiseTrainer(gluon.Trainer):
         states_bytes, optimizer, saved_sig = states_file.unpack(fname)
         if not isinstance(optimizer, mx_optimizer.Optimizer):
             raise ValueError(f"{fname}: no optimizer in this states file")
+        order = list(range(len(self._params)))
         if saved_sig is not None:
-            states_file.check_signature(saved_sig, self._signature(),
-                                        [p.name for p in self._params])
+            order = states_file.check_signature(saved_sig, self._signature(),
+                                                [p.name for p in self._params])
         self._check_state_indices(pickle.loads(states_bytes), fname)
         optimizer = layerwise(optimizer)
+        for table in states_file.optimizer_tables(optimizer):
+            states_file.reindex(order, table)
         rates = states_file.restore_unsaved(optimizer._layerwise_rates,
                                             self._optimizer._layerwise_rates)
         if not self._kv_initialized:
@@ -458,6 +466,7 @@ class LayerwiseTrainer(gluon.Trainer):
         optimizer.param_dict = {i: p for i, p in enumerate(self._params)}
         for updater in self._active_updaters():
             updater.states = pickle.loads(states_bytes)
+            states_file.reindex(order, updater.states)
             updater.states_synced = dict.fromkeys(updater.states, False)
             updater.optimizer = optimizer
         self._optimizer = optimizer
@@ -472,5 +481,5 @@ class LayerwiseTrainer(gluon.Trainer):
                              f"trainer has {len(self._params)} parameters: another model")
 
     def _signature(self):
-        prefix = self._net.prefix if self._net is not None else None
-        return states_file.signature(self._params, prefix)
+        paths = param_paths(self._net) if self._net is not None else None
+        return states_file.signature(self._params, paths)

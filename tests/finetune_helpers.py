@@ -90,3 +90,13 @@ def sgd_rates(net, trainer, steps, n=8, params=None):
         after = {k: p.data().asnumpy() for k, p in params.items()}
         out.append({k: observed_lr(before[k], after[k], grads[k], 1.0 / n) for k in grads})
     return out
+
+
+def straddle_name_counter():
+    """Push Gluon's global ``dense`` name counter to just below a power of ten, so that
+    the next unscoped layers are named e.g. dense98, dense99, dense100: sorted names
+    (gluon.Trainer's parameter order) then differ from the layer order."""
+    current = int(nn.Dense(1).prefix[len("dense"):-1])
+    target = 10 ** len(str(current + 3)) - 2
+    while current < target - 1:
+        current = int(nn.Dense(1).prefix[len("dense"):-1])

@@ -4,7 +4,7 @@ import pickle
 import mxnet as mx
 import numpy as np
 import pytest
-from finetune_helpers import bn_chain, three_layers, train_step
+from finetune_helpers import bn_chain, straddle_name_counter, three_layers, train_step
 from mxnet import gluon
 
 from gluon_finetune import LayerwiseTrainer
@@ -131,3 +131,52 @@ def test_optimizer_pickles_with_its_rate_table():
     assert clone._layerwise_rates == trainer.optimizer._layerwise_rates
     assert clone.param_dict == {}  # MXNet drops it; our table does not need it
     assert clone._get_lrs(list(range(6))) == trainer.optimizer._get_lrs(list(range(6)))
+
+
+def unscoped_chain(straddle):
+    """Layers built outside any name scope: their names carry global counters."""
+    if straddle:
+        straddle_name_counter()
+    net = gluon.nn.HybridSequential()
+    net.add(gluon.nn.Dense(5, in_units=4), gluon.nn.Dense(4, in_units=5),
+            gluon.nn.Dense(3, in_units=4))
+    mx.random.seed(7)
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def test_resume_into_a_rebuilt_net_whose_names_sort_differently(tmp_path):
+    """dense98/99/100 sort as 100, 98, 99; the rebuilt net's names sort in layer order:
+    states must follow the layers, not the sorted positions (stock Gluon would mix
+    them up silently)."""
+    first = unscoped_chain(straddle=True)
+    names = [p.name for p in first.collect_params().values()]
+    assert sorted(names) != names  # the trap is really set
+    rules = {"0": {"lr_scheduler": mx.lr_scheduler.FactorScheduler(1, 0.9)}, "2": 2.0}
+    trainer = LayerwiseTrainer(first, "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+                               layers=rules)
+    from finetune_helpers import batch
+    from mxnet import autograd
+
+    def steps(net, trainer, seeds):
+        for seed in seeds:
+            x, y = batch(seed, 8)
+            with autograd.record():
+                loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(x), y)
+            loss.backward()
+            trainer.step(8)
+
+    steps(first, trainer, range(3))
+    first.save_parameters(str(tmp_path / "p"))
+    trainer.save_states(str(tmp_path / "s"))
+    steps(first, trainer, range(3, 6))
+
+    rebuilt = unscoped_chain(straddle=False)
+    assert sorted(p.name for p in rebuilt.collect_params().values()) != sorted(names)
+    rebuilt.load_parameters(str(tmp_path / "p"))
+    again = LayerwiseTrainer(rebuilt, "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+                             layers=rules)
+    again.load_states(str(tmp_path / "s"))
+    steps(rebuilt, again, range(3, 6))
+    for a, b in zip(first.collect_params().values(), rebuilt.collect_params().values()):
+        assert np.array_equal(a.data().asnumpy(), b.data().asnumpy()), a.name
