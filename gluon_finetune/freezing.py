@@ -133,8 +133,10 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: str = "unit") -> Li
     if not isinstance(net, gluon.Block):
         raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
     names = list(net.collect_params().keys())
-    table = resolve({layers: 0} if not isinstance(layers, list) else {tuple(layers): 0}, names,
-                    paths=structural_paths(net), block_list=block_names(net, granularity))
+    key = tuple(layers) if isinstance(layers, list) else layers
+    # a list of pairs, not a dict: a slice key is unhashable before Python 3.12
+    table = resolve([(key, 0)], names, paths=structural_paths(net),
+                    block_list=block_names(net, granularity))
     already = {p.name for p in net.collect_params().values()
                if p._differentiable and p.grad_req == "null"}
     newly = {s.name for s in table if s.frozen}

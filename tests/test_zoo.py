@@ -156,6 +156,10 @@ def test_freeze_and_unfreeze_on_any_block():
     assert net[1]._kwargs["use_global_stats"] is False
     assert freeze(net, "*_bias") == sorted([net[0].bias.name, net[2].bias.name])
     assert net[0].weight.grad_req == "write" and net[0].bias.grad_req == "null"
+    unfreeze(net, None)
+    assert sorted(freeze(net, slice(0, -1))) == sorted(
+        p.name for i in (0, 1) for p in net[i].collect_params().values())
+    assert trainable_names(net) == {net[2].weight.name, net[2].bias.name}
     with pytest.raises(ValueError, match="3 blocks"):
         unfreeze(net, 4)
     with pytest.raises(TypeError, match="gluon.Block"):
