@@ -16,8 +16,8 @@ def test_explain_prints_the_rule_table(capsys):
     out = capsys.readouterr().out
     head = [line for line in out.splitlines() if "10:output" in line]
     assert head and all(" output " in line and " 1 " in line for line in head)  # lr 0.1*10
-    stem = [line for line in out.splitlines() if line.startswith("resnetv10_conv0_weight")]
-    assert stem and "block 0" in stem[0] and stem[0].rstrip().endswith("yes")
+    stem = [line for line in out.splitlines() if " 0:features.0 " in line]
+    assert len(stem) == 1 and "block 0" in stem[0] and stem[0].rstrip().endswith("yes")
 
 
 def test_bad_rules_and_models_exit_non_zero_with_a_message(capsys):
