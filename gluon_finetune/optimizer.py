@@ -68,33 +68,34 @@ class _LayerwiseMixin:
         return lr
 
     def _get_lrs(self, indices):
+        # The base class always runs: some optimizers keep state in it (LARS tracks its
+        # last and current rate there) and it calls the trainer's scheduler as stock does.
+        lrs = super()._get_lrs(indices)
         rates = self._layerwise_rates
         if not rates:
-            return super()._get_lrs(indices)
+            return lrs
         trainer_lr = None
-        lrs = []
-        for index in indices:
+        for k, index in enumerate(indices):
             rate = rates.get(index)
             if rate is None:
-                lrs.extend(super()._get_lrs([index]))
-            elif rate.lr_scheduler is not None:
-                lrs.append(self._rescaled(rate.lr_scheduler(self._clock(index, rate)), rate))
+                continue
+            if rate.lr_scheduler is not None:
+                lrs[k] = self._rescaled(rate.lr_scheduler(self._clock(index, rate)), rate)
             elif rate.fixed_lr is not None and self.lr_scheduler is None:
-                lrs.append(self._rescaled(rate.fixed_lr, rate))
+                lrs[k] = self._rescaled(rate.fixed_lr, rate)
             else:
-                if trainer_lr is None:  # one scheduler call per batch, as MXNet does
+                if trainer_lr is None:  # same num_update: MXNet schedulers give the same rate
                     trainer_lr = self._trainer_lr()
-                lrs.append(trainer_lr * rate.lr_mult)
+                lrs[k] = trainer_lr * rate.lr_mult
         return lrs
 
     def _get_wds(self, indices):
+        wds = super()._get_wds(indices)
         rates = self._layerwise_rates
-        if not rates:
-            return super()._get_wds(indices)
-        wds = []
-        for index in indices:
+        for k, index in enumerate(indices):
             rate = rates.get(index)
-            wds.extend(super()._get_wds([index]) if rate is None else [self.wd * rate.wd_mult])
+            if rate is not None:
+                wds[k] = self.wd * rate.wd_mult
         return wds
 
     def __reduce__(self):
