@@ -27,6 +27,8 @@ from .structure import GRANULARITIES, block_names, param_paths, structural_paths
 
 __all__ = ["LayerwiseTrainer"]
 
+UPDATE_PATHS = ("auto", "fused", "per_array")
+
 # optimizer arguments whose value is a dict: never mistaken for an RFC-style layer rule
 _DICT_ARGS = ("param_idx2name", "param_dict")
 
@@ -159,6 +161,9 @@ class LayerwiseTrainer(gluon.Trainer):
         A rule that matches no parameter raises (with False: warns).
     bn : {'frozen', 'stats', 'train'}, default 'frozen'
         What a fully frozen BatchNorm does (see ``freezing.py``).
+    update_path : {'auto', 'fused', 'per_array'}, default 'auto'
+        How MXNet applies updates; results are bit-identical. 'auto': per
+        array for SGD on CPU (faster there), MXNet's default otherwise.
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
@@ -171,7 +176,8 @@ class LayerwiseTrainer(gluon.Trainer):
 
     def __init__(self, params, optimizer, optimizer_params=None, kvstore="device",
                  compression_params=None, update_on_kvstore=None, *, layers=None, net=None,
-                 strict: bool = True, bn: str = "frozen", granularity: Optional[str] = None):
+                 strict: bool = True, bn: str = "frozen", granularity: Optional[str] = None,
+                 update_path: str = "auto"):
         if isinstance(params, gluon.Block):
             if net is not None and net is not params:
                 raise ValueError("params is a Block and net is another Block; pass one network")
@@ -185,6 +191,8 @@ class LayerwiseTrainer(gluon.Trainer):
         if not isinstance(strict, bool):
             raise TypeError(f"strict must be True or False, got {strict!r}")
         check_bn_policy(bn)
+        if update_path not in UPDATE_PATHS:
+            raise ValueError(f"update_path must be one of {UPDATE_PATHS}, got {update_path!r}")
         _check_kvstore_args(kvstore, compression_params, update_on_kvstore)
         param_list = _param_list(params)
         plain_params, rfc_rules = _split_rfc_rules(optimizer_params)
@@ -204,6 +212,7 @@ class LayerwiseTrainer(gluon.Trainer):
                 p._trainer = trainer
             raise
         self._layers, self._table = layers, table
+        self._choose_update_path(update_path)
         if table is not None:
             self._install(self._rates_from(table))
 
@@ -306,6 +315,31 @@ class LayerwiseTrainer(gluon.Trainer):
         self._table = table
         self._refresh()
         self._layers = layers
+
+    # ------------------------------------------------------------ update path
+
+    def _choose_update_path(self, update_path: str) -> None:
+        """MXNet's fused multi-tensor SGD update is slower than per-array updates on CPU
+        (bench/step_overhead.py); both give bit-identical weights. 'auto' takes per-array
+        updates for SGD-family optimizers when every context is a CPU, unless
+        MXNET_OPTIMIZER_AGGREGATION_SIZE is set explicitly, and MXNet's default otherwise."""
+        opt = self._optimizer
+        if update_path == "auto":
+            on_cpu = all(c.device_type == "cpu" for c in self._contexts)
+            explicit = "MXNET_OPTIMIZER_AGGREGATION_SIZE" in os.environ
+            if on_cpu and isinstance(opt, mx_optimizer.SGD) and not explicit:
+                opt.aggregate_num = 0
+        elif update_path == "per_array":
+            opt.aggregate_num = 0
+        elif opt.aggregate_num == 0:
+            opt.aggregate_num = int(os.environ.get("MXNET_OPTIMIZER_AGGREGATION_SIZE", "4"))
+        for updater in self._updaters:  # made by gluon.Trainer before this choice
+            updater.aggregate_updates = opt.aggregate_num > 0
+
+    @property
+    def update_path(self) -> str:
+        """'fused' (multi-tensor updates in chunks) or 'per_array'."""
+        return "fused" if self._optimizer.aggregate_num > 0 else "per_array"
 
     # ------------------------------------------------------------ gradual unfreezing
 

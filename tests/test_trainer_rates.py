@@ -207,9 +207,12 @@ def test_fused_and_per_array_update_paths_are_bit_identical(aggregate):
         net = three_layers(2)
         opt = mx.optimizer.SGD(learning_rate=0.1, momentum=0.9, wd=1e-3)
         opt.aggregate_num = aggregate_num
-        trainer = LayerwiseTrainer(net, opt, layers={
+        trainer = LayerwiseTrainer(net, opt, update_path="fused" if aggregate_num else
+                                   "per_array", layers={
             "l1": {"lr_scheduler": mx.lr_scheduler.FactorScheduler(1, 0.7)},
             "l2": 0.3, "l3": {"lr_scheduler": cosine}})
+        assert trainer.update_path == ("fused" if aggregate_num else "per_array")
+        assert trainer._updaters[0].aggregate_updates == (aggregate_num > 0)
         for step in range(4):
             train_step(net, trainer, step)
         return [p.data().asnumpy() for p in net.collect_params().values()]
@@ -217,3 +220,16 @@ def test_fused_and_per_array_update_paths_are_bit_identical(aggregate):
     reference = run(4)  # MXNet's default: fused multi_sgd_mom_update in chunks of 4
     for a, b in zip(run(aggregate), reference):
         assert np.array_equal(a, b)
+
+
+def test_update_path_rule(monkeypatch):
+    monkeypatch.delenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", raising=False)
+    net = three_layers()
+    assert LayerwiseTrainer(net, "sgd").update_path == "per_array"  # SGD on CPU: faster
+    assert LayerwiseTrainer(net, "nag").update_path == "per_array"  # no fused path
+    assert LayerwiseTrainer(net, "adam").update_path == "per_array"
+    assert LayerwiseTrainer(net, "sgd", update_path="fused").update_path == "fused"
+    monkeypatch.setenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", "4")  # an explicit choice wins
+    assert LayerwiseTrainer(net, "sgd").update_path == "fused"
+    with pytest.raises(ValueError, match="'multi'"):
+        LayerwiseTrainer(net, "sgd", update_path="multi")
