@@ -22,6 +22,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+bench: $(STAMP)
+	$(PY) bench/import_time.py
+	$(PY) bench/step_overhead.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gluon_finetune tests examples bench
 
