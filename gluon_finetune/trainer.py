@@ -28,6 +28,7 @@ from .structure import GRANULARITIES, block_names, param_paths, structural_paths
 __all__ = ["LayerwiseTrainer"]
 
 UPDATE_PATHS = ("auto", "fused", "per_array")
+_FUSED_CAPABLE = (mx_optimizer.SGD, mx_optimizer.LARS)  # their update() takes lists
 
 # optimizer arguments whose value is a dict: never mistaken for an RFC-style layer rule
 _DICT_ARGS = ("param_idx2name", "param_dict")
@@ -198,6 +199,9 @@ class LayerwiseTrainer(gluon.Trainer):
         plain_params, rfc_rules = _split_rfc_rules(optimizer_params)
         layers = _merge_rules(layers, rfc_rules)
         opt = _make_optimizer(optimizer, plain_params)
+        if update_path == "fused" and not isinstance(opt, _FUSED_CAPABLE):
+            raise ValueError(f"update_path='fused': {type(opt).__name__} has no fused "
+                             f"multi-tensor update in MXNet (only SGD and LARS do)")
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
         self._own = [(p.lr_mult, p.wd_mult, p.grad_req, p._differentiable) for p in param_list]

@@ -233,3 +233,7 @@ def test_update_path_rule(monkeypatch):
     assert LayerwiseTrainer(net, "sgd").update_path == "fused"
     with pytest.raises(ValueError, match="'multi'"):
         LayerwiseTrainer(net, "sgd", update_path="multi")
+    before = [(p.grad_req, p._trainer) for p in net.collect_params().values()]
+    with pytest.raises(ValueError, match="Adam has no fused"):
+        LayerwiseTrainer(net, "adam", update_path="fused")
+    assert [(p.grad_req, p._trainer) for p in net.collect_params().values()] == before
