@@ -18,7 +18,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
-           "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze"]
+           "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
 
 BN_POLICIES = ("frozen", "stats", "train")
 _ORIGINAL = "_finetune_original_global_stats"
@@ -46,6 +46,14 @@ def batchnorm_layers(net) -> List[nn.BatchNorm]:
 
 def _trainable_names(block) -> Set[str]:
     return {p.name for p in block.collect_params().values() if p._differentiable}
+
+
+def trainable_req(grad_req: str, differentiable: bool) -> str:
+    """The ``grad_req`` a parameter gets when trainable: its own, or ``'write'`` if it
+    was frozen; never-trainable ones (running statistics) stay ``'null'``."""
+    if grad_req != "null":
+        return grad_req
+    return "write" if differentiable else "null"
 
 
 def set_frozen(params: Sequence[gluon.Parameter], frozen: Sequence[bool],
@@ -106,13 +114,9 @@ def bn_param_names(net) -> Dict[str, str]:
 
 
 def _set_block_freeze(net, frozen_names: Set[str], bn: str) -> None:
-    for param in net.collect_params().values():
-        if not param._differentiable:
-            continue
-        if param.name in frozen_names:
-            param.grad_req = "null"
-        elif param.grad_req == "null":
-            param.grad_req = "write"
+    params = list(net.collect_params().values())
+    set_frozen(params, [p.name in frozen_names for p in params],
+               [trainable_req(p.grad_req, p._differentiable) for p in params])
     apply_bn_policy(net, frozen_names, bn)
 
 
@@ -128,10 +132,9 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: str = "unit") -> Li
     >>> freeze(net, slice(0, -1))        # all blocks but the head  # doctest: +SKIP
     """
     from .rules import resolve
-    from .structure import block_names, structural_paths
+    from .structure import block_names, check_block, structural_paths
     check_bn_policy(bn)
-    if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+    check_block(net)
     names = list(net.collect_params().keys())
     key = tuple(layers) if isinstance(layers, list) else layers
     # a list of pairs, not a dict: a slice key is unhashable before Python 3.12
@@ -151,18 +154,17 @@ def unfreeze(net, n=None, bn: str = "frozen", granularity: str = "unit") -> List
     before the last ``n`` are frozen (BatchNorm per ``bn``). Returns the
     trainable block paths.
     """
-    from .structure import block_names
+    from .structure import block_names, check_block, last_blocks_names
     check_bn_policy(bn)
-    if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+    check_block(net)
     listed = block_names(net, granularity)
     check_unfreeze(n, listed)
-    keep = listed if n is None else listed[len(listed) - n:]
-    trainable = set().union(*(names for _, names in keep)) if keep else set()
+    n = len(listed) if n is None else n
+    trainable = last_blocks_names(listed, n)
     frozen = {p.name for p in net.collect_params().values()
               if p._differentiable and p.name not in trainable}
     _set_block_freeze(net, frozen, bn)
-    return [path for path, _ in keep]
+    return [path for path, _ in listed[len(listed) - n:]]
 
 
 def check_unfreeze(n, listed) -> None:

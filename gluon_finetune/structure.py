@@ -16,12 +16,13 @@ from typing import Dict, FrozenSet, List, Tuple
 from mxnet import gluon
 from mxnet.gluon import nn
 
-__all__ = ["blocks", "block_params", "structural_paths", "block_names", "GRANULARITIES"]
+__all__ = ["blocks", "block_params", "structural_paths", "block_names", "last_blocks_names",
+           "param_paths", "check_block", "GRANULARITIES"]
 
 GRANULARITIES = ("unit", "stage")
 
 
-def _check_block(net) -> None:
+def check_block(net) -> None:
     if not isinstance(net, gluon.Block):
         raise TypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: {net!r}")
 
@@ -97,7 +98,7 @@ def blocks(net, granularity: str = "unit") -> List[Tuple[str, gluon.Block]]:
     >>> [path for path, _ in blocks(net)]
     ['0', '1']
     """
-    _check_block(net)
+    check_block(net)
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     found = _units(net, "", granularity == "stage")
@@ -118,7 +119,7 @@ def _walk(block, prefix: str, paths: Dict[str, FrozenSet[str]]) -> FrozenSet[str
 
 def structural_paths(net) -> Dict[str, FrozenSet[str]]:
     """Every structural path of ``net`` -> names of the parameters inside it."""
-    _check_block(net)
+    check_block(net)
     paths: Dict[str, FrozenSet[str]] = {}
     _walk(net, "", paths)
     return paths
@@ -131,6 +132,12 @@ def block_names(net, granularity: str = "unit") -> List[Tuple[str, FrozenSet[str
             for path, _ in blocks(net, granularity)]
 
 
+def last_blocks_names(listed: List[Tuple[str, FrozenSet[str]]], n: int) -> FrozenSet[str]:
+    """Names of the parameters in the last ``n`` entries of a ``block_names`` list."""
+    return frozenset().union(*(names for _, names in listed[len(listed) - n:])) if n else \
+        frozenset()
+
+
 def block_params(net, path: str) -> List[gluon.Parameter]:
     """The parameters inside the block at structural ``path`` (e.g. ``"features.4"``).
 
@@ -141,7 +148,7 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
     >>> [p.name.split("_")[-1] for p in block_params(net, "1")]
     ['weight', 'bias']
     """
-    _check_block(net)
+    check_block(net)
     if not isinstance(path, str):
         raise TypeError(f"path must be a str such as 'features.4', got {path!r}")
     block = net
@@ -159,7 +166,7 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
 def param_paths(net) -> Dict[str, str]:
     """Parameter name -> its structural path (``"features.0.weight"``), first path for a
     shared one. Stable across rebuilds, unlike names, which carry global counters."""
-    _check_block(net)
+    check_block(net)
     out: Dict[str, str] = {}
 
     def visit(block, prefix: str) -> None:

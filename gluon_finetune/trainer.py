@@ -19,11 +19,24 @@ from mxnet import optimizer as mx_optimizer
 from mxnet.kvstore import KVStoreBase
 
 from . import states as states_file
-from .freezing import apply_bn_policy, bn_param_names, check_bn_policy, check_unfreeze, set_frozen
+from .freezing import (
+    apply_bn_policy,
+    bn_param_names,
+    check_bn_policy,
+    check_unfreeze,
+    set_frozen,
+    trainable_req,
+)
 from .optimizer import Rate, layerwise
 from .rules import Setting, resolve, rule_items
 from .schedules import rebased_copy
-from .structure import GRANULARITIES, block_names, param_paths, structural_paths
+from .structure import (
+    GRANULARITIES,
+    block_names,
+    last_blocks_names,
+    param_paths,
+    structural_paths,
+)
 
 __all__ = ["LayerwiseTrainer"]
 
@@ -217,8 +230,8 @@ class LayerwiseTrainer(gluon.Trainer):
             raise
         self._layers, self._table = layers, table
         self._choose_update_path(update_path)
-        if table is not None:
-            self._install(self._rates_from(table))
+        if table is not None:  # without rules nothing is touched, as in gluon.Trainer
+            self._refresh()
 
     # ------------------------------------------------------------ rules
 
@@ -263,9 +276,8 @@ class LayerwiseTrainer(gluon.Trainer):
         """Apply a rate table: optimizer, lr/wd multipliers, grad_req, BatchNorm, and
         (unless the state was just loaded) fresh state for frozen/thawed parameters."""
         frozen = [rates[i].frozen if i in rates else False for i in range(len(self._params))]
-        trainable_req = [req if req != "null" else ("write" if diff else "null")
-                         for _, _, req, diff in self._own]
-        changed = set_frozen(self._params, frozen, trainable_req)
+        changed = set_frozen(self._params, frozen,
+                             [trainable_req(req, diff) for _, _, req, diff in self._own])
         for i, param in enumerate(self._params):
             if i in rates:
                 param.lr_mult, param.wd_mult = rates[i].lr_mult, rates[i].wd_mult
@@ -358,8 +370,7 @@ class LayerwiseTrainer(gluon.Trainer):
         n = self.trainable_blocks
         if n is None:
             return rates
-        listed = block_names(self._net, self._granularity)
-        allowed = set().union(*(names for _, names in listed[len(listed) - n:])) if n else set()
+        allowed = last_blocks_names(block_names(self._net, self._granularity), n)
         return {i: r if self._params[i].name in allowed or r.frozen
                 else r._replace(lr_mult=0.0, frozen=True) for i, r in rates.items()}
 
@@ -491,7 +502,8 @@ class LayerwiseTrainer(gluon.Trainer):
         if saved_sig is not None:
             order = states_file.check_signature(saved_sig, self._signature(),
                                                 [p.name for p in self._params])
-        self._check_state_indices(pickle.loads(states_bytes), fname)
+        first_states = pickle.loads(states_bytes)
+        self._check_state_indices(first_states, fname)
         optimizer = layerwise(optimizer)
         for table in states_file.optimizer_tables(optimizer):
             states_file.reindex(order, table)
@@ -502,8 +514,9 @@ class LayerwiseTrainer(gluon.Trainer):
         if self._params_to_init:
             self._init_params()
         optimizer.param_dict = {i: p for i, p in enumerate(self._params)}
-        for updater in self._active_updaters():
-            updater.states = pickle.loads(states_bytes)
+        for k, updater in enumerate(self._active_updaters()):
+            # each updater needs its own arrays; the first reuses the ones checked above
+            updater.states = first_states if k == 0 else pickle.loads(states_bytes)
             states_file.reindex(order, updater.states)
             updater.states_synced = dict.fromkeys(updater.states, False)
             updater.optimizer = optimizer
