@@ -28,6 +28,15 @@ _EXPORTS = {
     "SlantedTriangular": "gluon_finetune.schedules",
     "OneCycle": "gluon_finetune.schedules",
     "GradualUnfreezing": "gluon_finetune.unfreezing",
+    "fit": "gluon_finetune.training",
+    "evaluate": "gluon_finetune.training",
+    "image_folders": "gluon_finetune.data",
+    "load_config": "gluon_finetune.config",
+    "ConfigError": "gluon_finetune.config",
+    "lr_curves": "gluon_finetune.plots",
+    "plot_lr_curves": "gluon_finetune.plots",
+    "plot_schedules": "gluon_finetune.plots",
+    "RateRecorder": "gluon_finetune.plots",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -144,6 +144,8 @@ def _build(settings: Dict[str, Any], classes: Optional[int] = None, pretrained: 
                     bn=settings["bn"])
     trainer = LayerwiseTrainer(net, settings["optimizer"], _optimizer_params(settings),
                                layers=settings["layers"], bn=settings["bn"])
+    if settings.get("unfreeze") is not None:  # a limit on top of the rules: "*" cannot thaw
+        trainer.set_trainable_blocks(settings["unfreeze"])
     return net, trainer
 
 

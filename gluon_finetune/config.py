@@ -294,7 +294,9 @@ def load_config(path: str) -> Config:
         settings["lr_scheduler"] = _scheduler(settings["lr_scheduler"], ("lr_scheduler",),
                                               path, lines)
     if "layers" in settings:
-        settings["layers"] = {rule_key(key): _rule_value(value, ("layers", key), path, lines)
+        # JSON keys are always strings: there a digit-only key is a block index.
+        as_key = rule_key if path.lower().endswith(".json") else (lambda key: key)
+        settings["layers"] = {as_key(key): _rule_value(value, ("layers", key), path, lines)
                               for key, value in settings["layers"].items()}
     _check_unfreezing(settings.get("gradual_unfreezing", {}), path, lines)
     return Config(path, settings, lines)

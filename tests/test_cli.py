@@ -146,3 +146,11 @@ def test_console_script_help_for_every_command(command):
 def test_console_script_without_a_command_exits_non_zero():
     done = subprocess.run([BIN], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "COMMAND" in done.stderr
+
+
+def test_unfreeze_limits_the_rules_too(capsys):
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2", "--unfreeze", "2",
+                 "--layer-lr", "*=0.5"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    training = {row[2] for row in rows if row[-1] != "yes"}
+    assert training == {"9:features.7.1", "10:output"}  # "*" does not thaw blocks 0-8

@@ -14,16 +14,17 @@ def write(tmp_path, text, name="config.yaml"):
 
 def test_yaml_rules_keep_ranges_indices_and_build_schedulers(tmp_path):
     config = load_config(write(tmp_path, (
-        "learning_rate: 0.1\nlayers:\n  0:2: 0\n  -1: 10\n  '3': null\n  features.4: 0.5\n"
+        "learning_rate: 0.1\nlayers:\n  0:2: 0\n  -1: 10\n  3: null\n  '4': 1\n  features.4: 0.5\n"
         "  output:\n    learning_rate: 0.05\n"
         "    lr_scheduler: {type: one_cycle, max_update: 100, div: 10}\n")))
     rules = dict(config.layers)
     assert rules["0:2"] == 0            # YAML 1.1 would read 0:2 as the base-60 number 2
     assert rules[-1] == 10 and rules[3] is None and rules["features.4"] == 0.5
+    assert rules["4"] == 1              # quoted: a structural path, as in Python
     schedule = rules["output"]["lr_scheduler"]
     assert isinstance(schedule, OneCycle) and schedule.max_update == 100 and schedule.div == 10
     assert config.get("learning_rate") == 0.1
-    assert config.where("layers", "output") == f"{config.path}, line 7"
+    assert config.where("layers", "output") == f"{config.path}, line 8"
 
 
 def test_json_configs_and_integer_keys(tmp_path):
