@@ -154,3 +154,13 @@ def test_unfreeze_limits_the_rules_too(capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     training = {row[2] for row in rows if row[-1] != "yes"}
     assert training == {"9:features.7.1", "10:output"}  # "*" does not thaw blocks 0-8
+
+
+def test_train_on_a_folder_without_a_validation_split(tmp_path, capsys):
+    images = make_image_folder(tmp_path / "all", per_class=(4, 0))
+    flat = images / "train"  # DATA/<class>/<image> directly
+    assert main(["train", str(flat), "--model", "resnet18_v1", "--no-pretrained",
+                 "--unfreeze", "1", "--epochs", "1", "--image-size", "32",
+                 "--no-progress"]) == 0
+    final = capsys.readouterr().out.strip()
+    assert final.startswith("final: epochs 1") and "val_acc" not in final
