@@ -113,18 +113,26 @@ def _new_head(old, classes: int):
                     f"block to be a Dense or Conv2D layer")
 
 
-def _parent(net, path: str) -> Tuple[gluon.Block, str]:
+def _parent(net, path: str) -> Tuple[gluon.Block, str, gluon.Block]:
+    """(parent block, child key, the nearest ancestor with a name prefix).
+
+    Zoo heads often sit in a container made with prefix '' (SqueezeNet's
+    ``output``), whose ``name_scope()`` does nothing: a layer made there
+    would get a global name (``conv0_weight``) instead of the network's
+    (``deep_dog_conv26_weight``).
+    """
     parts = path.split(".")
-    block = net
+    block = scope = net
     for part in parts[:-1]:
         block = block._children[part]
-    return block, parts[-1]
+        scope = scope if getattr(block, "_empty_prefix", False) else block
+    return block, parts[-1], scope
 
 
 def _swap_head(net, classes: int, ctx) -> str:
     path, old = blocks(net)[-1]
-    parent, key = _parent(net, path)
-    with parent.name_scope():
+    parent, key, scope = _parent(net, path)
+    with scope.name_scope():
         head = _new_head(old, classes)
     head.initialize(mx.init.Xavier(), ctx=ctx)
     if key.isdigit():  # a Sequential child: replace it in place, keeping its position

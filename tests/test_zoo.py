@@ -164,3 +164,11 @@ def test_freeze_and_unfreeze_on_any_block():
         unfreeze(net, 4)
     with pytest.raises(TypeError, match="gluon.Block"):
         freeze("net")
+
+
+def test_a_new_head_is_named_under_the_networks_prefix():
+    net = get_model("squeezenet1.1", prefix="deep_dog_", classes=2)
+    names = list(net.collect_params().keys())
+    head = [p.name for p in net.output.collect_params().values()]
+    assert head and all(name.startswith("deep_dog_conv") for name in head)
+    assert len(set(names)) == len(names)
