@@ -9,28 +9,33 @@ Scheduler and servers run this file too: MXNet's server loop runs inside
 ``import mxnet`` when ``DMLC_ROLE`` is ``server`` or ``scheduler``, and exits
 the process at the end of the job, so mxnet is imported first.
 """
-import mxnet as mx  # noqa: I001  (first: a server or the scheduler never gets past this line)
-
 import os
 import sys
 
-import numpy as np
-from mxnet import autograd, gluon, nd
+if os.environ.get("DIST_TEST_PID_DIR"):  # the launcher test checks that these all end
+    open(os.path.join(os.environ["DIST_TEST_PID_DIR"],
+                      f"{os.environ.get('DMLC_ROLE')}-{os.getpid()}"), "w").close()
 
-from gluon_finetune import LayerwiseTrainer
+import mxnet as mx  # noqa: E402, I001  (a server or the scheduler never gets past this line)
+
+import numpy as np  # noqa: E402
+from mxnet import autograd, gluon, nd  # noqa: E402
+
+from gluon_finetune import LayerwiseTrainer  # noqa: E402
 
 GLOBAL_BATCH = 8
 STEPS = 6
 CHANGE_AT = 3  # the step before which a scenario changes the rates
-SCENARIOS = ("plain", "set_lr", "unfreeze")
+SCENARIOS = ("plain", "set_lr", "unfreeze", "fail")
+FAIL_STATUS = 3
 _LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 
 
-def build_net(seed=0):
+def build_net(seed=0, ctx=None):
     from finetune_helpers import ThreeLayers
     mx.random.seed(seed)
     net = ThreeLayers(prefix="net_")
-    net.initialize(mx.init.Xavier())
+    net.initialize(mx.init.Xavier(), ctx=ctx)
     return net
 
 
@@ -75,14 +80,31 @@ def change(trainer, scenario, step):
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
 
 
-def weights(net):
-    return {name: p.data().asnumpy().copy() for name, p in net.collect_params().items()}
+def weights(net, ctx=None):
+    return {name: p.data(ctx).asnumpy().copy() for name, p in net.collect_params().items()}
+
+
+def check_lambda_is_refused(trainer):
+    """A schedule the servers cannot unpickle is refused, and the rules stay as they were."""
+    before = trainer.rates
+    try:
+        trainer.set_layers(dict(rules(), l3={"lr_scheduler": lambda t: 0.1}))
+    except TypeError as err:
+        assert "cannot be pickled" in str(err), err
+    else:
+        raise AssertionError("set_layers accepted a lambda schedule with dist kvstore")
+    assert trainer.rates == before
 
 
 def train_worker(out_dir, kvstore, update_on_kvstore, scenario):
     kv = mx.kv.create(kvstore)
+    if scenario == "fail" and kv.rank == 1:
+        print("worker 1 fails on purpose", file=sys.stderr)
+        sys.exit(FAIL_STATUS)
     net = build_net(seed=kv.rank)  # different seeds: the trainer must broadcast rank 0's
     trainer = make_trainer(net, kv, update_on_kvstore)
+    if update_on_kvstore:
+        check_lambda_is_refused(trainer)
     start = weights(net)
     for step in range(STEPS):
         change(trainer, scenario, step)
@@ -125,6 +147,5 @@ def train_reference(scenario, workers=2):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     out, store, on_kv, which = sys.argv[1:5]
     train_worker(out, store, {"true": True, "false": False}[on_kv.lower()], which)
