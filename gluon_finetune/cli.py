@@ -38,10 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--layer-lr", type=parse_layer_rule, action="append", default=[],
                          metavar="KEY=MULT", help="a rule: block path, name, glob, index or "
                          "range, with a learning-rate multiplier (0 freezes); repeatable")
+    commands.add_parser("launch", add_help=False, help="run a distributed (dist_sync) job "
+                        "on this machine: launch -n 2 -s 1 -- python train.py")
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["launch"]:  # its own parser: everything after '--' is the command
+        from .launch import main as launch_main
+        return launch_main(argv[1:])
     args = build_parser().parse_args(argv)
     from .report import explain
     from .zoo import get_model

@@ -210,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if "--" not in argv:
-        options = parser.parse_args(argv)  # --help ends here; otherwise the command is missing
+        parser.parse_args(argv)  # --help ends here; otherwise the command is missing
         parser.error("put the command after '--', e.g. -n 2 -s 1 -- python train.py")
     split = argv.index("--")
     options, command = parser.parse_args(argv[:split]), argv[split + 1:]

@@ -13,6 +13,7 @@ import numbers
 import os
 import pickle
 import pickletools
+import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from mxnet import gluon, nd
@@ -169,6 +170,24 @@ def _check_sendable(what: str, schedule) -> None:
             raise TypeError(f"{what}: the schedule {schedule!r} uses {arg.split(' ')[1]!r} "
                             f"from __main__, which a server cannot import (it unpickles "
                             f"before your script runs); {hint}")
+
+
+def _exit_at_once_on_error() -> None:
+    """Make an uncaught exception end this worker at once (status 1, traceback printed).
+
+    MXNet's dist kvstore waits at interpreter exit for all workers to finish, so
+    a worker that raises would otherwise hang, and with it the whole job."""
+    previous = sys.excepthook
+    if getattr(previous, "gluon_finetune_exits", False):
+        return
+
+    def hook(kind, value, traceback):
+        previous(kind, value, traceback)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    hook.gluon_finetune_exits = True
+    sys.excepthook = hook
 
 
 def _base_lr(optimizer) -> Optional[float]:
@@ -492,7 +511,9 @@ class LayerwiseTrainer(gluon.Trainer):
 
     def _init_kvstore(self):
         """As gluon.Trainer, but ``update_on_kvstore=True`` without a kvstore (one
-        device) updates locally instead of failing on ``None.is_capable``."""
+        device) updates locally instead of failing on ``None.is_capable``; on a
+        distributed kvstore an uncaught exception then ends the worker at once
+        (MXNet would make it wait at exit for the others, hanging the job)."""
         config = self._kvstore_params
         kv = config["kvstore"]
         no_store = kv is None or (isinstance(kv, str) and "dist" not in kv
@@ -504,7 +525,9 @@ class LayerwiseTrainer(gluon.Trainer):
                 return super()._init_kvstore()
             finally:
                 self._kvstore_params = saved
-        return super()._init_kvstore()
+        super()._init_kvstore()
+        if self._distributed:
+            _exit_at_once_on_error()
 
     def set_learning_rate(self, lr):
         """Set the base rate; every layer is rescaled, keeping its multiplier.
