@@ -57,6 +57,34 @@ def test_dist_sync_workers_match_a_single_process_run(tmp_path, update_on_kvstor
     assert_same(split(w0, "final"), reference, "dist vs single process")
 
 
+def test_dist_device_sync_on_cpu_is_dist_sync(tmp_path):
+    w0, w1 = run_job(tmp_path, True, "plain", kvstore="dist_device_sync")
+    assert_same(split(w0, "final"), split(w1, "final"), "worker 0 vs worker 1")
+    assert_same(split(w0, "final"), dw.train_reference("plain"), "dist vs single process")
+
+
+def test_dist_async_keeps_the_frozen_layer_and_trains_the_others(tmp_path):
+    # asynchronous: workers pull at different times, so only the rules can be checked
+    initial = dw.weights(dw.build_net(seed=0))
+    for saved in run_job(tmp_path, True, "plain", kvstore="dist_async"):
+        final = split(saved, "final")
+        assert all(np.array_equal(final[n], initial[n]) for n in FROZEN)
+        assert all(not np.array_equal(final[n], initial[n]) and np.isfinite(final[n]).all()
+                   for n in final if n not in FROZEN)
+
+
+def test_the_readme_example_runs_with_identical_workers():
+    command = [sys.executable, "-m", "gluon_finetune.launch", "-n", "2", "-s", "1",
+               "--timeout", "180", "--", sys.executable,
+               os.path.join(HERE, "..", "examples", "dist_train.py"), "--steps", "6"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "weights checksum" in line]
+    assert len(lines) == 2 and all(line.endswith("frozen layer unchanged: True")
+                                   for line in lines), proc.stdout
+    assert len({line.split("checksum ")[1] for line in lines}) == 1, proc.stdout
+
+
 def test_set_learning_rate_mid_training_changes_the_servers_updates(tmp_path):
     w0, w1 = run_job(tmp_path, True, "set_lr")
     assert_same(split(w0, "final"), split(w1, "final"), "worker 0 vs worker 1")
