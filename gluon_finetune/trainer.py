@@ -12,8 +12,6 @@ import math
 import numbers
 import os
 import pickle
-import pickletools
-import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from mxnet import gluon, nd
@@ -21,6 +19,7 @@ from mxnet import optimizer as mx_optimizer
 from mxnet.kvstore import KVStoreBase
 
 from . import states as states_file
+from .distributed import check_sendable, exit_at_once_on_error, sends_optimizer
 from .freezing import (
     apply_bn_policy,
     bn_param_names,
@@ -142,54 +141,6 @@ def _check_kvstore_args(kvstore, compression_params, update_on_kvstore) -> None:
         raise TypeError(f"compression_params must be a dict or None, got {compression_params!r}")
 
 
-def _sends_optimizer(kvstore, update_on_kvstore) -> bool:
-    """Whether gluon.Trainer will pickle the optimizer to kvstore servers (as its
-    ``_init_kvstore`` decides for dense parameters)."""
-    kind = kvstore if isinstance(kvstore, str) else getattr(kvstore, "type", "")
-    if "dist" not in kind:
-        return False
-    if "async" in kind or update_on_kvstore is not None:
-        return "async" in kind or update_on_kvstore
-    return bool(int(os.environ.get("MXNET_UPDATE_ON_KVSTORE", "1")))
-
-
-def _check_sendable(what: str, schedule) -> None:
-    """A schedule that goes to the servers must unpickle there, inside ``import mxnet``."""
-    if schedule is None:
-        return
-    hint = ("with a distributed kvstore and update_on_kvstore the optimizer is pickled to "
-            "the servers: use an mx.lr_scheduler.LRScheduler, or a class or function "
-            "defined at the top level of an importable module")
-    try:
-        data = pickle.dumps(schedule, 0)  # the protocol MXNet sends with
-    except Exception as err:
-        raise TypeError(f"{what}: the schedule {schedule!r} cannot be pickled ({err}); "
-                        f"{hint}") from None
-    for op, arg, _ in pickletools.genops(data):
-        if op.name == "GLOBAL" and str(arg).split(" ")[0] == "__main__":
-            raise TypeError(f"{what}: the schedule {schedule!r} uses {arg.split(' ')[1]!r} "
-                            f"from __main__, which a server cannot import (it unpickles "
-                            f"before your script runs); {hint}")
-
-
-def _exit_at_once_on_error() -> None:
-    """Make an uncaught exception end this worker at once (status 1, traceback printed).
-
-    MXNet's dist kvstore waits at interpreter exit for all workers to finish, so
-    a worker that raises would otherwise hang, and with it the whole job."""
-    previous = sys.excepthook
-    if getattr(previous, "gluon_finetune_exits", False):
-        return
-
-    def hook(kind, value, traceback):
-        previous(kind, value, traceback)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
-    hook.gluon_finetune_exits = True
-    sys.excepthook = hook
-
-
 def _base_lr(optimizer) -> Optional[float]:
     if optimizer.lr is not None:
         return optimizer.lr
@@ -267,9 +218,9 @@ class LayerwiseTrainer(gluon.Trainer):
                              f"multi-tensor update in MXNet (only SGD and LARS do)")
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
-        self._to_servers = _sends_optimizer(kvstore, update_on_kvstore)
+        self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
         if self._to_servers:
-            _check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
+            check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
         self._own = [(p.lr_mult, p.wd_mult, p.grad_req, p._differentiable) for p in param_list]
         table = self._resolve(layers, param_list, opt) if layers is not None else None
 
@@ -312,7 +263,7 @@ class LayerwiseTrainer(gluon.Trainer):
             for s in table:
                 if s.lr_scheduler is not None and id(s.lr_scheduler) not in checked:
                     checked.add(id(s.lr_scheduler))
-                    _check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
+                    check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
         return table
 
     def _rates_from(self, table: Sequence[Setting]) -> Dict[int, Rate]:
@@ -527,7 +478,7 @@ class LayerwiseTrainer(gluon.Trainer):
                 self._kvstore_params = saved
         super()._init_kvstore()
         if self._distributed:
-            _exit_at_once_on_error()
+            exit_at_once_on_error()
 
     def set_learning_rate(self, lr):
         """Set the base rate; every layer is rescaled, keeping its multiplier.

@@ -17,7 +17,7 @@ import pytest
 from mxnet import autograd
 
 from gluon_finetune import LayerwiseTrainer
-from gluon_finetune.trainer import _sends_optimizer
+from gluon_finetune.distributed import sends_optimizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FROZEN = ("net_dense0_weight", "net_dense0_bias")  # l1
@@ -142,7 +142,7 @@ def test_when_the_optimizer_goes_to_the_servers(monkeypatch, kvstore, update_on_
         monkeypatch.delenv("MXNET_UPDATE_ON_KVSTORE", raising=False)
     else:
         monkeypatch.setenv("MXNET_UPDATE_ON_KVSTORE", env)
-    assert _sends_optimizer(kvstore, update_on_kvstore) is expected
+    assert sends_optimizer(kvstore, update_on_kvstore) is expected
 
 
 # ---------------------------------------------------------------- several contexts, one process
