@@ -1,9 +1,10 @@
-"""The ``gluon-finetune`` command: ``train``, ``explain`` and ``plot``.
+"""The ``gluon-finetune`` command: ``train``, ``explain``, ``plot`` and ``launch``.
 
     gluon-finetune train data/ --model resnet18_v1 --unfreeze 3 --lr 0.01 \\
         --layer-lr output=10 --epochs 5 --save model.params
     gluon-finetune explain --model resnet18_v1 --classes 2 --config rules.yaml
     gluon-finetune plot --model resnet18_v1 --classes 2 --config rules.yaml --steps 500
+    gluon-finetune launch -n 2 -s 1 -- python train.py      (see launch.py)
 
 Settings come from ``--config`` (YAML or JSON, see ``config.py``) and from
 flags; a flag given on the command line wins over the config, and a
@@ -99,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how many updates to draw (default 1000)")
     plot.add_argument("--out", default="lr_schedule.png", help="the PNG (default "
                       "lr_schedule.png)")
+    commands.add_parser("launch", add_help=False, help="run a distributed (dist_sync) job "
+                        "on this machine: launch -n 2 -s 1 -- python train.py")
     return parser
 
 
@@ -200,6 +203,10 @@ def _train(settings: Dict[str, Any], args) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command; 0 on success, 2 on a usage or configuration error."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["launch"]:  # its own parser: everything after '--' is the command
+        from .launch import main as launch_main
+        return launch_main(argv[1:])
     args = build_parser().parse_args(argv)
     config = None
     try:

@@ -13,9 +13,17 @@ The per-index table lives in the optimizer's own ``__dict__``: MXNet drops
 This module imports only ``mxnet.optimizer``: a kvstore server unpickles the
 optimizer while ``import mxnet`` is still running, when ``mxnet.gluon``
 cannot be imported yet.
+
+On a kvstore server (``DMLC_ROLE=server``) each optimizer the workers send
+replaces the server's updater, whose states (momentum) would start empty.
+A re-sent optimizer (``_layerwise_resend``: the indices to start fresh) takes
+over the previous one's update counts and states instead, so that
+``set_learning_rate`` or ``set_layers`` mid-training keeps momentum on the
+servers as it does locally.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Dict, NamedTuple, Optional
 
 from mxnet.optimizer import Optimizer
@@ -98,6 +106,15 @@ class _LayerwiseMixin:
                 wds[k] = self.wd * rate.wd_mult
         return wds
 
+    def create_state_multi_precision(self, index, weight):
+        if not _on_server():
+            return super().create_state_multi_precision(index, weight)
+        # A server builds a new updater (empty states) for every optimizer it receives;
+        # the states live here instead, so that a re-sent optimizer finds them again.
+        if index not in _SERVER["states"]:
+            _SERVER["states"][index] = super().create_state_multi_precision(index, weight)
+        return _SERVER["states"][index]
+
     def __reduce__(self):
         return _rebuild, (base_class(self), self.__getstate__())
 
@@ -147,4 +164,37 @@ def _rebuild(base: type, state: dict) -> Optimizer:
     """Unpickling entry point (module level so that pickle can find it by name)."""
     optimizer = layerwise_class(base).__new__(layerwise_class(base))
     optimizer.__setstate__(state)
+    if _on_server():
+        _take_over(optimizer)
     return optimizer
+
+
+# On a kvstore server: the optimizer in use and the updater states it made.
+_SERVER: Dict[str, object] = {"optimizer": None, "states": {}}
+
+
+def _on_server() -> bool:
+    return os.environ.get("DMLC_ROLE") == "server"
+
+
+def _take_over(optimizer: Optimizer) -> None:
+    """Let ``optimizer`` (just received by this server) continue the previous one.
+
+    A trainer's first optimizer starts from nothing. A re-sent one keeps the
+    update counts (schedule clocks) and states, except for the indices in
+    ``_layerwise_resend`` (parameters frozen or thawed since: fresh state, as
+    the trainer gives them locally).
+    """
+    previous, _SERVER["optimizer"] = _SERVER["optimizer"], optimizer
+    fresh = optimizer.__dict__.pop("_layerwise_resend", None)
+    states = _SERVER["states"]
+    if previous is None or fresh is None:
+        states.clear()
+        return
+    for index in fresh:
+        states.pop(index, None)
+    optimizer._all_index_update_counts = {
+        device: {i: n for i, n in counts.items() if i not in fresh}
+        for device, counts in previous._all_index_update_counts.items()}
+    optimizer._index_update_count = optimizer._all_index_update_counts.setdefault(0, {})
+    optimizer.num_update = max(optimizer.num_update, previous.num_update)

@@ -17,7 +17,8 @@ def run_example(name, argv):
 
 def test_every_example_has_a_test():
     tested = {"gradual_unfreezing.py", "frozen_layer_both_orders.py", "lenet_transfer.py",
-              "gluoncv_finetune.py", "rfc_snippet.py"}
+              "gluoncv_finetune.py", "rfc_snippet.py",
+              "dist_train.py"}  # launched by test_dist.py (it needs a parameter server)
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
