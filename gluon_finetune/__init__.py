@@ -28,6 +28,9 @@ _EXPORTS = {
     "SlantedTriangular": "gluon_finetune.schedules",
     "OneCycle": "gluon_finetune.schedules",
     "GradualUnfreezing": "gluon_finetune.unfreezing",
+    "cache_features": "gluon_finetune.caching",
+    "split_frozen": "gluon_finetune.caching",
+    "FeatureCache": "gluon_finetune.caching",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
