@@ -40,10 +40,10 @@ class ResNetLike(gluon.HybridBlock):
             self.features.add(stage)
             self.output = nn.Dense(3, in_units=5)
 
-    def hybrid_forward(self, F, x):  # noqa: N803 (Gluon's name)
+    def hybrid_forward(self, f, x):
         features = self.features(x)
         out = self.output(features)
-        return out + F.sum(x) if self.skip else out  # skip: not a chain of its children
+        return out + f.sum(x) if self.skip else out  # skip: not a chain of its children
 
 
 def resnet_like(seed=0, skip=False):
@@ -155,7 +155,7 @@ class OwnParams(gluon.HybridBlock):
             self.body = nn.Dense(4, in_units=4)
             self.head = nn.Dense(2, in_units=4)
 
-    def hybrid_forward(self, F, x, scale):  # noqa: N803
+    def hybrid_forward(self, f, x, scale):
         return self.head(self.body(x) * scale)
 
 
