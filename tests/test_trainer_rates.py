@@ -8,6 +8,7 @@ from finetune_helpers import sgd_rates, three_layers, train_step
 from mxnet import autograd, gluon
 
 from gluon_finetune import LayerwiseTrainer
+from gluon_finetune.update_paths import choose_update_path
 
 
 def by_layer(net, rates_per_step):
@@ -236,4 +237,54 @@ def test_update_path_rule(monkeypatch):
     before = [(p.grad_req, p._trainer) for p in net.collect_params().values()]
     with pytest.raises(ValueError, match="Adam has no fused"):
         LayerwiseTrainer(net, "adam", update_path="fused")
+    with pytest.raises(ValueError, match="LAMB's per-array update .* differs"):
+        LayerwiseTrainer(net, "lamb", update_path="per_array")
     assert [(p.grad_req, p._trainer) for p in net.collect_params().values()] == before
+
+
+@pytest.mark.parametrize("name,devices,env,expected", [
+    ("sgd", ["cpu"], {}, "per_array"),               # measured faster, bit-identical
+    ("sgd", ["cpu", "cpu"], {}, "per_array"),
+    ("ccsgd", ["cpu"], {}, "per_array"),              # an SGD subclass
+    ("sgd", ["gpu"], {}, "fused"),                    # MXNet's default off the CPU
+    ("sgd", ["cpu", "gpu"], {}, "fused"),
+    ("sgd", ["cpu"], {"MXNET_OPTIMIZER_AGGREGATION_SIZE": "8"}, "fused"),  # explicit wins
+    ("lars", ["cpu"], {}, "fused"),                   # fused only: per-array fails in MXNet
+    ("lamb", ["cpu"], {}, "fused"),                   # fused only: per-array differs
+    ("adam", ["cpu"], {}, "per_array"),               # no fused update at all
+    ("nag", ["gpu"], {}, "per_array"),
+])
+def test_chosen_path_is_the_rules(name, devices, env, expected):
+    assert choose_update_path(mx.optimizer.create(name), devices, "auto", env) == expected
+    forced = "fused" if name in ("lars", "lamb") else "per_array"
+    assert choose_update_path(mx.optimizer.create(name), devices, forced, env) == forced
+
+
+def test_trainer_takes_the_rules_path(monkeypatch):
+    """The trainer asks the rule with its own devices and applies the answer."""
+    monkeypatch.delenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", raising=False)
+    net = three_layers(ctx=[mx.cpu(0), mx.cpu(1)])
+    for name in ("sgd", "lamb", "adam"):
+        trainer = LayerwiseTrainer(net, name)
+        expected = choose_update_path(mx.optimizer.create(name), ["cpu", "cpu"])
+        assert trainer.update_path == expected
+        assert all(u.aggregate_updates == (expected == "fused") for u in trainer._updaters)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_update_paths_bit_identical_with_schedules_and_frozen_layers(momentum):
+    """Per-layer schedules, a frozen layer and gradient clipping: same bits on both paths."""
+    def run(path):
+        net = three_layers(3)
+        trainer = LayerwiseTrainer(
+            net, "sgd", {"learning_rate": 0.2, "momentum": momentum, "wd": 1e-3,
+                         "clip_gradient": 0.05}, update_path=path,
+            layers={"l1": 0, "l2": {"lr_scheduler": mx.lr_scheduler.PolyScheduler(20, 0.2)},
+                    "l3": {"lr_scheduler": cosine}})
+        assert trainer.update_path == path
+        for step in range(5):
+            train_step(net, trainer, step)
+        return [p.data().asnumpy() for p in net.collect_params().values()]
+
+    for a, b in zip(run("fused"), run("per_array")):
+        assert np.array_equal(a, b)
