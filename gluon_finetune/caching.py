@@ -12,11 +12,14 @@ The cut must be a pure sequential cut: the network's output must equal
 ``suffix(prefix(x))``. Below the root, ``blocks()`` only descends through
 ``Sequential`` containers, which chain their children, so only the root can
 break that (a custom ``forward`` that adds a skip or reorders its children).
-A root that is not a plain ``Sequential`` is therefore checked on the first
-batch, and a mismatch is an error.
+A root that is not a plain ``Sequential`` is therefore checked: a
+``HybridBlock`` root by tracing both with a symbol and comparing the graphs
+(free: no data runs), any other root on the first batch. A mismatch is an
+error.
 """
 from __future__ import annotations
 
+import json
 import numbers
 import warnings
 from typing import List, Tuple
@@ -59,6 +62,9 @@ class FeatureCache:
         """A ``DataLoader`` over the cached ``(feature, label)`` pairs.
 
         ``kwargs`` go to ``gluon.data.DataLoader`` (``last_batch``, ``sampler``, ...).
+        Make it once and iterate it every epoch (it reshuffles each time):
+        MXNet 1.9.1's ``DataLoader`` runs ``gc.collect()`` when created, which
+        can cost more than a whole epoch over cached features.
         """
         _check_batch_size(batch_size)
         return gluon.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,
@@ -154,7 +160,8 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
 
 
 def _warn_inexact(prefix) -> None:
-    """Cached features are inference-mode outputs; say where uncached training differs."""
+    """Where the prefix is not deterministic in training mode it runs in inference mode:
+    say where uncached training would differ."""
     dropout = [b.name for b in _descendants(prefix) if isinstance(b, nn.Dropout)]
     live_bn = [b.name for b in batchnorm_layers(prefix) if not b._kwargs["use_global_stats"]]
     if dropout:
@@ -185,26 +192,60 @@ def _batches(dataset, batch_size: int):
         yield batch
 
 
-def _check_chain(net, prefix, suffix, x, features) -> None:
-    """A non-Sequential root may compute more than its children in order: compare."""
-    expected, got = net(x).asnumpy(), suffix(features).asnumpy()
-    if expected.shape != got.shape or not np.allclose(expected, got, rtol=1e-4, atol=1e-5):
+def _graph(symbol):
+    """A symbol's computation: ops, attributes, wiring and variable names. Op names are
+    left out: blocks with an empty prefix name their ops after the enclosing scope."""
+    nodes = json.loads(symbol.tojson())["nodes"]
+    return [(n["op"], n["name"] if n["op"] == "null" else "", n.get("attrs"),
+             [edge[:2] for edge in n["inputs"]]) for n in nodes]
+
+
+def _traced_same(net, prefix, suffix) -> bool:
+    """Whether tracing both with a symbol gives the same graph (no data needed)."""
+    data = mx.sym.var("data")
+    try:
+        expected = net(data)
+    except Exception as err:
+        raise ValueError(f"cannot trace {type(net).__name__} with one input to check that "
+                         f"it is a chain of its children: {err}") from None
+    return isinstance(expected, mx.sym.Symbol) and \
+        _graph(expected) == _graph(suffix(prefix(data)))
+
+
+def _computed_same(net, prefix, suffix, x) -> bool:
+    expected, got = net(x).asnumpy(), suffix(prefix(x)).asnumpy()
+    return expected.shape == got.shape and np.allclose(expected, got, rtol=1e-4, atol=1e-5)
+
+
+def _check_chain(net, prefix, suffix, first_batch) -> None:
+    """A root that is not a plain Sequential may compute more than its children in order:
+    compare graphs (hybrid blocks) or outputs on the first batch (others)."""
+    if _is_container(net):
+        return
+    hybrid = all(isinstance(b, gluon.HybridBlock) for b in (net, prefix, suffix))
+    same = _traced_same(net, prefix, suffix) if hybrid else \
+        _computed_same(net, prefix, suffix, first_batch())
+    if not same:
         raise ValueError(f"{type(net).__name__}'s forward is not the chain of its children in "
-                         f"registration order (suffix(prefix(x)) != net(x) on the first "
-                         f"batch), so its frozen prefix cannot be cached by cutting it")
+                         f"registration order (suffix(prefix(x)) differs from net(x)), so its "
+                         f"frozen prefix cannot be cached by cutting it")
 
 
 def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache:
     """Compute the frozen prefix's outputs over ``dataset`` once, to train the suffix on.
 
     The network is cut at its first trainable block (``split_frozen``). The
-    prefix runs in inference mode: frozen BatchNorm layers use their running
-    statistics (as under ``bn='frozen'``, the default of ``get_model`` and
-    ``freeze``) and Dropout is off, so training ``cache.suffix`` on the cached
-    features gives the weights that training ``net`` on ``dataset`` in the
-    same order gives. (A warning says when the prefix has Dropout or BatchNorm
-    on batch statistics, where the two differ.) Data augmentation is applied
-    once and then frozen: cache only deterministic transforms.
+    prefix runs once, not recorded, in training mode when that is
+    deterministic there (BatchNorm on running statistics, as ``bn='frozen'``
+    makes it, and no Dropout): the very computation uncached training does.
+    Otherwise it runs in inference mode (Dropout off, BatchNorm on running
+    statistics) and a warning says that uncached training would differ.
+    Training ``cache.suffix`` on the features then gives the weights that
+    training ``net`` on ``dataset`` in the same order gives. Data
+    augmentation would be applied once and frozen: cache only deterministic
+    transforms. A root that is not a ``Sequential`` is checked to be a chain
+    of its children (by tracing it, or on the first batch if it is not a
+    ``HybridBlock``); if it is not, ValueError.
 
     Parameters
     ----------
@@ -235,6 +276,19 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     ...     loss.backward()
     ...     trainer.step(features.shape[0])
     """
+    _check_args(net, dataset, batch_size, ctx)
+    prefix, suffix, split = split_frozen(net)
+    ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
+    _warn_inexact(prefix)
+    with autograd.pause(train_mode=False):
+        _check_chain(net, prefix, suffix,
+                     lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
+    _hybridize_like(net, prefix, suffix)
+    features, labels = _run(prefix, dataset, batch_size, ctx)
+    return FeatureCache(prefix, suffix, split, features, labels)
+
+
+def _check_args(net, dataset, batch_size, ctx) -> None:
     check_block(net)
     if not isinstance(dataset, gluon.data.Dataset):
         raise TypeError(f"dataset must be a mxnet.gluon.data.Dataset of (data, label) pairs "
@@ -244,20 +298,32 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     _check_batch_size(batch_size)
     if ctx is not None and not isinstance(ctx, mx.Context):
         raise TypeError(f"ctx must be a mxnet Context such as mx.cpu(), got {ctx!r}")
-    prefix, suffix, split = split_frozen(net)
-    ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
-    _warn_inexact(prefix)
+
+
+# ops that compute differently in training mode (BatchNorm: unless on running statistics)
+_MODE_DEPENDENT = ("Dropout", "RNN", "BatchNorm_v1", "_contrib_SyncBatchNorm")
+_BATCHNORMS = ("BatchNorm", "_contrib_BatchNormWithReLU")
+
+
+def _training_mode_is_deterministic(prefix) -> bool:
+    """Whether the prefix computes the same in training mode: only then may the cache run
+    it so (uncached training's own computation; oneDNN's training kernels are faster)."""
+    if not isinstance(prefix, gluon.HybridBlock):
+        return False  # cannot see inside: inference mode is the safe reading
+    nodes = json.loads(prefix(mx.sym.var("data")).tojson())["nodes"]
+    return not any(n["op"] in _MODE_DEPENDENT or (
+        n["op"] in _BATCHNORMS and n.get("attrs", {}).get("use_global_stats") != "True")
+        for n in nodes)
+
+
+def _run(prefix, dataset, batch_size: int, ctx):
+    """The prefix's outputs over the dataset (not recorded), and the labels."""
     features, labels = [], []
-    with autograd.pause(train_mode=False):
+    with autograd.pause(train_mode=_training_mode_is_deterministic(prefix)):
         for x, y in _batches(dataset, batch_size):
             features.append(prefix(x.as_in_context(ctx)))
             labels.append(y.as_in_context(ctx))
-            if len(features) == 1:
-                if not _is_container(net):
-                    _check_chain(net, prefix, suffix, x.as_in_context(ctx), features[0])
-                _hybridize_like(net, prefix, suffix)
-    return FeatureCache(prefix, suffix, split, mx.nd.concat(*features, dim=0),
-                        mx.nd.concat(*labels, dim=0))
+    return mx.nd.concat(*features, dim=0), mx.nd.concat(*labels, dim=0)
 
 
 def _hybridize_like(net, *chains) -> None:

@@ -213,3 +213,64 @@ def test_warns_where_cached_training_would_differ():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         cache_features(net, dataset(), 4)
+
+
+class BlockRoot(gluon.Block):
+    """A non-hybrid root (checked on the first batch, not by tracing)."""
+
+    def __init__(self, chain=True, **kwargs):
+        super().__init__(**kwargs)
+        self.chain = chain
+        with self.name_scope():
+            self.l1 = nn.Dense(6, in_units=2 * 4 * 4, activation="tanh")
+            self.l2 = nn.Dense(5, in_units=6, activation="tanh")
+            self.l3 = nn.Dense(3, in_units=5)
+
+    def forward(self, x):
+        h = self.l2(self.l1(x))
+        return self.l3(h if self.chain else h * 2)
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_non_hybrid_root_is_checked_on_the_first_batch(chain):
+    def build():
+        mx.random.seed(0)
+        net = BlockRoot(chain)
+        net.initialize(mx.init.Xavier())
+        return net
+
+    if not chain:
+        net = build()
+        freeze(net, "l1")
+        with pytest.raises(ValueError, match="BlockRoot's forward is not the chain"):
+            cache_features(net, dataset(), 4)
+        return
+    uncached, cached = cached_vs_uncached(build, "l1", hybridize=False)
+    for (name, a), b in zip(uncached.items(), cached.values()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+class ModeSpy(nn.HybridBlock):
+    """Identity that notes whether it ran in training mode."""
+
+    seen: list = []
+
+    def hybrid_forward(self, f, x):
+        if not isinstance(x, mx.sym.Symbol):
+            ModeSpy.seen.append(autograd.is_training())
+        return x
+
+
+@pytest.mark.parametrize("bn,training", [("frozen", True), ("stats", False)])
+def test_prefix_runs_as_uncached_training_does_when_that_is_deterministic(bn, training):
+    """Frozen BatchNorm, no Dropout: training mode, the very computation of uncached
+    training. BatchNorm on batch statistics: inference mode (and a warning)."""
+    net = chain_net()
+    spied = nn.HybridSequential()
+    spied.add(net[0], ModeSpy(), *net[1:])
+    freeze(spied, "0:4", bn=bn)
+    ModeSpy.seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cache_features(spied, dataset(), 5)
+    assert ModeSpy.seen and set(ModeSpy.seen) == {training}
