@@ -182,14 +182,14 @@ def _descendants(block):
 
 
 def _batches(dataset, batch_size: int):
-    loader = gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                   last_batch="keep")
-    for batch in loader:
-        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
-            size = len(batch) if isinstance(batch, (list, tuple)) else 1
+    """``(data, label)`` batches in dataset order (no DataLoader: it runs gc.collect())."""
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        if not isinstance(items[0], (list, tuple)) or len(items[0]) != 2:
+            size = len(items[0]) if isinstance(items[0], (list, tuple)) else 1
             raise ValueError(f"dataset items must be (data, label) pairs, got items of "
                              f"{size} field(s)")
-        yield batch
+        yield gluon.data.dataloader.default_batchify_fn(items)
 
 
 def _graph(symbol):
