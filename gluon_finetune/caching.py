@@ -3,10 +3,9 @@
 With ``get_model(..., unfreeze=n)`` every epoch recomputes the same outputs
 of the frozen prefix. ``cache_features`` cuts the network at its first
 trainable block into a frozen ``prefix`` and a trainable ``suffix`` (both
-share the network's Parameters), runs the prefix once over a dataset in
-inference mode, and keeps the outputs. Training ``suffix`` on them gives
-the weights that training the whole network would give, at the cost of the
-suffix alone.
+share the network's Parameters), runs the prefix once over a dataset, and
+keeps the outputs. Training ``suffix`` on them gives the weights that
+training the whole network would give, at the cost of the suffix alone.
 
 The cut must be a pure sequential cut: the network's output must equal
 ``suffix(prefix(x))``. Below the root, ``blocks()`` only descends through
@@ -22,6 +21,7 @@ from __future__ import annotations
 import json
 import numbers
 import warnings
+import weakref
 from typing import List, Tuple
 
 import mxnet as mx
@@ -277,15 +277,32 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     ...     trainer.step(features.shape[0])
     """
     _check_args(net, dataset, batch_size, ctx)
-    prefix, suffix, split = split_frozen(net)
     ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
+    prefix, suffix, split = _checked_split(
+        net, lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
     _warn_inexact(prefix)
-    with autograd.pause(train_mode=False):
-        _check_chain(net, prefix, suffix,
-                     lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
-    _hybridize_like(net, prefix, suffix)
     features, labels = _run(prefix, dataset, batch_size, ctx)
     return FeatureCache(prefix, suffix, split, features, labels)
+
+
+# net -> (cut, chains); weak, and not an attribute: Gluon warns about Blocks in containers
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _checked_split(net, first_batch):
+    """``split_frozen``, checked and hybridized, reusing the chains of an earlier call for
+    the same cut of the same blocks: their compiled graphs and memory then serve every
+    later cache (a validation set, a re-run) instead of being built again."""
+    prefix, suffix, split = split_frozen(net)
+    blocks_now = (tuple(prefix._children.values()), tuple(suffix._children.values()))
+    memo = _CHECKED.get(net)
+    if memo is not None and memo[0] == (split, blocks_now):
+        return memo[1]
+    with autograd.pause(train_mode=False):
+        _check_chain(net, prefix, suffix, first_batch)
+    _hybridize_like(net, prefix, suffix)
+    _CHECKED[net] = ((split, blocks_now), (prefix, suffix, split))
+    return prefix, suffix, split
 
 
 def _check_args(net, dataset, batch_size, ctx) -> None:

@@ -274,3 +274,19 @@ def test_prefix_runs_as_uncached_training_does_when_that_is_deterministic(bn, tr
         warnings.simplefilter("ignore")
         cache_features(spied, dataset(), 5)
     assert ModeSpy.seen and set(ModeSpy.seen) == {training}
+
+
+def test_later_caches_reuse_the_checked_chains_until_the_cut_moves():
+    """A validation set cached after the training set reuses the compiled prefix."""
+    net = resnet_like()
+    freeze(net, "0:3")
+    net.hybridize()
+    train_cache = cache_features(net, dataset(8, seed=1), 4)
+    valid_cache = cache_features(net, dataset(6, seed=2), 4)
+    assert valid_cache.prefix is train_cache.prefix and valid_cache.suffix is train_cache.suffix
+    freeze(net, "0:4")  # the cut moves one block on: new chains
+    moved = cache_features(net, dataset(6, seed=2), 4)
+    assert moved.prefix is not train_cache.prefix and moved.split == "features.3.2"
+    x = mx.nd.array(dataset(6, seed=2)[:][0])
+    np.testing.assert_allclose(moved.suffix(moved.features).asnumpy(), net(x).asnumpy(),
+                               rtol=1e-5, atol=1e-6)
