@@ -5,8 +5,8 @@ parameter) or fused (``multi_sgd_mom_update`` and kin: one call per chunk of
 ``MXNET_OPTIMIZER_AGGREGATION_SIZE`` arrays, 4 by default). For SGD both give
 bit-identical weights, so the faster one can be taken freely:
 
-- On CPU, per array is faster (bench/README.md: the fused step takes
-  1.3-1.4x as long on resnet50_v1). The fused CPU kernel walks every element
+- On CPU, per array is faster (bench/README.md: a fused step took 1.1-1.5x
+  as long on resnet50_v1; the fused kernel alone 1.3-1.8x). The fused CPU kernel walks every element
   index once and, for each, loops over the arrays of the chunk, reading rates
   and pointers from a parameter struct; that inner loop keeps the compiler
   from vectorising it, while the per-array kernel is a plain vectorisable
