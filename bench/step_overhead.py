@@ -11,7 +11,7 @@ import argparse
 import warnings
 
 import mxnet as mx
-from mxnet import gluon
+from mxnet import autograd, gluon
 from timing import interleaved, table
 
 from gluon_finetune import LayerwiseTrainer, block_params
@@ -27,7 +27,10 @@ MAX_UPDATE = 10_000
 def resnet50():
     net = gluon.model_zoo.vision.resnet50_v1(classes=10)
     net.initialize(mx.init.Xavier())
-    net(mx.nd.zeros((1, 3, 32, 32)))
+    # recorded, as in training: an inference forward would leave the convolution weights
+    # in oneDNN's layout, and every update would then convert them first
+    with autograd.record():
+        net(mx.nd.zeros((1, 3, 32, 32)))
     for p in net.collect_params().values():
         if p.grad_req != "null":
             p.grad()[:] = mx.nd.random.normal(shape=p.shape) * 1e-3

@@ -288,3 +288,20 @@ def test_update_paths_bit_identical_with_schedules_and_frozen_layers(momentum):
 
     for a, b in zip(run("fused"), run("per_array")):
         assert np.array_equal(a, b)
+
+
+def test_per_array_path_runs_mxnets_per_array_kernel(monkeypatch):
+    """MXNet's own SGD sends single dense arrays through multi_sgd_mom_update; ours calls
+    the per-array sgd_mom_update kernel (bit-identical, faster on CPU): one call an array."""
+    from gluon_finetune import optimizer as ours
+    calls = []
+    real = ours._mx_opt.sgd_mom_update
+    monkeypatch.setattr(ours._mx_opt, "sgd_mom_update",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    for path, expected in (("per_array", 6), ("fused", 0)):
+        calls.clear()
+        net = three_layers()
+        trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+                                   update_path=path)
+        train_step(net, trainer, 0)
+        assert len(calls) == expected, path
