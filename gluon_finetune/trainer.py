@@ -175,7 +175,7 @@ class LayerwiseTrainer(gluon.Trainer):
         What a fully frozen BatchNorm does (see ``freezing.py``).
     update_path : {'auto', 'fused', 'per_array'}, default 'auto'
         How MXNet applies updates; results are bit-identical. 'auto': per
-        array for SGD on CPU (faster there), MXNet's default otherwise
+        array for SGD with momentum on CPU (faster there), MXNet's default otherwise
         (``update_paths.choose_update_path``).
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one

@@ -2,22 +2,25 @@
 
 MXNet applies an optimizer either per array (one operator call per
 parameter) or fused (``multi_sgd_mom_update`` and kin: one call per chunk of
-``MXNET_OPTIMIZER_AGGREGATION_SIZE`` arrays, 4 by default). For SGD both give
-bit-identical weights, so the faster one can be taken freely:
+``MXNET_OPTIMIZER_AGGREGATION_SIZE`` arrays, 4 by default). Rule: per array
+for SGD with momentum when every device is a CPU, MXNet's default otherwise.
 
-- On CPU, per array is faster (bench/README.md: a fused step took 1.1-1.5x
-  as long on resnet50_v1; the fused kernel alone 1.3-1.8x). The fused CPU kernel walks every element
-  index once and, for each, loops over the arrays of the chunk, reading rates
-  and pointers from a parameter struct; that inner loop keeps the compiler
-  from vectorising it, while the per-array kernel is a plain vectorisable
-  loop. Fusing saves only Python dispatch (about 25 us an array), which
-  matters only for tiny arrays.
-- Elsewhere (GPU) the fused path saves kernel launches; MXNet's default stays.
+Why (bench/README.md): on CPU the fused kernel is 1.3-1.9x slower per
+element than the per-array ``sgd_mom_update`` kernel. It walks every element
+index once and, for each, loops over the arrays of the chunk, reading rates
+and pointers from a parameter struct; the per-array kernel is a flat loop.
+Fusing saves only Python dispatch, which matters for tiny arrays alone.
+MXNet's own SGD never reaches the per-array kernel for dense arrays (it
+sends a single array through the fused kernel with ``num_weights=1``), so our
+optimizer calls it itself (``optimizer._PerArraySGDMixin``): same formula,
+same order of operations, bit-identical weights. Without momentum the
+per-array kernel (``sgd_update``) rounds differently, so there is nothing
+faster to take and MXNet's default stays. On a GPU the fused path saves
+kernel launches; MXNet's default stays.
 
-Other optimizers keep MXNet's default path. LARS and LAMB have only the fused
-path that works the same: LARS' per-array path fails in MXNet 1.9.1 and
-LAMB's differs from its fused one in the last bit, so 'per_array' is refused
-for them rather than silently changing results.
+LARS and LAMB have only a fused path that works the same: LARS' per-array
+path fails in MXNet 1.9.1 and LAMB's differs from its fused one in the last
+bit, so 'per_array' is refused for them rather than silently changing results.
 """
 from __future__ import annotations
 
@@ -51,9 +54,9 @@ def choose_update_path(optimizer, device_types: Sequence[str], requested: str = 
                        environ: Optional[Mapping[str, str]] = None) -> str:
     """The path the rule gives: ``'fused'`` or ``'per_array'``.
 
-    ``'auto'``: per array for SGD-family optimizers when every device is a
-    CPU, unless ``MXNET_OPTIMIZER_AGGREGATION_SIZE`` is set in ``environ``
-    (an explicit choice is respected); otherwise what MXNet does
+    ``'auto'``: per array for SGD-family optimizers with momentum when every
+    device is a CPU, unless ``MXNET_OPTIMIZER_AGGREGATION_SIZE`` is set in
+    ``environ`` (an explicit choice is respected); otherwise what MXNet does
     (``'fused'`` when ``optimizer.aggregate_num > 0``).
 
     Examples
@@ -62,13 +65,16 @@ def choose_update_path(optimizer, device_types: Sequence[str], requested: str = 
     'per_array'
     >>> choose_update_path(mx_optimizer.SGD(momentum=0.9), ["gpu"], environ={})
     'fused'
+    >>> choose_update_path(mx_optimizer.SGD(), ["cpu"], environ={})  # no faster kernel
+    'fused'
     """
     check_update_path(requested, optimizer)
     if requested != "auto":
         return requested
     environ = os.environ if environ is None else environ
     on_cpu = bool(device_types) and all(d == "cpu" for d in device_types)
-    if on_cpu and isinstance(optimizer, _BIT_IDENTICAL) and ENV not in environ:
+    faster = isinstance(optimizer, _BIT_IDENTICAL) and optimizer.momentum > 0
+    if on_cpu and faster and ENV not in environ:
         return "per_array"
     return "fused" if optimizer.aggregate_num > 0 else "per_array"
 

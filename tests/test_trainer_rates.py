@@ -226,12 +226,14 @@ def test_fused_and_per_array_update_paths_are_bit_identical(aggregate):
 def test_update_path_rule(monkeypatch):
     monkeypatch.delenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", raising=False)
     net = three_layers()
-    assert LayerwiseTrainer(net, "sgd").update_path == "per_array"  # SGD on CPU: faster
+    momentum = {"momentum": 0.9}
+    assert LayerwiseTrainer(net, "sgd", dict(momentum)).update_path == "per_array"  # faster
+    assert LayerwiseTrainer(net, "sgd").update_path == "fused"  # no faster kernel
     assert LayerwiseTrainer(net, "nag").update_path == "per_array"  # no fused path
     assert LayerwiseTrainer(net, "adam").update_path == "per_array"
     assert LayerwiseTrainer(net, "sgd", update_path="fused").update_path == "fused"
     monkeypatch.setenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", "4")  # an explicit choice wins
-    assert LayerwiseTrainer(net, "sgd").update_path == "fused"
+    assert LayerwiseTrainer(net, "sgd", dict(momentum)).update_path == "fused"
     with pytest.raises(ValueError, match="'multi'"):
         LayerwiseTrainer(net, "sgd", update_path="multi")
     before = [(p.grad_req, p._trainer) for p in net.collect_params().values()]
@@ -249,15 +251,21 @@ def test_update_path_rule(monkeypatch):
     ("sgd", ["gpu"], {}, "fused"),                    # MXNet's default off the CPU
     ("sgd", ["cpu", "gpu"], {}, "fused"),
     ("sgd", ["cpu"], {"MXNET_OPTIMIZER_AGGREGATION_SIZE": "8"}, "fused"),  # explicit wins
+    ("sgd-no-momentum", ["cpu"], {}, "fused"),       # no faster bit-identical kernel
     ("lars", ["cpu"], {}, "fused"),                   # fused only: per-array fails in MXNet
     ("lamb", ["cpu"], {}, "fused"),                   # fused only: per-array differs
     ("adam", ["cpu"], {}, "per_array"),               # no fused update at all
     ("nag", ["gpu"], {}, "per_array"),
 ])
 def test_chosen_path_is_the_rules(name, devices, env, expected):
-    assert choose_update_path(mx.optimizer.create(name), devices, "auto", env) == expected
+    def make():
+        if name == "sgd-no-momentum":
+            return mx.optimizer.create("sgd")
+        return mx.optimizer.create(name, **({"momentum": 0.9} if "sgd" in name else {}))
+
+    assert choose_update_path(make(), devices, "auto", env) == expected
     forced = "fused" if name in ("lars", "lamb") else "per_array"
-    assert choose_update_path(mx.optimizer.create(name), devices, forced, env) == forced
+    assert choose_update_path(make(), devices, forced, env) == forced
 
 
 def test_trainer_takes_the_rules_path(monkeypatch):
@@ -265,8 +273,9 @@ def test_trainer_takes_the_rules_path(monkeypatch):
     monkeypatch.delenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", raising=False)
     net = three_layers(ctx=[mx.cpu(0), mx.cpu(1)])
     for name in ("sgd", "lamb", "adam"):
-        trainer = LayerwiseTrainer(net, name)
-        expected = choose_update_path(mx.optimizer.create(name), ["cpu", "cpu"])
+        args = {"momentum": 0.9} if name == "sgd" else {}
+        trainer = LayerwiseTrainer(net, name, dict(args))
+        expected = choose_update_path(mx.optimizer.create(name, **args), ["cpu", "cpu"])
         assert trainer.update_path == expected
         assert all(u.aggregate_updates == (expected == "fused") for u in trainer._updaters)
 
