@@ -84,7 +84,7 @@ def cases(name, x, y):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=224, help="image side")
     parser.add_argument("--models", default="resnet18_v1,resnet50_v1")
     args = parser.parse_args(argv)
