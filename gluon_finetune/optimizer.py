@@ -111,7 +111,7 @@ class _PerArraySGDMixin:
     flat per-array kernel ``sgd_mom_update`` serves only sparse arrays. Both
     compute ``mom = momentum*mom - lr*wd*w - lr*rescale*grad; w = w + mom`` in
     the same order, so the weights are bit-identical, and the per-array kernel
-    is 1.5-1.8x faster on CPU (bench/fused_sgd.py). Not so without momentum:
+    is 1.3-1.9x faster on CPU (bench/fused_sgd.py). Not so without momentum:
     ``sgd_update`` computes ``(1 - lr*wd)*w - ...``, which rounds differently,
     so that case, lists (the fused path), sparse arrays and multi-precision go
     to MXNet's own code.
