@@ -25,6 +25,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/import_time.py
 	$(PY) bench/step_overhead.py
+	$(PY) bench/fused_sgd.py
+	$(PY) bench/freezing_payoff.py
+	$(PY) bench/feature_cache.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gluon_finetune tests examples bench

@@ -37,6 +37,9 @@ _EXPORTS = {
     "plot_lr_curves": "gluon_finetune.plots",
     "plot_schedules": "gluon_finetune.plots",
     "RateRecorder": "gluon_finetune.plots",
+    "cache_features": "gluon_finetune.caching",
+    "split_frozen": "gluon_finetune.caching",
+    "FeatureCache": "gluon_finetune.caching",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -38,11 +38,9 @@ from .structure import (
     param_paths,
     structural_paths,
 )
+from .update_paths import apply_update_path, check_update_path, choose_update_path
 
 __all__ = ["LayerwiseTrainer"]
-
-UPDATE_PATHS = ("auto", "fused", "per_array")
-_FUSED_CAPABLE = (mx_optimizer.SGD, mx_optimizer.LARS)  # their update() takes lists
 
 # optimizer arguments whose value is a dict: never mistaken for an RFC-style layer rule
 _DICT_ARGS = ("param_idx2name", "param_dict")
@@ -178,7 +176,8 @@ class LayerwiseTrainer(gluon.Trainer):
         What a fully frozen BatchNorm does (see ``freezing.py``).
     update_path : {'auto', 'fused', 'per_array'}, default 'auto'
         How MXNet applies updates; results are bit-identical. 'auto': per
-        array for SGD on CPU (faster there), MXNet's default otherwise.
+        array for SGD with momentum on CPU (faster there), MXNet's default otherwise
+        (``update_paths.choose_update_path``).
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
@@ -206,16 +205,12 @@ class LayerwiseTrainer(gluon.Trainer):
         if not isinstance(strict, bool):
             raise TypeError(f"strict must be True or False, got {strict!r}")
         check_bn_policy(bn)
-        if update_path not in UPDATE_PATHS:
-            raise ValueError(f"update_path must be one of {UPDATE_PATHS}, got {update_path!r}")
         _check_kvstore_args(kvstore, compression_params, update_on_kvstore)
         param_list = _param_list(params)
         plain_params, rfc_rules = _split_rfc_rules(optimizer_params)
         layers = _merge_rules(layers, rfc_rules)
         opt = _make_optimizer(optimizer, plain_params)
-        if update_path == "fused" and not isinstance(opt, _FUSED_CAPABLE):
-            raise ValueError(f"update_path='fused': {type(opt).__name__} has no fused "
-                             f"multi-tensor update in MXNet (only SGD and LARS do)")
+        check_update_path(update_path, opt)
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
         self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
@@ -354,22 +349,10 @@ class LayerwiseTrainer(gluon.Trainer):
     # ------------------------------------------------------------ update path
 
     def _choose_update_path(self, update_path: str) -> None:
-        """MXNet's fused multi-tensor SGD update is slower than per-array updates on CPU
-        (bench/step_overhead.py); both give bit-identical weights. 'auto' takes per-array
-        updates for SGD-family optimizers when every context is a CPU, unless
-        MXNET_OPTIMIZER_AGGREGATION_SIZE is set explicitly, and MXNet's default otherwise."""
-        opt = self._optimizer
-        if update_path == "auto":
-            on_cpu = all(c.device_type == "cpu" for c in self._contexts)
-            explicit = "MXNET_OPTIMIZER_AGGREGATION_SIZE" in os.environ
-            if on_cpu and isinstance(opt, mx_optimizer.SGD) and not explicit:
-                opt.aggregate_num = 0
-        elif update_path == "per_array":
-            opt.aggregate_num = 0
-        elif opt.aggregate_num == 0:
-            opt.aggregate_num = int(os.environ.get("MXNET_OPTIMIZER_AGGREGATION_SIZE", "4"))
-        for updater in self._updaters:  # made by gluon.Trainer before this choice
-            updater.aggregate_updates = opt.aggregate_num > 0
+        """The faster of MXNet's two bit-identical update paths (rule: update_paths.py)."""
+        path = choose_update_path(self._optimizer, [c.device_type for c in self._contexts],
+                                  update_path)
+        apply_update_path(self._optimizer, path, self._updaters)
 
     @property
     def update_path(self) -> str:

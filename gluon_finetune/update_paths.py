@@ -1,0 +1,89 @@
+"""Which of MXNet's two update paths a trainer takes: the rule, kept pure.
+
+MXNet applies an optimizer either per array (one operator call per
+parameter) or fused (``multi_sgd_mom_update`` and kin: one call per chunk of
+``MXNET_OPTIMIZER_AGGREGATION_SIZE`` arrays, 4 by default). Rule: per array
+for SGD with momentum when every device is a CPU, MXNet's default otherwise.
+
+Why (bench/README.md): on CPU the fused kernel is 1.3-1.9x slower per
+element than the per-array ``sgd_mom_update`` kernel. It walks every element
+index once and, for each, loops over the arrays of the chunk, reading rates
+and pointers from a parameter struct; the per-array kernel is a flat loop.
+Fusing saves only Python dispatch, which matters for tiny arrays alone.
+MXNet's own SGD never reaches the per-array kernel for dense arrays (it
+sends a single array through the fused kernel with ``num_weights=1``), so our
+optimizer calls it itself (``optimizer._PerArraySGDMixin``): same formula,
+same order of operations, bit-identical weights. Without momentum the
+per-array kernel (``sgd_update``) rounds differently, so there is nothing
+faster to take and MXNet's default stays. On a GPU the fused path saves
+kernel launches; MXNet's default stays.
+
+LARS and LAMB have only a fused path that works the same: LARS' per-array
+path fails in MXNet 1.9.1 and LAMB's differs from its fused one in the last
+bit, so 'per_array' is refused for them rather than silently changing results.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence
+
+from mxnet import optimizer as mx_optimizer
+
+__all__ = ["UPDATE_PATHS", "check_update_path", "choose_update_path", "apply_update_path"]
+
+UPDATE_PATHS = ("auto", "fused", "per_array")
+ENV = "MXNET_OPTIMIZER_AGGREGATION_SIZE"
+_BIT_IDENTICAL = (mx_optimizer.SGD,)  # both paths, same weights (tests/test_trainer_rates.py)
+_FUSED_ONLY = (mx_optimizer.LARS, mx_optimizer.LAMB)
+
+
+def check_update_path(requested: str, optimizer) -> None:
+    """Raise ValueError when ``requested`` is not a path ``optimizer`` can take unchanged."""
+    if requested not in UPDATE_PATHS:
+        raise ValueError(f"update_path must be one of {UPDATE_PATHS}, got {requested!r}")
+    name = type(optimizer).__name__
+    if requested == "fused" and not isinstance(optimizer, _BIT_IDENTICAL + _FUSED_ONLY):
+        raise ValueError(f"update_path='fused': {name} has no fused multi-tensor update in "
+                         f"MXNet (only SGD, LARS and LAMB do)")
+    if requested == "per_array" and isinstance(optimizer, _FUSED_ONLY):
+        raise ValueError(f"update_path='per_array': {name}'s per-array update in MXNet 1.9.1 "
+                         f"fails (LARS) or differs from its fused one (LAMB); use 'auto'")
+
+
+def choose_update_path(optimizer, device_types: Sequence[str], requested: str = "auto",
+                       environ: Optional[Mapping[str, str]] = None) -> str:
+    """The path the rule gives: ``'fused'`` or ``'per_array'``.
+
+    ``'auto'``: per array for SGD-family optimizers with momentum when every
+    device is a CPU, unless ``MXNET_OPTIMIZER_AGGREGATION_SIZE`` is set in
+    ``environ`` (an explicit choice is respected); otherwise what MXNet does
+    (``'fused'`` when ``optimizer.aggregate_num > 0``).
+
+    Examples
+    --------
+    >>> choose_update_path(mx_optimizer.SGD(momentum=0.9), ["cpu"], environ={})
+    'per_array'
+    >>> choose_update_path(mx_optimizer.SGD(momentum=0.9), ["gpu"], environ={})
+    'fused'
+    >>> choose_update_path(mx_optimizer.SGD(), ["cpu"], environ={})  # no faster kernel
+    'fused'
+    """
+    check_update_path(requested, optimizer)
+    if requested != "auto":
+        return requested
+    environ = os.environ if environ is None else environ
+    on_cpu = bool(device_types) and all(d == "cpu" for d in device_types)
+    faster = isinstance(optimizer, _BIT_IDENTICAL) and optimizer.momentum > 0
+    if on_cpu and faster and ENV not in environ:
+        return "per_array"
+    return "fused" if optimizer.aggregate_num > 0 else "per_array"
+
+
+def apply_update_path(optimizer, path: str, updaters=()) -> None:
+    """Set ``optimizer.aggregate_num`` (and the updaters' flag) for ``path``."""
+    if path == "per_array":
+        optimizer.aggregate_num = 0
+    elif optimizer.aggregate_num == 0:
+        optimizer.aggregate_num = int(os.environ.get(ENV, "4"))
+    for updater in updaters:  # gluon.Trainer made them before the choice
+        updater.aggregate_updates = optimizer.aggregate_num > 0
