@@ -1,8 +1,10 @@
-"""What a distributed kvstore needs from the trainer's side, apart from its overrides.
+"""What a distributed kvstore needs from the trainer's side.
 
 Whether the optimizer will be pickled to the servers, whether a schedule can
-make that trip, and a worker that fails without hanging the job. Used by
-``trainer.py`` only (never imported on a server).
+make that trip, a worker that fails without hanging the job, and
+``ParameterServerSync``, the ``gluon.Trainer`` overrides that keep the
+servers in step with the rules. Used by ``trainer.py`` only (never imported
+on a server).
 """
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import os
 import pickle
 import pickletools
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-__all__ = ["sends_optimizer", "check_sendable", "exit_at_once_on_error"]
+from mxnet import nd
+
+__all__ = ["ParameterServerSync", "sends_optimizer", "check_sendable", "exit_at_once_on_error"]
 
 
 def sends_optimizer(kvstore: Any, update_on_kvstore: Optional[bool]) -> bool:
@@ -86,3 +90,83 @@ def exit_at_once_on_error() -> None:
         os._exit(1)
     hook.gluon_finetune_exits = True
     sys.excepthook = hook
+
+
+class ParameterServerSync:
+    """The ``gluon.Trainer`` overrides a distributed kvstore needs (mixed into
+    ``LayerwiseTrainer``): each says what it adds to Gluon's own method.
+
+    Expects ``self._to_servers`` (see ``sends_optimizer``), set before
+    ``gluon.Trainer.__init__`` runs.
+    """
+
+    def _check_sendable(self, what: str, schedule: Any) -> None:
+        if self._to_servers:
+            check_sendable(what, schedule)
+
+    def _start_kvstore_early(self) -> None:
+        """At construction, for a ``dist_*`` kvstore whose shapes are all known: set up
+        the kvstore and broadcast rank 0's weights now. gluon.Trainer waits for the
+        first step: by then each worker has computed a gradient on its own initial
+        weights, and the lazy set-up races with it."""
+        self._scale_sent = True  # False while the servers have rescale_grad from before step 1
+        if self._is_dist_config() and not any(p._deferred_init for p in self._params):
+            self._scale_sent = False
+            self._init_kvstore()
+            self._init_params()
+
+    def _init_kvstore(self):
+        """As gluon.Trainer; on a distributed kvstore an uncaught exception then ends
+        the worker at once (MXNet would make it wait at exit for the others)."""
+        super()._init_kvstore()
+        if self._distributed:
+            exit_at_once_on_error()
+
+    def _is_dist_config(self) -> bool:
+        kv = self._kvstore_params["kvstore"]
+        return "dist" in (kv if isinstance(kv, str) else getattr(kv, "type", ""))
+
+    def _send_to_servers(self, fresh: Sequence[int]) -> None:
+        """Send the optimizer (rates, schedules, rescale_grad) to the kvstore servers again.
+
+        The servers keep update counts and momentum, except for ``fresh``
+        indices (see ``optimizer._take_over``). Waits for the pushes in flight
+        first: they must be applied with the rates they were computed for.
+        """
+        if not (self._kv_initialized and self._distributed and self._update_on_kvstore):
+            return
+        nd.waitall()
+        self._optimizer._layerwise_resend = tuple(sorted(fresh))
+        try:
+            self._kvstore.set_optimizer(self._optimizer)
+        finally:
+            del self._optimizer._layerwise_resend
+
+    def _init_params(self):
+        """As gluon.Trainer; on a distributed kvstore it also waits for the broadcast of
+        initial weights, which otherwise races with the first gradient push (workers
+        then diverge, about one run in three with ``update_on_kvstore=False``)."""
+        super()._init_params()
+        if self._distributed:
+            nd.waitall()
+
+    def _check_and_rescale_grad(self, scale):
+        """As gluon.Trainer; but where the servers got the optimizer before the first
+        step (the trainer initialises the kvstore at construction), the first step's
+        ``rescale_grad`` is sent to them. Later batch-size changes raise as in Gluon."""
+        if self._kv_initialized and self._distributed and self._update_on_kvstore \
+                and not self._scale_sent:
+            self._scale_sent = True
+            if self._optimizer.rescale_grad != scale:
+                self._optimizer.rescale_grad = scale
+                self._send_to_servers(())
+            return
+        super()._check_and_rescale_grad(scale)
+
+    def _update(self, ignore_stale_grad=False):
+        """As gluon.Trainer; where the servers update, also counts the step on the
+        worker's optimizer, so that ``learning_rate``, the clock of a layer that
+        thaws, and re-sent optimizers see the servers' step count."""
+        super()._update(ignore_stale_grad)
+        if self._distributed and self._update_on_kvstore:
+            self._optimizer.num_update += 1

@@ -14,12 +14,12 @@ import os
 import pickle
 from typing import Any, Dict, List, Optional, Sequence
 
-from mxnet import gluon, nd
+from mxnet import gluon
 from mxnet import optimizer as mx_optimizer
 from mxnet.kvstore import KVStoreBase
 
 from . import states as states_file
-from .distributed import check_sendable, exit_at_once_on_error, sends_optimizer
+from .distributed import ParameterServerSync, sends_optimizer
 from .freezing import (
     apply_bn_policy,
     bn_param_names,
@@ -145,7 +145,7 @@ def _base_lr(optimizer) -> Optional[float]:
     return getattr(optimizer.lr_scheduler, "base_lr", None)
 
 
-class LayerwiseTrainer(gluon.Trainer):
+class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
     """A ``gluon.Trainer`` that gives each layer its own rate, schedule or freeze.
 
     Same constructor, methods and modes as ``gluon.Trainer`` (MXNet 1.9.1);
@@ -214,8 +214,7 @@ class LayerwiseTrainer(gluon.Trainer):
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
         self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
-        if self._to_servers:
-            check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
+        self._check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
         self._own = [(p.lr_mult, p.wd_mult, p.grad_req, p._differentiable) for p in param_list]
         table = self._resolve(layers, param_list, opt) if layers is not None else None
 
@@ -231,13 +230,7 @@ class LayerwiseTrainer(gluon.Trainer):
         self._choose_update_path(update_path)
         if table is not None:  # without rules nothing is touched, as in gluon.Trainer
             self._refresh()
-        self._scale_sent = True  # False while the servers have rescale_grad from before step 1
-        if self._is_dist_config() and not any(p._deferred_init for p in self._params):
-            # gluon.Trainer waits for the first step: by then each worker has computed a
-            # gradient on its own initial weights, and the lazy init races with it.
-            self._scale_sent = False
-            self._init_kvstore()
-            self._init_params()
+        self._start_kvstore_early()
 
     # ------------------------------------------------------------ rules
 
@@ -253,12 +246,8 @@ class LayerwiseTrainer(gluon.Trainer):
             block_list = block_names(self._net, self._granularity)
         table = resolve(layers, names, paths=paths, block_list=block_list,
                         base_lr=_base_lr(opt), strict=self._strict)
-        if self._to_servers:
-            checked = set()
-            for s in table:
-                if s.lr_scheduler is not None and id(s.lr_scheduler) not in checked:
-                    checked.add(id(s.lr_scheduler))
-                    check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
+        for s in {id(s.lr_scheduler): s for s in table if s.lr_scheduler is not None}.values():
+            self._check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
         return table
 
     def _rates_from(self, table: Sequence[Setting]) -> Dict[int, Rate]:
@@ -445,9 +434,7 @@ class LayerwiseTrainer(gluon.Trainer):
 
     def _init_kvstore(self):
         """As gluon.Trainer, but ``update_on_kvstore=True`` without a kvstore (one
-        device) updates locally instead of failing on ``None.is_capable``; on a
-        distributed kvstore an uncaught exception then ends the worker at once
-        (MXNet would make it wait at exit for the others, hanging the job)."""
+        device) updates locally instead of failing on ``None.is_capable``."""
         config = self._kvstore_params
         kv = config["kvstore"]
         no_store = kv is None or (isinstance(kv, str) and "dist" not in kv
@@ -459,9 +446,7 @@ class LayerwiseTrainer(gluon.Trainer):
                 return super()._init_kvstore()
             finally:
                 self._kvstore_params = saved
-        super()._init_kvstore()
-        if self._distributed:
-            exit_at_once_on_error()
+        return super()._init_kvstore()
 
     def set_learning_rate(self, lr):
         """Set the base rate; every layer is rescaled, keeping its multiplier.
@@ -475,57 +460,6 @@ class LayerwiseTrainer(gluon.Trainer):
             raise ValueError(f"learning rate must be a finite number, got {lr!r}")
         super().set_learning_rate(lr)
         self._send_to_servers(())
-
-    # ------------------------------------------------------------ distributed kvstore
-
-    def _is_dist_config(self) -> bool:
-        kv = self._kvstore_params["kvstore"]
-        return "dist" in (kv if isinstance(kv, str) else getattr(kv, "type", ""))
-
-    def _send_to_servers(self, fresh: Sequence[int]) -> None:
-        """Send the optimizer (rates, schedules, rescale_grad) to the kvstore servers again.
-
-        The servers keep update counts and momentum, except for ``fresh``
-        indices (see ``optimizer._take_over``). Waits for the pushes in flight
-        first: they must be applied with the rates they were computed for.
-        """
-        if not (self._kv_initialized and self._distributed and self._update_on_kvstore):
-            return
-        nd.waitall()
-        self._optimizer._layerwise_resend = tuple(sorted(fresh))
-        try:
-            self._kvstore.set_optimizer(self._optimizer)
-        finally:
-            del self._optimizer._layerwise_resend
-
-    def _init_params(self):
-        """As gluon.Trainer; on a distributed kvstore it also waits for the broadcast of
-        initial weights, which otherwise races with the first gradient push (workers
-        then diverge, about one run in three with ``update_on_kvstore=False``)."""
-        super()._init_params()
-        if self._distributed:
-            nd.waitall()
-
-    def _check_and_rescale_grad(self, scale):
-        """As gluon.Trainer; but where the servers got the optimizer before the first
-        step (the trainer initialises the kvstore at construction), the first step's
-        ``rescale_grad`` is sent to them. Later batch-size changes raise as in Gluon."""
-        if self._kv_initialized and self._distributed and self._update_on_kvstore \
-                and not self._scale_sent:
-            self._scale_sent = True
-            if self._optimizer.rescale_grad != scale:
-                self._optimizer.rescale_grad = scale
-                self._send_to_servers(())
-            return
-        super()._check_and_rescale_grad(scale)
-
-    def _update(self, ignore_stale_grad=False):
-        """As gluon.Trainer; where the servers update, also counts the step on the
-        worker's optimizer, so that ``learning_rate``, the clock of a layer that
-        thaws, and re-sent optimizers see the servers' step count."""
-        super()._update(ignore_stale_grad)
-        if self._distributed and self._update_on_kvstore:
-            self._optimizer.num_update += 1
 
     def save_states(self, fname):
         """Save optimizer state, the rate table with each schedule's state, per-parameter
