@@ -12,6 +12,8 @@ from typing import List, NamedTuple, Optional
 from mxnet import gluon
 from mxnet.gluon.data.vision import transforms
 
+from .checks import check_positive_int
+
 __all__ = ["ImageFolders", "image_folders"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -55,9 +57,8 @@ def image_folders(root: str, image_size: int = 224, batch_size: int = 32,
     ImageFolders
         ``(train, val, classes)``; ``val`` is None without ``root/val``.
     """
-    for name, value in (("image_size", image_size), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int("image_size", image_size)
+    check_positive_int("batch_size", batch_size)
     train_dir = os.path.join(root, "train")
     split = os.path.isdir(train_dir)
     train = _dataset(train_dir if split else root)

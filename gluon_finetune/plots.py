@@ -10,7 +10,8 @@ import copy
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .structure import block_names
+from .checks import check_positive_int
+from .report import block_labels
 
 __all__ = ["RateRecorder", "lr_curves", "merged_curves", "plot_lr_curves", "plot_accuracy",
            "plot_schedules"]
@@ -18,14 +19,16 @@ __all__ = ["RateRecorder", "lr_curves", "merged_curves", "plot_lr_curves", "plot
 Curves = Dict[str, List[float]]
 
 
-def _labels(trainer) -> List[str]:
-    """One curve label per parameter index of ``trainer``."""
+def _param_blocks(trainer) -> List[str]:
+    """The block label of each parameter index (its name where no block holds it)."""
+    where = block_labels(trainer.net, trainer._granularity)
+    return [where.get(p.name, p.name) for p in trainer._params]
+
+
+def _labels(trainer, block: Optional[List[str]] = None) -> List[str]:
+    """One curve label per parameter index of ``trainer`` (``block``: its _param_blocks)."""
     rates = trainer.rates
-    where: Dict[str, str] = {}
-    if trainer.net is not None:
-        for i, (path, names) in enumerate(block_names(trainer.net, trainer._granularity)):
-            where.update((name, f"{i}:{path}") for name in names)
-    block = [where.get(p.name, p.name) for p in trainer._params]
+    block = block if block is not None else _param_blocks(trainer)
     rule = [rates[i].rule if i in rates else None for i in range(len(block))]
     mixed = {b for b in block if len({r for r, b2 in zip(rule, block) if b2 == b}) > 1}
     return [f"{b} [{r or 'no rule'}]" if b in mixed else b for b, r in zip(block, rule)]
@@ -51,9 +54,14 @@ class RateRecorder:
     def __init__(self) -> None:
         self.curves: Curves = {}
         self.steps = 0
+        self._blocks: Dict[int, List[str]] = {}  # per trainer: the block list walk, done once
 
     def __call__(self, trainer) -> None:
-        rates = _rates_by_label(_labels(trainer), trainer.current_lrs(), trainer._params)
+        blocks = self._blocks.get(id(trainer))
+        if blocks is None:
+            blocks = self._blocks[id(trainer)] = _param_blocks(trainer)
+        labels = _labels(trainer, blocks)
+        rates = _rates_by_label(labels, trainer.current_lrs(), trainer._params)
         for label, lr in rates.items():
             self.curves.setdefault(label, [0.0] * self.steps).append(lr)
         self.steps += 1
@@ -82,8 +90,7 @@ def lr_curves(trainer, steps: int) -> Curves:
     A preview: the trainer and its schedules are left as they are, and
     freezing stays as it is now (no gradual unfreezing).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_positive_int("steps", steps)
     from .trainer import LayerwiseTrainer
     if not isinstance(trainer, LayerwiseTrainer):
         raise TypeError(f"lr_curves expects a LayerwiseTrainer, got {type(trainer).__name__}")

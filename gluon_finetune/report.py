@@ -65,7 +65,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _block_of(net, granularity: str) -> Dict[str, str]:
+def block_labels(net, granularity: str) -> Dict[str, str]:
+    """Parameter name -> ``"i:path"`` of its block in the block list (empty without a net)."""
     if net is None:
         return {}
     out = {}
@@ -84,7 +85,7 @@ def _row(param, block: Optional[str], rule, lr_mult, wd_mult, lr, schedule, froz
 def _from_trainer(trainer) -> Explanation:
     rates = trainer.rates
     lrs = trainer.current_lrs()
-    where = _block_of(trainer.net, trainer._granularity)
+    where = block_labels(trainer.net, trainer._granularity)
     rows = []
     for i, param in enumerate(trainer._params):
         rate = rates.get(i)
@@ -99,7 +100,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Expl
     table = resolve(rules or {}, [p.name for p in params], paths=structural_paths(net),
                     block_list=block_names(net, granularity), base_lr=learning_rate,
                     strict=strict)
-    where = _block_of(net, granularity)
+    where = block_labels(net, granularity)
     rows = []
     for param, s in zip(params, table):
         mult = s.lr_mult if s.rule is not None else param.lr_mult

@@ -15,6 +15,8 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm.auto import tqdm
 
+from .checks import check_positive_int
+
 __all__ = ["fit", "evaluate", "EpochResult"]
 
 EpochResult = Dict[str, float]
@@ -28,8 +30,7 @@ def _check_fit_args(net, trainer, train_data, epochs) -> None:
     if not isinstance(train_data, gluon.data.DataLoader):
         raise TypeError(f"train_data must be a gluon.data.DataLoader, got "
                         f"{type(train_data).__name__}")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    check_positive_int("epochs", epochs)
 
 
 def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Context] = None
