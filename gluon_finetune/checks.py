@@ -1,10 +1,94 @@
-"""Argument checks shared by the modules around the trainer (loop, data, plots)."""
+"""Argument checks shared by every module: one wording, NumPy scalars welcome, bools refused.
+
+``numbers.Integral`` / ``numbers.Real`` include NumPy's integer and float
+scalars (``np.int64(3)``), so they are accepted wherever a Python int or
+float is; ``True``/``False`` (and NumPy bools) are never a count or a rate.
+Pure Python: safe to import on a kvstore server.
+"""
 from __future__ import annotations
 
-__all__ = ["check_positive_int"]
+import math
+import numbers
+from typing import Any, Optional
+
+__all__ = ["is_int", "is_real", "check_int", "check_positive_int", "check_real",
+           "check_bool"]
 
 
-def check_positive_int(name: str, value) -> None:
+def is_int(value: Any) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not _is_bool(value)
+
+
+def is_real(value: Any) -> bool:
+    """A real number (Python or NumPy int or float), not a bool."""
+    return isinstance(value, numbers.Real) and not _is_bool(value)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_int(name: str, value: Any, minimum: Optional[int] = None,
+              maximum: Optional[int] = None) -> int:
+    """``value`` as a Python int, or ValueError/TypeError naming ``name`` and the range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_int("classes", np.int64(3), minimum=1)
+    3
+    """
+    bounds = _bounds(minimum, maximum)
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int{bounds}, got {_shown(value)}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an int{bounds}, got {value!r}")
+    return value
+
+
+def _bounds(minimum: Optional[int], maximum: Optional[int]) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in {minimum}..{maximum}"
+    if minimum is not None:
+        return f" >= {minimum}"
+    return f" <= {maximum}" if maximum is not None else ""
+
+
+def check_positive_int(name: str, value: Any) -> int:
     """Raise ValueError unless ``value`` is an int >= 1 (``True`` is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_real(name: str, value: Any, *, positive: bool = False,
+               minimum: Optional[float] = None) -> float:
+    """``value`` as a finite Python float (``> 0`` with ``positive``, ``>= minimum``).
+
+    Examples
+    --------
+    >>> check_real("learning_rate", 0.1, positive=True)
+    0.1
+    """
+    expected = "a finite number" + (" > 0" if positive else "") + \
+        (f" >= {minimum:g}" if minimum is not None else "")
+    if not is_real(value):
+        raise TypeError(f"{name} must be {expected}, got {_shown(value)}")
+    out = float(value)
+    if not math.isfinite(out) or (positive and out <= 0) or \
+            (minimum is not None and out < minimum):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return out
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` itself if it is True or False; else TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {_shown(value)}")
+    return value
