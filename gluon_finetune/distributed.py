@@ -93,7 +93,7 @@ def exit_at_once_on_error() -> None:
 
 
 class ParameterServerSync:
-    """The ``gluon.Trainer`` overrides a distributed kvstore needs (mixed into
+    """The ``gluon.Trainer`` overrides a kvstore needs (mixed into
     ``LayerwiseTrainer``): each says what it adds to Gluon's own method.
 
     Expects ``self._to_servers`` (see ``sends_optimizer``), set before
@@ -116,9 +116,20 @@ class ParameterServerSync:
             self._init_params()
 
     def _init_kvstore(self):
-        """As gluon.Trainer; on a distributed kvstore an uncaught exception then ends
-        the worker at once (MXNet would make it wait at exit for the others)."""
-        super()._init_kvstore()
+        """As gluon.Trainer, but ``update_on_kvstore=True`` without a kvstore (one device)
+        updates locally instead of failing on ``None.is_capable``; on a distributed
+        kvstore an uncaught exception then ends the worker at once (MXNet would make it
+        wait at exit for the others)."""
+        config = self._kvstore_params
+        kv = config["kvstore"]
+        no_store = kv is None or (isinstance(kv, str) and "dist" not in kv
+                                  and len(self._contexts) == 1)
+        if no_store and config["update_on_kvstore"]:
+            self._kvstore_params = dict(config, update_on_kvstore=None)
+        try:
+            super()._init_kvstore()
+        finally:
+            self._kvstore_params = config
         if self._distributed:
             exit_at_once_on_error()
 
@@ -136,11 +147,12 @@ class ParameterServerSync:
         if not (self._kv_initialized and self._distributed and self._update_on_kvstore):
             return
         nd.waitall()
-        self._optimizer._layerwise_resend = tuple(sorted(fresh))
+        state = self._optimizer.layerwise
+        state.resend = tuple(sorted(fresh))
         try:
             self._kvstore.set_optimizer(self._optimizer)
         finally:
-            del self._optimizer._layerwise_resend
+            state.resend = None
 
     def _init_params(self):
         """As gluon.Trainer; on a distributed kvstore it also waits for the broadcast of

@@ -12,7 +12,7 @@ only notices that after its cached graphs are cleared, which we do.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Sequence, Set
+from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 from mxnet import gluon
 from mxnet.gluon import nn
@@ -73,20 +73,26 @@ def set_frozen(params: Sequence[gluon.Parameter], frozen: Sequence[bool],
     return changed
 
 
-def apply_bn_policy(net, frozen_names: Set[str], bn: str) -> bool:
+def apply_bn_policy(net, frozen_names: Set[str], bn: str,
+                    owned: Optional[Set[str]] = None) -> bool:
     """Fix the running statistics of fully frozen BatchNorm layers per policy ``bn``.
 
     A BatchNorm counts as frozen when all its trainable parameters are in
     ``frozen_names``. ``'frozen'`` sets ``use_global_stats=True`` there;
     ``'stats'`` and ``'train'`` leave the layer's own setting. Layers that are
-    no longer frozen get their own setting back. Returns whether anything changed.
+    no longer frozen get their own setting back. With ``owned`` (a trainer's
+    parameter names) only layers whose parameters are all owned are touched:
+    a trainer over part of a network leaves the rest alone. Returns whether
+    anything changed.
     """
     check_bn_policy(bn)
     changed = False
     for layer in batchnorm_layers(net):
+        names = _trainable_names(layer)
+        if owned is not None and not names <= owned:
+            continue
         if not hasattr(layer, _ORIGINAL):
             object.__setattr__(layer, _ORIGINAL, layer._kwargs["use_global_stats"])
-        names = _trainable_names(layer)
         frozen = bool(names) and names <= frozen_names
         wanted = True if (frozen and bn == "frozen") else getattr(layer, _ORIGINAL)
         if layer._kwargs["use_global_stats"] != wanted:

@@ -6,9 +6,10 @@ and ``_get_wds``. Every MXNet update path (fused multi-tensor or per array,
 on the workers or on a kvstore) asks those two methods, so one override
 serves them all, bit for bit.
 
-The per-index table lives in the optimizer's own ``__dict__``: MXNet drops
-``param_dict`` when it pickles an optimizer (to a kvstore server or into
-``save_states``), so ``Parameter.lr_mult`` alone would be lost there.
+The per-index table lives in the optimizer's own ``__dict__`` (``layerwise``,
+a ``rates.LayerwiseState``): MXNet drops ``param_dict`` when it pickles an
+optimizer (to a kvstore server or into ``save_states``), so
+``Parameter.lr_mult`` alone would be lost there.
 
 This module imports only ``mxnet.optimizer``: a kvstore server unpickles the
 optimizer while ``import mxnet`` is still running, when ``mxnet.gluon``
@@ -16,96 +17,38 @@ cannot be imported yet.
 
 On a kvstore server (``DMLC_ROLE=server``) each optimizer the workers send
 replaces the server's updater, whose states (momentum) would start empty.
-A re-sent optimizer (``_layerwise_resend``: the indices to start fresh) takes
+A re-sent optimizer (``layerwise.resend``: the indices to start fresh) takes
 over the previous one's update counts and states instead, so that
 ``set_learning_rate`` or ``set_layers`` mid-training keeps momentum on the
 servers as it does locally.
 """
 from __future__ import annotations
 
+import copy
 import os
-from typing import Callable, Dict, NamedTuple, Optional
+from typing import Dict, List, Sequence
 
 from mxnet.optimizer import SGD, Optimizer
 from mxnet.optimizer import optimizer as _mx_opt  # its operators, without mxnet.gluon
 
-__all__ = ["Rate", "layerwise", "layerwise_class", "is_layerwise", "base_class"]
+from .rates import LayerwiseState
 
-
-class Rate(NamedTuple):
-    """What one parameter index gets from the optimizer.
-
-    ``lr_scheduler`` (if any) gives the rate as a function of the parameter's
-    own update count plus ``start`` (the step it joined the schedule at, when
-    it thawed mid-training; 0 if it restarts the schedule). Else ``fixed_lr``
-    (an absolute rate from the rule) holds while the trainer has no scheduler
-    of its own, so that 0.001 stays
-    exactly 0.001 rather than ``0.01 * (0.001 / 0.01)``. Else the rate is the
-    trainer's rate times ``lr_mult``. Both were set when the trainer's rate
-    was ``ref_lr``; ``set_learning_rate`` rescales them by ``lr / ref_lr``.
-    """
-
-    rule: Optional[str]
-    lr_mult: float
-    wd_mult: float
-    lr_scheduler: Optional[Callable] = None
-    ref_lr: Optional[float] = None
-    start: int = 0
-    frozen: bool = False
-    fixed_lr: Optional[float] = None
+__all__ = ["layerwise", "layerwise_class", "is_layerwise", "base_class", "preview_lrs"]
 
 
 class _LayerwiseMixin:
-    """Per-index learning rates and weight decays from ``self._layerwise_rates``."""
+    """Per-index learning rates and weight decays from ``self.layerwise``, the
+    :class:`~gluon_finetune.rates.LayerwiseState` that owns them."""
 
-    _layerwise_rates: Dict[int, Rate]
-
-    def _trainer_lr(self) -> float:
-        if self.lr_scheduler is not None:
-            return self.lr_scheduler(self.num_update)
-        return self.lr
-
-    def _clock(self, index: int, rate: Rate) -> int:
-        # The parameter's own update count, not num_update: MXNet raises num_update
-        # chunk by chunk within a step, so a parameter updated before the one with the
-        # highest count would see the previous step, depending on the order of names.
-        return self._index_update_count.get(index, self.begin_num_update) + rate.start
-
-    def _rescaled(self, lr: float, rate: Rate) -> float:
-        if rate.ref_lr and self.lr is not None and self.lr != rate.ref_lr:
-            return lr * (self.lr / rate.ref_lr)
-        return lr
+    layerwise: LayerwiseState
 
     def _get_lrs(self, indices):
         # The base class always runs: some optimizers keep state in it (LARS tracks its
         # last and current rate there) and it calls the trainer's scheduler as stock does.
-        lrs = super()._get_lrs(indices)
-        rates = self._layerwise_rates
-        if not rates:
-            return lrs
-        trainer_lr = None
-        for k, index in enumerate(indices):
-            rate = rates.get(index)
-            if rate is None:
-                continue
-            if rate.lr_scheduler is not None:
-                lrs[k] = self._rescaled(rate.lr_scheduler(self._clock(index, rate)), rate)
-            elif rate.fixed_lr is not None and self.lr_scheduler is None:
-                lrs[k] = self._rescaled(rate.fixed_lr, rate)
-            else:
-                if trainer_lr is None:  # same num_update: MXNet schedulers give the same rate
-                    trainer_lr = self._trainer_lr()
-                lrs[k] = trainer_lr * rate.lr_mult
-        return lrs
+        return self.layerwise.lrs(self, indices, super()._get_lrs(indices))
 
     def _get_wds(self, indices):
-        wds = super()._get_wds(indices)
-        rates = self._layerwise_rates
-        for k, index in enumerate(indices):
-            rate = rates.get(index)
-            if rate is not None:
-                wds[k] = self.wd * rate.wd_mult
-        return wds
+        return self.layerwise.wds(self, indices, super()._get_wds(indices))
 
     def create_state_multi_precision(self, index, weight):
         if not _on_server():
@@ -188,8 +131,37 @@ def layerwise(optimizer: Optimizer) -> Optimizer:
         raise TypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
     if not is_layerwise(optimizer):
         optimizer.__class__ = layerwise_class(type(optimizer))
-        optimizer._layerwise_rates = {}
+        optimizer.layerwise = LayerwiseState()
     return optimizer
+
+
+def preview_lrs(optimizer: Optimizer, count: int, updated: Sequence[int], steps: int
+                ) -> List[List[float]]:
+    """The rates of indices ``0..count-1`` at each of the next ``steps`` updates.
+
+    A copy of ``optimizer`` (its schedules, clocks and update counts copied, so
+    the original is untouched) is stepped as training steps it: the
+    ``updated`` indices' counts rise by one per update, then every rate is
+    asked for, through the same ``_get_lrs`` that training calls.
+    """
+    sim = copy.copy(optimizer)  # MXNet's pickle path: param_dict dropped, the rest shared
+    sim.param_dict = optimizer.param_dict
+    sim.lr_scheduler = copy.deepcopy(optimizer.lr_scheduler)
+    if is_layerwise(optimizer):
+        sim.layerwise = copy.deepcopy(optimizer.layerwise)
+    sim._all_index_update_counts = {}
+    for device, counts in optimizer._all_index_update_counts.items():
+        sim._all_index_update_counts[device] = dict(counts)
+        if counts is optimizer._index_update_count:
+            sim._index_update_count = sim._all_index_update_counts[device]
+    if sim._index_update_count is optimizer._index_update_count:
+        sim._index_update_count = dict(optimizer._index_update_count)
+    indices = list(range(count))
+    out = []
+    for _ in range(steps):
+        sim._update_count(list(updated))
+        out.append(list(sim._get_lrs(indices)))
+    return out
 
 
 def _rebuild(base: type, state: dict) -> Optimizer:
@@ -214,11 +186,11 @@ def _take_over(optimizer: Optimizer) -> None:
 
     A trainer's first optimizer starts from nothing. A re-sent one keeps the
     update counts (schedule clocks) and states, except for the indices in
-    ``_layerwise_resend`` (parameters frozen or thawed since: fresh state, as
+    ``layerwise.resend`` (parameters frozen or thawed since: fresh state, as
     the trainer gives them locally).
     """
     previous, _SERVER["optimizer"] = _SERVER["optimizer"], optimizer
-    fresh = optimizer.__dict__.pop("_layerwise_resend", None)
+    fresh, optimizer.layerwise.resend = optimizer.layerwise.resend, None
     states = _SERVER["states"]
     if previous is None or fresh is None:
         states.clear()

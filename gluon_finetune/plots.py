@@ -6,7 +6,6 @@ different rules gets one curve per rule. Frozen parameters are at rate 0.
 """
 from __future__ import annotations
 
-import copy
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -21,8 +20,8 @@ Curves = Dict[str, List[float]]
 
 def _param_blocks(trainer) -> List[str]:
     """The block label of each parameter index (its name where no block holds it)."""
-    where = block_labels(trainer.net, trainer._granularity)
-    return [where.get(p.name, p.name) for p in trainer._params]
+    where = block_labels(trainer.block_list)
+    return [where.get(p.name, p.name) for p in trainer.params]
 
 
 def _labels(trainer, block: Optional[List[str]] = None) -> List[str]:
@@ -61,7 +60,7 @@ class RateRecorder:
         if blocks is None:
             blocks = self._blocks[id(trainer)] = _param_blocks(trainer)
         labels = _labels(trainer, blocks)
-        rates = _rates_by_label(labels, trainer.current_lrs(), trainer._params)
+        rates = _rates_by_label(labels, trainer.current_lrs(), trainer.params)
         for label, lr in rates.items():
             self.curves.setdefault(label, [0.0] * self.steps).append(lr)
         self.steps += 1
@@ -70,37 +69,21 @@ class RateRecorder:
                 curve.append(curve[-1])
 
 
-def _simulator(trainer):
-    """A copy of the trainer's optimizer whose schedules can be run ahead freely."""
-    opt = trainer._optimizer
-    sim = copy.copy(opt)  # the pickle path: drops param_dict, shares the rest
-    sim.param_dict = opt.param_dict
-    sim.lr_scheduler = copy.deepcopy(opt.lr_scheduler)
-    copies: Dict[int, object] = {}
-    sim._layerwise_rates = {
-        i: r._replace(lr_scheduler=copies.setdefault(id(r.lr_scheduler),
-                                                     copy.deepcopy(r.lr_scheduler)))
-        for i, r in opt._layerwise_rates.items()}
-    return sim
-
-
 def lr_curves(trainer, steps: int) -> Curves:
-    """Each layer's learning rate at updates ``1..steps`` from the trainer's current rules.
+    """Each layer's learning rate at each of the trainer's next ``steps`` updates.
 
-    A preview: the trainer and its schedules are left as they are, and
-    freezing stays as it is now (no gradual unfreezing).
+    A preview of what training will use from here on, at any point of
+    training (``trainer.preview_lrs``): the trainer and its schedules are left
+    as they are, and freezing stays as it is now (no gradual unfreezing).
     """
     check_positive_int("steps", steps)
     from .trainer import LayerwiseTrainer
     if not isinstance(trainer, LayerwiseTrainer):
         raise TypeError(f"lr_curves expects a LayerwiseTrainer, got {type(trainer).__name__}")
-    sim, labels = _simulator(trainer), _labels(trainer)
-    indices = list(range(len(trainer._params)))
+    labels, params = _labels(trainer), trainer.params
     curves: Curves = {}
-    for t in range(1, steps + 1):
-        sim.num_update = t
-        sim._index_update_count = dict.fromkeys(indices, t)
-        for label, lr in _rates_by_label(labels, sim._get_lrs(indices), trainer._params).items():
+    for lrs in trainer.preview_lrs(steps):
+        for label, lr in _rates_by_label(labels, lrs, params).items():
             curves.setdefault(label, []).append(lr)
     return curves
 

@@ -1,7 +1,7 @@
 """``explain()``: what every parameter gets, as text or a pandas DataFrame."""
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from mxnet import gluon
 
@@ -11,8 +11,8 @@ from .structure import block_names, structural_paths
 
 __all__ = ["explain", "Explanation", "COLUMNS"]
 
-COLUMNS = ("parameter", "shape", "block", "rule", "lr_mult", "wd_mult", "lr", "schedule",
-           "frozen")
+COLUMNS = ("parameter", "shape", "block", "rule", "lr_mult", "wd_rule", "wd_mult", "lr",
+           "schedule", "frozen")
 
 
 class Explanation:
@@ -65,33 +65,34 @@ def _cell(value) -> str:
     return str(value)
 
 
-def block_labels(net, granularity: str) -> Dict[str, str]:
-    """Parameter name -> ``"i:path"`` of its block in the block list (empty without a net)."""
-    if net is None:
-        return {}
+def block_labels(block_list: Optional[Sequence[Tuple[str, FrozenSet[str]]]]) -> Dict[str, str]:
+    """Parameter name -> ``"i:path"`` of its block in ``block_list`` (empty for None)."""
     out = {}
-    for i, (path, names) in enumerate(block_names(net, granularity)):
+    for i, (path, names) in enumerate(block_list or ()):
         for name in names:
             out[name] = f"{i}:{path}"
     return out
 
 
-def _row(param, block: Optional[str], rule, lr_mult, wd_mult, lr, schedule, frozen) -> Dict:
+def _row(param, block: Optional[str], rule, lr_mult, wd_rule, wd_mult, lr, schedule,
+         frozen) -> Dict:
     return {"parameter": param.name, "shape": tuple(param.shape or ()), "block": block,
-            "rule": rule, "lr_mult": lr_mult, "wd_mult": wd_mult, "lr": lr,
+            "rule": rule, "lr_mult": lr_mult, "wd_rule": wd_rule, "wd_mult": wd_mult, "lr": lr,
             "schedule": describe_schedule(schedule), "frozen": frozen}
 
 
 def _from_trainer(trainer) -> Explanation:
     rates = trainer.rates
     lrs = trainer.current_lrs()
-    where = block_labels(trainer.net, trainer._granularity)
+    where = block_labels(trainer.block_list)
     rows = []
-    for i, param in enumerate(trainer._params):
+    for i, param in enumerate(trainer.params):
         rate = rates.get(i)
+        schedule = rate.lr_scheduler.declared if rate and rate.lr_scheduler is not None \
+            else None
         rows.append(_row(param, where.get(param.name), rate.rule if rate else None,
-                         param.lr_mult, param.wd_mult, lrs[i],
-                         rate.lr_scheduler if rate else None, param.grad_req == "null"))
+                         param.lr_mult, rate.wd_rule if rate else None, param.wd_mult, lrs[i],
+                         schedule, param.grad_req == "null"))
     return Explanation(rows)
 
 
@@ -100,7 +101,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Expl
     table = resolve(rules or {}, [p.name for p in params], paths=structural_paths(net),
                     block_list=block_names(net, granularity), base_lr=learning_rate,
                     strict=strict)
-    where = block_labels(net, granularity)
+    where = block_labels(block_names(net, granularity))
     rows = []
     for param, s in zip(params, table):
         mult = s.lr_mult if s.rule is not None else param.lr_mult
@@ -110,7 +111,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Expl
             lr = s.learning_rate
         else:
             lr = None if learning_rate is None or mult is None else learning_rate * mult
-        rows.append(_row(param, where.get(param.name), s.rule, mult, wd, lr,
+        rows.append(_row(param, where.get(param.name), s.rule, mult, s.wd_rule, wd, lr,
                          s.lr_scheduler, frozen))
     return Explanation(rows)
 
@@ -125,7 +126,9 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
         A trainer (its live table, with each parameter's current rate) or a
         network (then ``rules`` are resolved against it without training).
     rules : dict or list of (key, value), optional
-        Rules to explain for a network (not allowed with a trainer).
+        Rules to explain for a network (not allowed with a trainer). The
+        ``rule`` column names the rule that gave each parameter its rate,
+        ``wd_rule`` the one that gave its weight decay.
     learning_rate : float, optional
         For a network: the base rate, so that the ``lr`` column can be filled.
     strict, granularity
@@ -140,8 +143,7 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
     --------
     >>> print(explain(net, {"*": 0.1, "output": 1.0}, learning_rate=0.01))  # doctest: +SKIP
     """
-    from .trainer import LayerwiseTrainer
-    if isinstance(obj, LayerwiseTrainer):
+    if isinstance(obj, gluon.Trainer) and hasattr(obj, "rates"):  # a LayerwiseTrainer
         if rules is not None:
             raise ValueError("explain(trainer) shows the trainer's own rules; to try other "
                              "rules use trainer.set_layers or explain(net, rules)")

@@ -31,11 +31,32 @@ _GLOB_CHARS = set("*?[")
 
 
 class RuleError(ValueError):
-    """A rule set that cannot be resolved (conflict, no match, bad index)."""
+    """A rule set that cannot be resolved (conflict, no match, bad index).
+
+    ``rule_keys`` holds the keys of the rules at fault (two for a conflict).
+    Every ``TypeError``/``ValueError`` that ``resolve`` raises about one rule
+    carries it too, so that callers (a config file) can point at the rule.
+    """
+
+    rule_keys: Optional[Tuple[Any, ...]] = None
 
 
 class _NoMatchError(RuleError):
     """A rule that matches no parameter: an error, or a warning with strict=False."""
+
+
+# The groups of fields a rule value can set. Each group is resolved on its own: a rule
+# that sets only the weight decay leaves the rate to the rules that set one.
+GROUPS: Dict[str, Tuple[str, ...]] = {
+    "rate": ("lr_mult", "learning_rate", "lr_scheduler", "frozen"),
+    "weight decay": ("wd_mult",),
+}
+_DEFAULTS = {"lr_mult": None, "learning_rate": None, "lr_scheduler": None, "frozen": False,
+             "wd_mult": None}
+
+# A parsed rule value: group -> the values of that group's fields (in GROUPS order).
+# Schedulers compare by identity (MXNet's LRScheduler has no __eq__).
+Parsed = Dict[str, Tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -43,7 +64,8 @@ class Setting:
     """What one parameter gets from the rules.
 
     ``None`` in ``lr_mult``/``wd_mult`` means "no rule said": the parameter
-    keeps its own multiplier. ``rule`` is the winning rule's label, or None.
+    keeps its own multiplier. ``rule`` names the rule that gave the rate,
+    ``wd_rule`` the one that gave the weight decay (None: no rule did).
     """
 
     name: str
@@ -53,23 +75,7 @@ class Setting:
     wd_mult: Optional[float] = None
     lr_scheduler: Optional[Callable] = None
     frozen: bool = False
-
-
-@dataclass(frozen=True)
-class _Value:
-    lr_mult: Optional[float] = None
-    learning_rate: Optional[float] = None
-    wd_mult: Optional[float] = None
-    lr_scheduler: Optional[Callable] = None
-    frozen: bool = False
-
-    def __eq__(self, other):  # schedulers compare by identity
-        return (isinstance(other, _Value)
-                and (self.lr_mult, self.learning_rate, self.wd_mult, self.frozen)
-                == (other.lr_mult, other.learning_rate, other.wd_mult, other.frozen)
-                and self.lr_scheduler is other.lr_scheduler)
-
-    __hash__ = None
+    wd_rule: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,8 @@ class _Rule:
     label: str
     order: str          # canonical sort key: resolution never depends on input order
     matched: FrozenSet[str]
-    value: _Value
+    value: Parsed
+    key: Any = None
 
 
 # ----------------------------------------------------------------- inputs
@@ -126,16 +133,21 @@ def _real(rule: str, field: str, x: Any) -> float:
     return x
 
 
-def _parse_value(rule: str, value: Any) -> _Value:
+def _parse_value(rule: str, value: Any) -> Parsed:
+    """A rule value -> the groups it sets, each with all of its fields."""
     if value is None:
-        return _Value(frozen=True)
+        return {"rate": _rate_part(frozen=True)}
     if isinstance(value, Mapping):
         return _parse_dict_value(rule, value)
     mult = _real(rule, "the value (a learning-rate multiplier)", value)
-    return _Value(frozen=True) if mult == 0 else _Value(lr_mult=mult)
+    return {"rate": _rate_part(frozen=True) if mult == 0 else _rate_part(lr_mult=mult)}
 
 
-def _parse_dict_value(rule: str, value: Mapping) -> _Value:
+def _rate_part(**fields: Any) -> Tuple[Any, ...]:
+    return tuple(fields.get(f, _DEFAULTS[f]) for f in GROUPS["rate"])
+
+
+def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
     unknown = sorted(str(k) for k in value if k not in VALUE_KEYS)
     if unknown:
         raise ValueError(f"rule {rule!r}: unknown key(s) {unknown} in its value; "
@@ -159,11 +171,17 @@ def _parse_dict_value(rule: str, value: Mapping) -> _Value:
     if sched is not None and not hasattr(sched, "base_lr") and (lr is not None or mult is not None):
         raise ValueError(f"rule {rule!r}: a plain callable lr_scheduler returns absolute "
                          f"rates; put the rate inside it instead of learning_rate/lr_mult")
-    if sched is None and (lr == 0.0 or mult == 0.0):
-        frozen = True
-    if frozen:
-        return _Value(wd_mult=wd, frozen=True)
-    return _Value(lr_mult=mult, learning_rate=lr, wd_mult=wd, lr_scheduler=sched)
+    parsed: Parsed = {}
+    if any(field in value for field in GROUPS["rate"]):
+        frozen = frozen or (sched is None and (lr == 0.0 or mult == 0.0))
+        parsed["rate"] = _rate_part(frozen=True) if frozen else \
+            _rate_part(lr_mult=mult, learning_rate=lr, lr_scheduler=sched)
+    if wd is not None:
+        parsed["weight decay"] = (wd,)
+    if not parsed:
+        raise ValueError(f"rule {rule!r}: an empty value sets nothing; give a multiplier, 0 "
+                         f"or None (frozen), or some of {list(VALUE_KEYS)}")
+    return parsed
 
 
 def _check_frozen_agrees(rule: str, value: Mapping, frozen: bool) -> None:
@@ -287,57 +305,91 @@ def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> Froz
 def _build_rules(items, scope: _Scope, strict: bool) -> Tuple[_Rule, ...]:
     # sorted (values too, for repeated keys): the first error found never depends on order
     ordered = sorted(items, key=lambda kv: (type(kv[0]).__name__, repr(kv[0]), repr(kv[1])))
-    rules = {}
+    rules: Dict[str, _Rule] = {}
     for key, value in ordered:
-        label = _label(key)
-        parsed = _parse_value(label, value)
-        order = f"{type(key).__name__}:{key!r}"
         try:
-            matched = _match_key(label, key, scope)
-            if not matched:
-                raise _NoMatchError(f"rule {label!r} matches no parameter")
-        except _NoMatchError as err:
-            if strict:
-                raise _NoMatchError(f"{err} (pass strict=False to only warn)") from None
-            warnings.warn(str(err), stacklevel=3)
+            rule = _build_rule(key, value, scope, strict)
+        except (TypeError, ValueError) as err:
+            _blame(err, key)
+            raise
+        if rule is None:
             continue
-        previous = rules.get(order)
-        if previous is not None and previous.value != parsed:
-            raise RuleError(f"rule {label!r} is given twice with different values")
-        rules[order] = _Rule(label, order, matched, parsed)
+        previous = rules.get(rule.order)
+        if previous is not None and previous.value != rule.value:
+            raise _blame(RuleError(f"rule {rule.label!r} is given twice with different "
+                                   f"values"), key)
+        rules[rule.order] = rule
     return tuple(rules.values())
 
 
-def _winner(name: str, candidates: Sequence[_Rule]) -> _Rule:
-    """The most specific rule; equally specific rules must agree."""
-    minimal = [r for r in candidates
-               if not any(o.matched < r.matched for o in candidates)]
-    minimal.sort(key=lambda r: r.order)
+def _build_rule(key: Any, value: Any, scope: _Scope, strict: bool) -> Optional[_Rule]:
+    """One rule, or None for a rule that matches nothing under ``strict=False``."""
+    label = _label(key)
+    parsed = _parse_value(label, value)
+    try:
+        matched = _match_key(label, key, scope)
+        if not matched:
+            raise _NoMatchError(f"rule {label!r} matches no parameter")
+    except _NoMatchError as err:
+        if strict:
+            raise _NoMatchError(f"{err} (pass strict=False to only warn)") from None
+        warnings.warn(str(err), stacklevel=4)
+        return None
+    return _Rule(label, f"{type(key).__name__}:{key!r}", matched, parsed, key)
+
+
+def _blame(err: Exception, *keys: Any) -> Exception:
+    """Record on ``err`` which rules are at fault (``err.rule_keys``), once."""
+    if getattr(err, "rule_keys", None) is None:
+        err.rule_keys = keys
+    return err
+
+
+def _winner(name: str, group: str, candidates: Sequence[_Rule]) -> Optional[_Rule]:
+    """The most specific rule setting ``group`` of ``name``; equally specific ones must agree."""
+    setting = [r for r in candidates if group in r.value]
+    minimal = sorted((r for r in setting if not any(o.matched < r.matched for o in setting)),
+                     key=lambda r: r.order)
+    if not minimal:
+        return None
     first = minimal[0]
     for other in minimal[1:]:
-        if other.value != first.value:
-            raise RuleError(
-                f"rules {first.label!r} and {other.label!r} both match parameter {name!r} "
-                f"with different values, and neither is more specific than the other; "
-                f"make one of them narrower or give them the same value")
+        if other.value[group] != first.value[group]:
+            raise _blame(RuleError(
+                f"rules {first.label!r} and {other.label!r} both match parameter {name!r} and "
+                f"set its {group} to different values, and neither is more specific than the other "
+                f"(neither matches a strict subset of the other's parameters); make one of "
+                f"them narrower, add a rule just for the overlap, or give them the same "
+                f"value"), first.key, other.key)
     return first
 
 
-def _setting(name: str, rule: Optional[_Rule], base_lr: Optional[float]) -> Setting:
+def _setting(name: str, winners: Mapping[str, Optional[_Rule]],
+             base_lr: Optional[float]) -> Setting:
+    fields = dict(_DEFAULTS)
+    for group, rule in winners.items():
+        if rule is not None:
+            fields.update(zip(GROUPS[group], rule.value[group]))
+    rate, wd = winners["rate"], winners["weight decay"]
+    return Setting(name, rate.label if rate else None, _multiplier(rate, fields, base_lr),
+                   fields["learning_rate"], fields["wd_mult"], fields["lr_scheduler"],
+                   fields["frozen"], wd.label if wd else None)
+
+
+def _multiplier(rule: Optional[_Rule], fields: Mapping[str, Any],
+                base_lr: Optional[float]) -> Optional[float]:
+    """The rate group's lr_mult: absolute rates divided by the base, 0 when frozen."""
     if rule is None:
-        return Setting(name)
-    v = rule.value
-    mult = v.lr_mult
-    if v.learning_rate is not None:
-        if base_lr is not None and base_lr == 0:
-            raise RuleError(f"rule {rule.label!r}: learning_rate={v.learning_rate} cannot be "
-                            f"turned into a multiplier of a base learning rate of 0")
-        mult = v.learning_rate / base_lr if base_lr is not None else None
-    if v.frozen:
-        mult = 0.0
-    elif mult is None and v.learning_rate is None:
-        mult = 1.0
-    return Setting(name, rule.label, mult, v.learning_rate, v.wd_mult, v.lr_scheduler, v.frozen)
+        return None
+    if fields["frozen"]:
+        return 0.0
+    lr = fields["learning_rate"]
+    if lr is None:
+        return 1.0 if fields["lr_mult"] is None else fields["lr_mult"]
+    if base_lr is not None and base_lr == 0:
+        raise _blame(RuleError(f"rule {rule.label!r}: learning_rate={lr} cannot be turned "
+                               f"into a multiplier of a base learning rate of 0"), rule.key)
+    return lr / base_lr if base_lr is not None else None
 
 
 def resolve(rules: Any, names: Sequence[str], *,
@@ -384,5 +436,5 @@ def resolve(rules: Any, names: Sequence[str], *,
     for rule in built:
         for name in rule.matched:
             by_name[name].append(rule)
-    return tuple(_setting(n, _winner(n, by_name[n]) if by_name[n] else None, base_lr)
+    return tuple(_setting(n, {g: _winner(n, g, by_name[n]) for g in GROUPS}, base_lr)
                  for n in scope.names)

@@ -11,13 +11,22 @@ from typing import Callable, Dict
 
 from mxnet.lr_scheduler import LRScheduler
 
-__all__ = ["is_mx_scheduler", "rebased_copy", "describe_schedule", "layer_decay", "spread",
-           "SlantedTriangular", "OneCycle"]
+__all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "describe_schedule",
+           "layer_decay", "spread", "SlantedTriangular", "OneCycle"]
 
 
 def is_mx_scheduler(schedule) -> bool:
     """An ``mx.lr_scheduler.LRScheduler`` (or look-alike): it has a ``base_lr`` to set."""
     return callable(schedule) and hasattr(schedule, "base_lr")
+
+
+def private_copy(schedule: Callable) -> Callable:
+    """A deep copy of ``schedule`` (MXNet's schedulers keep state), or ``schedule``
+    itself where it cannot be copied (such a callable is used as given)."""
+    try:
+        return copy.deepcopy(schedule)
+    except Exception:
+        return schedule
 
 
 def rebased_copy(schedule: Callable, base_lr: float) -> Callable:
@@ -30,10 +39,7 @@ def rebased_copy(schedule: Callable, base_lr: float) -> Callable:
     warm-up would end at the old rate. A plain callable gives absolute rates
     and is copied as it is.
     """
-    try:
-        fresh = copy.deepcopy(schedule)
-    except Exception:  # an uncopyable callable: it is used as given
-        fresh = schedule
+    fresh = private_copy(schedule)
     if not is_mx_scheduler(fresh):
         return fresh
     old = fresh.base_lr

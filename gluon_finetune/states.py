@@ -1,52 +1,109 @@
-"""The ``save_states`` file: optimizer state plus what stock Gluon forgets.
+"""The ``save_states`` file: what ``gluon.Trainer`` writes, checked before anything changes.
 
-Stock Gluon pickles ``(updater states, optimizer)`` and nothing else: not
-``Parameter.lr_mult`` and nothing that says which model the states belong to,
-so loading another model's states succeeds without a word. Our file is a
-pickled dict that also records each parameter's shape, dtype and
-network-relative name, checked on load before anything changes.
+The file is the one ``gluon.Trainer`` writes, a pickled ``(updater states,
+optimizer)``, so stock ``gluon.Trainer.load_states`` reads ours (momentum
+and per-layer rates included: they travel inside our optimizer). Ours also
+records, in the optimizer's ``LayerwiseState``, each parameter's structural
+path, shape and dtype (``signature``), and the rules the rates came from.
 
-Schedules that cannot be pickled (lambdas, closures) are stored as a marker
-and taken back from the trainer that loads the file, which must have a
-schedule for the same parameter. Loading unpickles: only load files you trust.
+Reading checks the file before the trainer changes: a file that does not
+unpickle, does not hold trainer states, or belongs to another model (count,
+shapes, dtypes of the state arrays, structural paths) is a ``StatesError``
+naming the file. Loading unpickles: only load files you trust.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-__all__ = ["FORMAT", "Signature", "signature", "pack", "unpack", "Unsaved", "check_signature"]
+from mxnet import nd
+from mxnet.optimizer import Optimizer
 
-FORMAT = "gluon_finetune.states"
-VERSION = 1
+from .optimizer import is_layerwise, layerwise
+
+__all__ = ["StatesError", "Signature", "Loaded", "signature", "write", "read"]
 
 Signature = List[Tuple[Optional[str], Tuple[int, ...], str]]
 
 
-class Unsaved:
-    """Stands in for a schedule that could not be pickled (rule label kept)."""
+class StatesError(ValueError):
+    """A states file that cannot be loaded here; the message names the file."""
 
-    def __init__(self, rule):
-        self.rule = rule
 
-    def __repr__(self):
-        return f"Unsaved(rule={self.rule!r})"
+class Loaded(NamedTuple):
+    """A checked states file, moved to the loading trainer's parameter indices."""
 
-    def __call__(self, step):
-        raise RuntimeError(f"the schedule of rule {self.rule!r} was not saved (it could not be "
-                           f"pickled); load these states into a trainer that has that rule")
+    states: bytes              # the updater states, pickled (each updater unpickles its own)
+    optimizer: Optimizer       # layerwise; its ``layerwise`` state is empty for a stock file
+    ours: bool                 # written by LayerwiseTrainer (else by gluon.Trainer)
 
 
 def signature(params, paths: Optional[Dict[str, str]]) -> Signature:
     """Per parameter: structural path in the network (if known), shape, dtype."""
-    out = []
-    for p in params:
-        shape = tuple(int(d) for d in (p.shape or ()))
-        dtype = getattr(p.dtype, "__name__", None) or str(p.dtype)
-        out.append(((paths or {}).get(p.name), shape, dtype))
-    return out
+    return [((paths or {}).get(p.name), tuple(int(d) for d in (p.shape or ())), _dtype(p.dtype))
+            for p in params]
+
+
+def _dtype(dtype) -> str:
+    return getattr(dtype, "__name__", None) or str(dtype)
+
+
+def write(fname, updater_states: dict, optimizer, sig: Signature) -> None:
+    """Write the states file atomically (a crash never leaves half a file)."""
+    state = optimizer.layerwise
+    state.signature = sig
+    try:
+        data = pickle.dumps((updater_states, optimizer))
+    except Exception as err:
+        raise TypeError(f"cannot save trainer states: the optimizer cannot be pickled ({err}); "
+                        f"a trainer-level lr_scheduler must be picklable") from err
+    finally:
+        state.signature = None
+    folder = os.path.dirname(os.path.abspath(fname))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".states-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, fname)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read(fname, params: Sequence, current: Signature) -> Loaded:
+    """Read and check a states file for ``params``; nothing outside is changed."""
+    updater_states, optimizer = _unpickle(fname)
+    ours = is_layerwise(optimizer) and optimizer.layerwise.signature is not None
+    optimizer = layerwise(optimizer)
+    order = list(range(len(params)))
+    if ours:
+        order = _check_signature(fname, optimizer.layerwise.signature, current,
+                                 [p.name for p in params])
+        optimizer.layerwise.signature = None
+    _check_arrays(fname, updater_states, params, order)
+    _reindex(order, updater_states)
+    _reindex_optimizer(order, optimizer)
+    return Loaded(pickle.dumps(updater_states), optimizer, ours)
+
+
+def _unpickle(fname) -> Tuple[dict, Optimizer]:
+    try:
+        with open(fname, "rb") as f:
+            payload = pickle.load(f)
+    except OSError:
+        raise
+    except Exception as err:  # truncated, corrupt, text, another pickle's classes, ...
+        raise StatesError(f"{fname} is not a readable trainer states file ({type(err).__name__}: "
+                          f"{err})") from None
+    if not (isinstance(payload, tuple) and len(payload) == 2 and isinstance(payload[0], dict)
+            and isinstance(payload[1], Optimizer)):
+        raise StatesError(f"{fname} is not a trainer states file: expected the (states, "
+                          f"optimizer) pair that save_states writes, got "
+                          f"{type(payload).__name__}")
+    return payload
 
 
 def _shapes_agree(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
@@ -68,12 +125,13 @@ def _order(saved: Signature, current: Signature) -> List[int]:
     return list(range(len(saved)))
 
 
-def check_signature(saved: Signature, current: Signature, names: Sequence[str]) -> List[int]:
-    """Match saved parameters to this trainer's: returns saved index -> current index,
-    or raises ValueError naming the differences if the states belong to another model."""
+def _check_signature(fname, saved: Signature, current: Signature,
+                     names: Sequence[str]) -> List[int]:
+    """Match saved parameters to this trainer's (saved index -> current index), or raise
+    naming the differences if the states belong to another model."""
     if len(saved) != len(current):
-        raise ValueError(f"these states are for {len(saved)} parameters, but this trainer has "
-                         f"{len(current)}: they were saved from another model")
+        raise StatesError(f"{fname}: these states are for {len(saved)} parameters, but this "
+                          f"trainer has {len(current)}: they were saved from another model")
     order = _order(saved, current)
     problems = []
     for i, j in enumerate(order):
@@ -83,15 +141,50 @@ def check_signature(saved: Signature, current: Signature, names: Sequence[str]) 
         elif not _shapes_agree(s_shape, c_shape) or s_dtype != c_dtype:
             problems.append(f"{names[j]}: saved {s_shape} {s_dtype}, here {c_shape} {c_dtype}")
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)"
-                                           if len(problems) > 5 else "")
-        raise ValueError(f"these states were saved from another model: {shown}")
+        raise StatesError(f"{fname}: these states were saved from another model: "
+                          f"{_some(problems)}")
     return order
 
 
-def reindex(order: Sequence[int], table: dict) -> None:
-    """Move an index-keyed table (updater states, rate table, update counts) to this
-    trainer's indices, in place (the optimizer aliases one of its count dicts)."""
+def _some(problems: List[str]) -> str:
+    more = f"; ... ({len(problems)} in all)" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more
+
+
+def _arrays(state: Any) -> Iterator[nd.NDArray]:
+    """The arrays inside one updater state (an array, a tuple of them, None, ...)."""
+    if isinstance(state, nd.NDArray):
+        yield state
+    elif isinstance(state, (tuple, list)):
+        for part in state:
+            yield from _arrays(part)
+
+
+def _check_arrays(fname, states: dict, params: Sequence, order: Sequence[int]) -> None:
+    """Every state belongs to a parameter and has its shape (and its dtype, or float32
+    for the master copy of a float16 weight): a stock file records nothing else."""
+    problems = []
+    for index, state in states.items():
+        if not (isinstance(index, int) and 0 <= index < len(params)):
+            problems.append(f"a state for parameter index {index!r}, but this trainer has "
+                            f"{len(params)} parameters")
+            continue
+        param = params[order[index]]
+        shape, dtype = tuple(param.shape or ()), _dtype(param.dtype)
+        for array in _arrays(state):
+            allowed = {dtype, "float32"} if dtype == "float16" else {dtype}
+            if not _shapes_agree(tuple(array.shape), shape) or _dtype(array.dtype) not in allowed:
+                problems.append(f"{param.name}: state {tuple(array.shape)} "
+                                f"{_dtype(array.dtype)}, parameter {shape} {dtype}")
+                break
+    if problems:
+        raise StatesError(f"{fname}: these states do not fit this trainer's parameters (saved "
+                          f"from another model?): {_some(problems)}")
+
+
+def _reindex(order: Sequence[int], table: dict) -> None:
+    """Move an index-keyed table to this trainer's indices, in place (the optimizer
+    aliases one of its count dicts)."""
     if list(order) == list(range(len(order))):
         return
     moved = {order[k] if isinstance(k, int) and 0 <= k < len(order) else k: v
@@ -100,76 +193,16 @@ def reindex(order: Sequence[int], table: dict) -> None:
     table.update(moved)
 
 
-def optimizer_tables(optimizer) -> List[dict]:
-    """The optimizer's index-keyed tables: rates and per-device update counts."""
-    return [getattr(optimizer, "_layerwise_rates", {})] + \
-        list(optimizer._all_index_update_counts.values())
-
-
-def _picklable(obj) -> bool:
-    try:
-        pickle.dumps(obj)
-        return True
-    except Exception:
-        return False
-
-
-def _optimizer_bytes(optimizer) -> bytes:
-    rates: Dict = getattr(optimizer, "_layerwise_rates", {})
-    marked = {i: r._replace(lr_scheduler=Unsaved(r.rule))
-              if r.lr_scheduler is not None and not _picklable(r.lr_scheduler) else r
-              for i, r in rates.items()}
-    optimizer._layerwise_rates = marked
-    try:
-        return pickle.dumps(optimizer)
-    except Exception as err:
-        raise TypeError(f"cannot save trainer states: the optimizer cannot be pickled ({err}); "
-                        f"a trainer-level lr_scheduler must be picklable") from err
-    finally:
-        optimizer._layerwise_rates = rates
-
-
-def pack(fname, updater_states: dict, optimizer, sig: Signature) -> None:
-    """Write the states file atomically (a crash never leaves half a file)."""
-    payload = {"format": FORMAT, "version": VERSION, "signature": sig,
-               "states": pickle.dumps(updater_states), "optimizer": _optimizer_bytes(optimizer)}
-    folder = os.path.dirname(os.path.abspath(fname))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".states-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            pickle.dump(payload, out)
-        os.replace(tmp, fname)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def unpack(fname) -> Tuple[bytes, object, Optional[Signature]]:
-    """Read a states file (ours or stock Gluon's): (states bytes, optimizer, signature)."""
-    with open(fname, "rb") as f:
-        payload = pickle.load(f)
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        if payload.get("version") != VERSION:
-            raise ValueError(f"{fname}: states file version {payload.get('version')!r}; this "
-                             f"gluon-finetune reads version {VERSION}")
-        return payload["states"], pickle.loads(payload["optimizer"]), payload["signature"]
-    if isinstance(payload, tuple) and len(payload) == 2:  # stock gluon.Trainer file
-        states, optimizer = payload
-        return pickle.dumps(states), optimizer, None
-    raise ValueError(f"{fname} is not a trainer states file (neither gluon-finetune's nor "
-                     f"gluon.Trainer's)")
-
-
-def restore_unsaved(rates: Dict, current: Dict) -> Dict:
-    """Put back, from the current trainer, the schedules the file could not hold."""
-    out = {}
-    for i, rate in rates.items():
-        if isinstance(rate.lr_scheduler, Unsaved):
-            mine = current.get(i)
-            if mine is None or mine.lr_scheduler is None:
-                raise ValueError(f"these states need the schedule of rule {rate.rule!r} "
-                                 f"(it could not be saved); give this trainer that rule first")
-            rate = rate._replace(lr_scheduler=mine.lr_scheduler)
-        out[i] = rate
-    return out
+def _reindex_optimizer(order: Sequence[int], optimizer) -> None:
+    """The optimizer's index-keyed tables: update counts, rates, declarations."""
+    for counts in optimizer._all_index_update_counts.values():
+        _reindex(order, counts)
+    state = optimizer.layerwise
+    rates = dict(state.rates)
+    _reindex(order, rates)
+    state.set_rates(rates)
+    if len(state.declared) == len(order):
+        declared = list(state.declared)
+        for saved, here in enumerate(order):
+            declared[here] = state.declared[saved]
+        state.declared = declared

@@ -1,24 +1,24 @@
 """``LayerwiseTrainer``: a ``gluon.Trainer`` with per-layer rates, schedules and freezing.
 
-It overrides as little of ``gluon.Trainer`` as it can. Rules are resolved by
-the pure ``rules.resolve`` into a per-index ``Rate`` table that lives inside
-the (picklable) optimizer; ``Parameter.lr_mult``/``wd_mult``/``grad_req`` are
-set to match so that plain Gluon code reading them sees the truth.
+It overrides as little of ``gluon.Trainer`` as it can. The pipeline: the pure
+``rules.resolve`` turns rules into one ``Setting`` per parameter, the pure
+``rates`` functions turn those into the ``Rate`` table, and the optimizer's
+``LayerwiseState`` owns it; this class applies it to MXNet
+(``Parameter.lr_mult``/``wd_mult``/``grad_req``, BatchNorm, optimizer
+state), so that plain Gluon code reading the parameters sees the truth.
 """
 from __future__ import annotations
 
-import inspect
-import math
-import numbers
 import os
 import pickle
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mxnet import gluon
-from mxnet import optimizer as mx_optimizer
-from mxnet.kvstore import KVStoreBase
 
+from . import rates as rate_table
 from . import states as states_file
+from .arguments import check_kvstore_args, make_optimizer, merge_rules, param_list, split_rfc_rules
+from .checks import check_bool, check_real
 from .distributed import ParameterServerSync, sends_optimizer
 from .freezing import (
     apply_bn_policy,
@@ -28,121 +28,23 @@ from .freezing import (
     set_frozen,
     trainable_req,
 )
-from .optimizer import Rate, layerwise
-from .rules import Setting, resolve, rule_items
-from .schedules import rebased_copy
-from .structure import (
-    GRANULARITIES,
-    block_names,
-    last_blocks_names,
-    param_paths,
-    structural_paths,
-)
+from .optimizer import layerwise, preview_lrs
+from .rates import Own, Rate, base_lr
+from .rules import Setting, resolve
+from .structure import GRANULARITIES, block_names, last_blocks_names, param_paths, structural_paths
 from .update_paths import apply_update_path, check_update_path, choose_update_path
 
 __all__ = ["LayerwiseTrainer"]
 
-# optimizer arguments whose value is a dict: never mistaken for an RFC-style layer rule
-_DICT_ARGS = ("param_idx2name", "param_dict")
 
-
-def _param_list(params) -> List[gluon.Parameter]:
-    """As gluon.Trainer reads ``params``: a dict in sorted-key order, or a list."""
-    if isinstance(params, (dict, gluon.ParameterDict)):
-        params = [params[key] for key in sorted(params.keys())]
-    if not isinstance(params, (list, tuple)):
-        raise ValueError(f"First argument must be a list or dict of Parameters, or a Block, "
-                         f"got {type(params)}.")
-    for p in params:
-        if not isinstance(p, gluon.Parameter):
-            raise ValueError(f"First argument must be a list or dict of Parameters, got list "
-                             f"of {type(p)}.")
-    return list(params)
-
-
-def _split_rfc_rules(optimizer_params):
-    """Split the RFC form (per-layer dicts inside optimizer_params) from real arguments."""
-    if optimizer_params is None:
-        return {}, {}
-    if not isinstance(optimizer_params, dict):
-        raise TypeError(f"optimizer_params must be a dict, got "
-                        f"{type(optimizer_params).__name__}: {optimizer_params!r}")
-    plain = {k: v for k, v in optimizer_params.items()
-             if not isinstance(v, dict) or k in _DICT_ARGS}
-    rfc = {k: v for k, v in optimizer_params.items() if k not in plain}
-    return plain, rfc
-
-
-def _merge_rules(layers, rfc: Dict) -> Any:
-    if not rfc:
-        return layers
-    pairs = rule_items(layers)
-    both = sorted({repr(k) for k, _ in pairs} & {repr(k) for k in rfc})
-    if both:
-        raise ValueError(f"layer(s) {', '.join(both)} given both in layers= and inside "
-                         f"optimizer_params; use one form per layer")
-    return list(pairs) + list(rfc.items())
-
-
-def _accepted_args(cls) -> set:
-    names = set()
-    for klass in cls.__mro__:
-        if isinstance(klass, type) and issubclass(klass, mx_optimizer.Optimizer):
-            sig = inspect.signature(klass.__init__)
-            names |= {n for n, p in sig.parameters.items()
-                      if n != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    return names
-
-
-def _check_optimizer_args(name: str, cls, args: Dict) -> None:
-    unknown = sorted(set(args) - _accepted_args(cls))
-    if unknown:
-        raise ValueError(f"unknown optimizer parameter(s) {unknown} for optimizer {name!r}; "
-                         f"it accepts {sorted(_accepted_args(cls))}")
-    if "param_dict" in args:
-        raise ValueError("optimizer_params must not contain 'param_dict': the trainer sets it")
-    lr = args.get("learning_rate")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
-                           or not math.isfinite(lr)):
-        raise ValueError(f"learning_rate must be a finite number, got {lr!r}")
-    sched = args.get("lr_scheduler")
-    if sched is not None and not callable(sched):
-        raise TypeError(f"lr_scheduler must be an mx.lr_scheduler.LRScheduler, got {sched!r}")
-
-
-def _make_optimizer(optimizer, optimizer_params: Dict) -> mx_optimizer.Optimizer:
-    """The optimizer object, not yet made layerwise (that waits until rules resolve)."""
-    if isinstance(optimizer, mx_optimizer.Optimizer):
-        if optimizer_params:
-            raise ValueError(f"optimizer_params must be empty when optimizer is an Optimizer "
-                             f"instance, got {sorted(optimizer_params)}")
-        return optimizer
-    if not isinstance(optimizer, str):
-        raise TypeError(f"optimizer must be a name such as 'sgd' or an mx.optimizer.Optimizer, "
-                        f"got {type(optimizer).__name__}: {optimizer!r}")
-    registry = mx_optimizer.Optimizer.opt_registry
-    cls = registry.get(optimizer.lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {optimizer!r}; registered: {sorted(registry)}")
-    _check_optimizer_args(optimizer, cls, optimizer_params)
-    return mx_optimizer.create(optimizer, **optimizer_params)
-
-
-def _check_kvstore_args(kvstore, compression_params, update_on_kvstore) -> None:
-    if kvstore is not None and not isinstance(kvstore, (str, KVStoreBase)):
-        raise TypeError(f"kvstore must be a KVStore, a str such as 'device' or None, got "
-                        f"{type(kvstore).__name__}: {kvstore!r}")
-    if update_on_kvstore not in (None, True, False):
-        raise TypeError(f"update_on_kvstore must be None, True or False, got "
-                        f"{update_on_kvstore!r}")
-    if compression_params is not None and not isinstance(compression_params, dict):
-        raise TypeError(f"compression_params must be a dict or None, got {compression_params!r}")
-
-
-def _base_lr(optimizer) -> Optional[float]:
-    if optimizer.lr is not None:
-        return optimizer.lr
-    return getattr(optimizer.lr_scheduler, "base_lr", None)
+def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Parameter]]:
+    if isinstance(params, gluon.Block):
+        if net is not None and net is not params:
+            raise ValueError("params is a Block and net is another Block; pass one network")
+        net, params = params, params.collect_params()
+    if net is not None and not isinstance(net, gluon.Block):
+        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+    return net, param_list(params)
 
 
 class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
@@ -174,13 +76,13 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         A rule that matches no parameter raises (with False: warns).
     bn : {'frozen', 'stats', 'train'}, default 'frozen'
         What a fully frozen BatchNorm does (see ``freezing.py``).
+    granularity : {'unit', 'stage'}, optional
+        The block list that integer and slice keys index; default: the one
+        ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
     update_path : {'auto', 'fused', 'per_array'}, default 'auto'
         How MXNet applies updates; results are bit-identical. 'auto': per
         array for SGD with momentum on CPU (faster there), MXNet's default otherwise
         (``update_paths.choose_update_path``).
-    granularity : {'unit', 'stage'}, optional
-        The block list that integer and slice keys index; default: the one
-        ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
 
     Examples
     --------
@@ -192,122 +94,102 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
                  compression_params=None, update_on_kvstore=None, *, layers=None, net=None,
                  strict: bool = True, bn: str = "frozen", granularity: Optional[str] = None,
                  update_path: str = "auto"):
-        if isinstance(params, gluon.Block):
-            if net is not None and net is not params:
-                raise ValueError("params is a Block and net is another Block; pass one network")
-            net, params = params, params.collect_params()
-        if net is not None and not isinstance(net, gluon.Block):
-            raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+        net, params = _net_and_params(params, net)
         if granularity is None:  # get_model's numbering, so that indices mean the same blocks
             granularity = getattr(net, "finetune_granularity", "unit")
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-        if not isinstance(strict, bool):
-            raise TypeError(f"strict must be True or False, got {strict!r}")
+        check_bool("strict", strict)
         check_bn_policy(bn)
-        _check_kvstore_args(kvstore, compression_params, update_on_kvstore)
-        param_list = _param_list(params)
-        plain_params, rfc_rules = _split_rfc_rules(optimizer_params)
-        layers = _merge_rules(layers, rfc_rules)
-        opt = _make_optimizer(optimizer, plain_params)
+        check_kvstore_args(kvstore, compression_params, update_on_kvstore)
+        plain_params, rfc_rules = split_rfc_rules(optimizer_params)
+        layers = merge_rules(layers, rfc_rules)
+        opt = make_optimizer(optimizer, plain_params)
         check_update_path(update_path, opt)
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
+        self._block_list = block_names(net, granularity) if net is not None else None
+        self._update_path_choice = update_path
         self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
         self._check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
-        self._own = [(p.lr_mult, p.wd_mult, p.grad_req, p._differentiable) for p in param_list]
-        table = self._resolve(layers, param_list, opt) if layers is not None else None
+        self._own = [Own(p.lr_mult, p.wd_mult, p.grad_req, p._differentiable) for p in params]
+        table = self._resolve(layers, params, base_lr(opt), strict) if layers is not None \
+            else None
 
-        previous = [p._trainer for p in param_list]
+        previous = [p._trainer for p in params]
         try:
-            super().__init__(param_list, layerwise(opt), None, kvstore,
-                             compression_params, update_on_kvstore)
+            super().__init__(params, layerwise(opt), None, kvstore, compression_params,
+                             update_on_kvstore)
         except Exception:
-            for p, trainer in zip(param_list, previous):
+            for p, trainer in zip(params, previous):
                 p._trainer = trainer
             raise
         self._layers, self._table = layers, table
-        self._choose_update_path(update_path)
+        self._choose_update_path()
         if table is not None:  # without rules nothing is touched, as in gluon.Trainer
             self._refresh()
         self._start_kvstore_early()
 
-    # ------------------------------------------------------------ rules
+    # ------------------------------------------------------------ public surface
 
-    def _resolve(self, layers, params: Sequence[gluon.Parameter], opt) -> tuple:
-        names = [p.name for p in params]
-        if len(set(names)) != len(names):
-            twice = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"parameter name(s) {twice} appear more than once; rules need "
-                             f"unique names")
-        paths = block_list = None
-        if self._net is not None:
-            paths = structural_paths(self._net)
-            block_list = block_names(self._net, self._granularity)
-        table = resolve(layers, names, paths=paths, block_list=block_list,
-                        base_lr=_base_lr(opt), strict=self._strict)
-        for s in {id(s.lr_scheduler): s for s in table if s.lr_scheduler is not None}.values():
-            self._check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
-        return table
+    @property
+    def params(self) -> List[gluon.Parameter]:
+        """The parameters, in the trainer's (and the optimizer's) index order."""
+        return list(self._params)
 
-    def _rates_from(self, table: Sequence[Setting]) -> Dict[int, Rate]:
-        opt = self._optimizer
-        base = _base_lr(opt)
-        bn_train = set(bn_param_names(self._net)) if self._net is not None and \
-            self._bn == "train" else set()
-        schedules: Dict[str, Any] = {}
-        rates = {}
-        for i, s in enumerate(table):
-            own_lr, own_wd, own_req, differentiable = self._own[i]
-            if s.rule is None:
-                rates[i] = Rate(None, own_lr, own_wd, frozen=differentiable and own_req == "null")
-                continue
-            if s.frozen and s.name in bn_train:
-                rates[i] = Rate("bn='train'", 1.0, own_wd if s.wd_mult is None else s.wd_mult)
-                continue
-            mult = s.lr_mult if s.lr_mult is not None else 1.0
-            sched = None
-            if s.lr_scheduler is not None:
-                peak = s.learning_rate if s.learning_rate is not None else base * mult
-                sched = schedules.setdefault(s.rule, rebased_copy(s.lr_scheduler, peak))
-            rates[i] = Rate(s.rule, mult, own_wd if s.wd_mult is None else s.wd_mult,
-                            sched, opt.lr, 0, s.frozen, s.learning_rate)
-        return rates
+    @property
+    def net(self) -> Optional[gluon.Block]:
+        """The network the rules refer to (None when not given)."""
+        return self._net
 
-    def _install(self, rates: Dict[int, Rate], fresh_state: bool = True) -> None:
-        """Apply a rate table: optimizer, lr/wd multipliers, grad_req, BatchNorm, and
-        (unless the state was just loaded) fresh state for frozen/thawed parameters."""
-        frozen = [rates[i].frozen if i in rates else False for i in range(len(self._params))]
-        changed = set_frozen(self._params, frozen,
-                             [trainable_req(req, diff) for _, _, req, diff in self._own])
-        for i, param in enumerate(self._params):
-            if i in rates:
-                param.lr_mult, param.wd_mult = rates[i].lr_mult, rates[i].wd_mult
-        self._optimizer._layerwise_rates = dict(rates)
-        if self._net is not None:
-            names = {p.name for p, f in zip(self._params, frozen) if f}
-            apply_bn_policy(self._net, names, self._bn)
-        if fresh_state:
-            self._reset_optimizer_state(changed)
-        self._send_to_servers(changed if fresh_state else ())
+    @property
+    def granularity(self) -> str:
+        """The block list's granularity ('unit' or 'stage')."""
+        return self._granularity
 
-    def _active_updaters(self) -> list:
-        updaters = list(self._updaters)
-        kv_updater = getattr(self._kvstore, "_updater", None) if self._kvstore else None
-        if self._update_on_kvstore and kv_updater is not None:
-            updaters.append(kv_updater)
-        return updaters
+    @property
+    def block_list(self) -> Optional[List[Tuple[str, frozenset]]]:
+        """The block list that indices, ranges and the trainable-blocks limit count:
+        ``(path, parameter names)`` pairs (None without a network)."""
+        return None if self._block_list is None else list(self._block_list)
 
-    def _reset_optimizer_state(self, indices: Sequence[int]) -> None:
-        """Forget momentum etc. of parameters that were frozen or thawed: thawed ones
-        start fresh (MXNet would resume the old momentum), frozen ones free memory."""
-        for updater in self._active_updaters():
-            for i in indices:
-                updater.states.pop(i, None)
-                updater.states_synced.pop(i, None)
-        for counts in self._optimizer._all_index_update_counts.values():
-            for i in indices:
-                counts.pop(i, None)
+    @property
+    def layers(self):
+        """The rules the rates come from (the constructor's, ``set_layers``', or a
+        loaded states file's)."""
+        return self._layers
+
+    @property
+    def rates(self) -> Dict[int, Rate]:
+        """The live per-index rate table (empty without rules); index = position in params."""
+        return dict(self._optimizer.layerwise.rates)
+
+    @property
+    def trainable_blocks(self) -> Optional[int]:
+        """How many blocks (from the end of the block list) may train; None: no limit."""
+        return self._optimizer.layerwise.trainable_blocks
+
+    @property
+    def update_path(self) -> str:
+        """'fused' (multi-tensor updates in chunks) or 'per_array'."""
+        return "fused" if self._optimizer.aggregate_num > 0 else "per_array"
+
+    def current_lrs(self) -> List[float]:
+        """Each parameter's learning rate at the current step (trainer order)."""
+        return list(self._optimizer._get_lrs(list(range(len(self._params)))))
+
+    def preview_lrs(self, steps: int) -> List[List[float]]:
+        """Each parameter's learning rate at each of the next ``steps`` updates, as
+        training would use them if nothing froze or thawed; the trainer is untouched."""
+        updated = [i for i, p in enumerate(self._params) if p.grad_req != "null"]
+        return preview_lrs(self._optimizer, len(self._params), updated, steps)
+
+    def explain(self):
+        """The live rule table; see :func:`gluon_finetune.explain`."""
+        from .report import explain
+        return explain(self)
+
+    # ------------------------------------------------------------ rules and the limit
 
     def set_layers(self, layers, strict: Optional[bool] = None) -> None:
         """Replace the layer rules mid-training (atomic: a rule set that fails changes nothing).
@@ -323,130 +205,134 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         strict : bool, optional
             Overrides the trainer's ``strict`` for this call.
         """
-        strict = self._strict if strict is None else strict
-        if not isinstance(strict, bool):
-            raise TypeError(f"strict must be True or False, got {strict!r}")
-        saved_strict, self._strict = self._strict, strict
-        try:
-            table = self._resolve(layers, self._params, self._optimizer)
-        finally:
-            self._strict = saved_strict
-        self._table = table
-        self._refresh()
+        strict = self._strict if strict is None else check_bool("strict", strict)
+        self._table = self._resolve(layers, self._params, base_lr(self._optimizer), strict)
         self._layers = layers
-
-    # ------------------------------------------------------------ update path
-
-    def _choose_update_path(self, update_path: str) -> None:
-        """The faster of MXNet's two bit-identical update paths (rule: update_paths.py)."""
-        path = choose_update_path(self._optimizer, [c.device_type for c in self._contexts],
-                                  update_path)
-        apply_update_path(self._optimizer, path, self._updaters)
-
-    @property
-    def update_path(self) -> str:
-        """'fused' (multi-tensor updates in chunks) or 'per_array'."""
-        return "fused" if self._optimizer.aggregate_num > 0 else "per_array"
-
-    # ------------------------------------------------------------ gradual unfreezing
-
-    def _refresh(self, restart: bool = False) -> None:
-        """Rebuild the rate table from the rules, the trainable-blocks limit and the clocks."""
-        if self._table is None:
-            self._table = self._resolve({}, self._params, self._optimizer)
-        rates = self._limit_to_trainable_blocks(self._rates_from(self._table))
-        self._install(self._keep_clocks(rates, restart))
-
-    def _limit_to_trainable_blocks(self, rates: Dict[int, Rate]) -> Dict[int, Rate]:
-        n = self.trainable_blocks
-        if n is None:
-            return rates
-        allowed = last_blocks_names(block_names(self._net, self._granularity), n)
-        return {i: r if self._params[i].name in allowed or r.frozen
-                else r._replace(lr_mult=0.0, frozen=True) for i, r in rates.items()}
-
-    def _keep_clocks(self, rates: Dict[int, Rate], restart: bool) -> Dict[int, Rate]:
-        """A schedule's clock is the parameter's update count plus ``start``. Thawing
-        resets the count (fresh state), so a thawed parameter joins the running
-        schedule at this step, or with ``restart`` starts it again from 0."""
-        old = self._optimizer._layerwise_rates
-        now = self._optimizer.num_update
-        out = {}
-        for i, rate in rates.items():
-            before = old.get(i)
-            start = before.start if before is not None else 0
-            if before is not None and before.frozen and not rate.frozen:
-                start = 0 if restart else now
-            out[i] = rate._replace(start=start)
-        return out
-
-    @property
-    def trainable_blocks(self) -> Optional[int]:
-        """How many blocks (from the end of the block list) may train; None: no limit."""
-        return getattr(self._optimizer, "_layerwise_trainable_blocks", None)
+        self._refresh()
 
     def set_trainable_blocks(self, n: Optional[int], restart: bool = False) -> None:
         """Let only the last ``n`` blocks train (on top of the rules); ``None`` lifts the limit.
 
         Parameters that thaw get fresh optimizer state; with ``restart=True``
-        their rule's schedule starts again from this step (``schedule(t - s)``).
+        their rule's schedule starts again (its first update is ``schedule(1)``).
         The limit is saved by ``save_states``.
         """
         if self._net is None:
             raise ValueError("set_trainable_blocks needs the network: pass net= (or the Block "
                              "itself) to LayerwiseTrainer")
-        check_unfreeze(n, block_names(self._net, self._granularity))
-        if not isinstance(restart, bool):
-            raise TypeError(f"restart must be True or False, got {restart!r}")
-        previous = self.trainable_blocks
-        self._optimizer._layerwise_trainable_blocks = n
+        check_unfreeze(n, self._block_list)
+        check_bool("restart", restart)
+        state = self._optimizer.layerwise
+        previous, state.trainable_blocks = state.trainable_blocks, n
         try:
             self._refresh(restart)
         except Exception:
-            self._optimizer._layerwise_trainable_blocks = previous
+            state.trainable_blocks = previous
             raise
 
-    @property
-    def layers(self):
-        """The rules this trainer was given (or last set with ``set_layers``)."""
-        return self._layers
+    def _resolve(self, layers, params: Sequence[gluon.Parameter], base: Optional[float],
+                 strict: bool) -> Tuple[Setting, ...]:
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"parameter name(s) {twice} appear more than once; rules need "
+                             f"unique names")
+        paths = structural_paths(self._net) if self._net is not None else None
+        table = resolve(layers, names, paths=paths, block_list=self._block_list, base_lr=base,
+                        strict=strict)
+        for s in {id(s.lr_scheduler): s for s in table if s.lr_scheduler is not None}.values():
+            self._check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
+        return table
 
-    @property
-    def net(self):
-        """The network the rules refer to (None when not given)."""
-        return self._net
+    def _fresh_rates(self, opt, table: Sequence[Setting]) -> Dict[int, Rate]:
+        """The rate table that rules and the limit give, before clocks."""
+        bn_train = set(bn_param_names(self._net)) if self._net is not None and \
+            self._bn == "train" else set()
+        rates = rate_table.rates_from(table, self._own, base_lr(opt), opt.lr, bn_train)
+        n = opt.layerwise.trainable_blocks
+        if n is None:
+            return rates
+        names = last_blocks_names(self._block_list, n)
+        return rate_table.limit_to(rates, [p.name in names for p in self._params], n)
 
-    @property
-    def rates(self) -> Dict[int, Rate]:
-        """The live per-index rate table (empty without rules); index = position in params."""
-        return dict(self._optimizer._layerwise_rates)
+    def _refresh(self, restart: bool = False) -> None:
+        """Rebuild the rate table from the rules, the trainable-blocks limit and the clocks."""
+        if self._table is None:
+            self._table = self._resolve({}, self._params, None, self._strict)
+        opt = self._optimizer
+        rates = rate_table.keep_clocks(opt.layerwise.rates, self._fresh_rates(opt, self._table),
+                                       opt.num_update, opt.begin_num_update, restart)
+        self._install(rates)
 
-    def current_lrs(self) -> List[float]:
-        """Each parameter's learning rate at the current step (trainer order)."""
-        return list(self._optimizer._get_lrs(list(range(len(self._params)))))
+    def _install(self, rates: Dict[int, Rate], fresh_state: bool = True) -> None:
+        """Apply a rate table: the optimizer's state, lr/wd multipliers, grad_req, the
+        BatchNorm layers of these parameters, and (unless the state was just loaded)
+        fresh optimizer state for parameters that froze or thawed."""
+        frozen = [rates[i].frozen if i in rates else False for i in range(len(self._params))]
+        changed = set_frozen(self._params, frozen,
+                             [trainable_req(o.grad_req, o.differentiable) for o in self._own])
+        for i, param in enumerate(self._params):
+            if i in rates:
+                param.lr_mult, param.wd_mult = rates[i].lr_mult, rates[i].wd_mult
+        state = self._optimizer.layerwise
+        state.set_rates(rates)
+        state.rules = self._layers
+        state.declared = rate_table.declarations(self._table, self._bn)
+        if self._net is not None:
+            apply_bn_policy(self._net, {p.name for p, f in zip(self._params, frozen) if f},
+                            self._bn, owned={p.name for p in self._params})
+        if fresh_state:
+            self._reset_optimizer_state(changed)
+        self._send_to_servers(changed if fresh_state else ())
 
-    def explain(self):
-        """The live rule table; see :func:`gluon_finetune.explain`."""
-        from .report import explain
-        return explain(self)
+    def _reset_optimizer_state(self, indices: Sequence[int]) -> None:
+        """Forget momentum etc. of parameters that were frozen or thawed: thawed ones
+        start fresh (MXNet would resume the old momentum), frozen ones free memory."""
+        for updater in self._active_updaters():
+            for i in indices:
+                updater.states.pop(i, None)
+                updater.states_synced.pop(i, None)
+        for counts in self._optimizer._all_index_update_counts.values():
+            for i in indices:
+                counts.pop(i, None)
+
+    def _check_hand_edits(self) -> None:
+        """A hand edit of ``lr_mult`` takes effect for multiplier rules (as in Gluon); for
+        a rule with its own rate or schedule it cannot, so it is an error."""
+        for i, rate in self._optimizer.layerwise.rates.items():
+            param = self._params[i]
+            if rate.governed and param.lr_mult != rate.lr_mult:
+                raise ValueError(
+                    f"{param.name}: lr_mult was changed by hand to {param.lr_mult!r}, but its "
+                    f"rule {rate.rule!r} gives it its own rate or schedule (lr_mult "
+                    f"{rate.lr_mult!r}), which an edit cannot change; change the rule with "
+                    f"set_layers instead")
 
     # ------------------------------------------------------------ gluon.Trainer
 
-    def _init_kvstore(self):
-        """As gluon.Trainer, but ``update_on_kvstore=True`` without a kvstore (one
-        device) updates locally instead of failing on ``None.is_capable``."""
-        config = self._kvstore_params
-        kv = config["kvstore"]
-        no_store = kv is None or (isinstance(kv, str) and "dist" not in kv
-                                  and len(self._contexts) == 1)
-        if no_store and config["update_on_kvstore"]:
-            config = dict(config, update_on_kvstore=None)
-            saved, self._kvstore_params = self._kvstore_params, config
-            try:
-                return super()._init_kvstore()
-            finally:
-                self._kvstore_params = saved
-        return super()._init_kvstore()
+    def _choose_update_path(self) -> None:
+        """The faster of MXNet's two bit-identical update paths (rule: update_paths.py)."""
+        path = choose_update_path(self._optimizer, [c.device_type for c in self._contexts],
+                                  self._update_path_choice)
+        apply_update_path(self._optimizer, path, self._updaters)
+
+    def _active_updaters(self) -> list:
+        updaters = list(self._updaters)
+        kv_updater = getattr(self._kvstore, "_updater", None) if self._kvstore else None
+        if self._update_on_kvstore and kv_updater is not None:
+            updaters.append(kv_updater)
+        return updaters
+
+    def step(self, batch_size, ignore_stale_grad=False):
+        """As ``gluon.Trainer.step``; first checks for hand edits of ``lr_mult`` that a
+        rule cannot honour (see ``_check_hand_edits``)."""
+        self._check_hand_edits()
+        super().step(batch_size, ignore_stale_grad)
+
+    def update(self, batch_size, ignore_stale_grad=False):
+        """As ``gluon.Trainer.update``, with the same check as ``step``."""
+        self._check_hand_edits()
+        super().update(batch_size, ignore_stale_grad)
 
     def set_learning_rate(self, lr):
         """Set the base rate; every layer is rescaled, keeping its multiplier.
@@ -456,14 +342,14 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         Raises ``UserWarning`` as ``gluon.Trainer`` does when a trainer-level
         ``lr_scheduler`` owns the rate.
         """
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr):
-            raise ValueError(f"learning rate must be a finite number, got {lr!r}")
+        check_real("learning rate", lr)
         super().set_learning_rate(lr)
         self._send_to_servers(())
 
     def save_states(self, fname):
-        """Save optimizer state, the rate table with each schedule's state, per-parameter
-        update counts and a signature of the parameters (checked by ``load_states``)."""
+        """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
+        the rate table, its rules, each schedule's state, per-parameter update counts, the
+        trainable-blocks limit and a signature of the parameters."""
         if not isinstance(fname, (str, os.PathLike)):
             raise TypeError(f"fname must be a path, got {fname!r}")
         if not self._kv_initialized:
@@ -474,60 +360,82 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
             raise RuntimeError("Cannot save states for distributed training with "
                                "update_on_kvstore=True (the state lives on the servers)")
         updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
-        states_file.pack(fname, updater.states, self._optimizer, self._signature())
+        states_file.write(fname, updater.states, self._optimizer, self._signature())
 
     def load_states(self, fname):
-        """Load states saved by ``save_states`` (or by ``gluon.Trainer``).
+        """Load states saved by ``save_states`` or by ``gluon.Trainer``.
 
         The file must belong to the same parameters (count, shapes, dtypes and
-        structural paths in the network); otherwise ValueError, and nothing
-        changes. Parameters are matched by structural path, so a rebuilt
-        network whose names sort differently (``dense100_`` before
-        ``dense98_``; gluon.Trainer indexes sorted names) gets each state back.
-        The saved rate table (multipliers, frozen layers, schedules
-        and their clocks) replaces the current one. Unpickles: trusted files only.
+        structural paths); otherwise ``StatesError`` (a ValueError), and nothing
+        changes. Parameters are matched by structural path, so a rebuilt network
+        whose names sort differently gets each state back. A file of ours
+        carries its rules: a trainer built with rules must have the same ones
+        (else ValueError), a trainer built without takes the file's; the rates,
+        schedules, clocks and the trainable-blocks limit continue from the file.
+        A ``gluon.Trainer`` file carries optimizer state only: this trainer
+        keeps its rules and limit. Unpickles: trusted files only.
         """
         if not isinstance(fname, (str, os.PathLike)):
             raise TypeError(f"fname must be a path, got {fname!r}")
         if self._to_servers:
             raise RuntimeError("Cannot load states for distributed training with "
                                "update_on_kvstore=True (the state lives on the servers)")
-        states_bytes, optimizer, saved_sig = states_file.unpack(fname)
-        if not isinstance(optimizer, mx_optimizer.Optimizer):
-            raise ValueError(f"{fname}: no optimizer in this states file")
-        order = list(range(len(self._params)))
-        if saved_sig is not None:
-            order = states_file.check_signature(saved_sig, self._signature(),
-                                                [p.name for p in self._params])
-        first_states = pickle.loads(states_bytes)
-        self._check_state_indices(first_states, fname)
-        optimizer = layerwise(optimizer)
-        for table in states_file.optimizer_tables(optimizer):
-            states_file.reindex(order, table)
-        rates = states_file.restore_unsaved(optimizer._layerwise_rates,
-                                            self._optimizer._layerwise_rates)
+        loaded = states_file.read(fname, self._params, self._signature())
+        layers, table, rates = self._rules_after_loading(fname, loaded)
         if not self._kv_initialized:
             self._init_kvstore()
         if self._params_to_init:
             self._init_params()
-        optimizer.param_dict = {i: p for i, p in enumerate(self._params)}
-        for k, updater in enumerate(self._active_updaters()):
-            # each updater needs its own arrays; the first reuses the ones checked above
-            updater.states = first_states if k == 0 else pickle.loads(states_bytes)
-            states_file.reindex(order, updater.states)
+        optimizer = loaded.optimizer
+        optimizer.param_dict = dict(enumerate(self._params))
+        for updater in self._active_updaters():
+            updater.states = pickle.loads(loaded.states)  # each updater its own arrays
             updater.states_synced = dict.fromkeys(updater.states, False)
             updater.optimizer = optimizer
-        self._optimizer = optimizer
-        if rates:
+        self._optimizer, self._layers, self._table = optimizer, layers, table
+        self._choose_update_path()
+        if table is not None:
             self._install(rates, fresh_state=False)
 
-    def _check_state_indices(self, states: dict, fname) -> None:
-        extra = sorted(i for i in states if not (isinstance(i, int) and
-                                                  0 <= i < len(self._params)))
-        if extra:
-            raise ValueError(f"{fname}: states for parameter indices {extra[:5]} but this "
-                             f"trainer has {len(self._params)} parameters: another model")
+    def _rules_after_loading(self, fname, loaded) -> Tuple[Any, Any, Dict[int, Rate]]:
+        """(rules, table, rates) the trainer has after loading; raises, changing nothing,
+        when its own rules differ from the file's."""
+        saved, opt = loaded.optimizer.layerwise, loaded.optimizer
+        if not loaded.ours or saved.rules is None:  # no rules in the file: keep ours
+            if not loaded.ours:  # nor a limit, nor clocks: ours, on the file's counts
+                saved.trainable_blocks = self._optimizer.layerwise.trainable_blocks
+                saved.set_rates({})
+            table = self._table
+            if table is None and saved.trainable_blocks is None:
+                return self._layers, None, {}
+            table = table or self._resolve({}, self._params, None, self._strict)
+            return self._layers, table, rate_table.keep_clocks(
+                saved.rates, self._fresh_rates(opt, table), opt.num_update,
+                opt.begin_num_update, False)
+        layers, table = self._layers, self._table
+        if layers is None:  # a trainer built without rules takes the file's
+            layers = saved.rules
+            table = self._resolve(layers, self._params, base_lr(opt), self._strict)
+        _check_same_rules(fname, saved.declared, rate_table.declarations(table, self._bn),
+                          self._params)
+        saved.restore_unsaved(self._optimizer.layerwise.rates or self._fresh_rates(opt, table))
+        return layers, table, saved.rates
 
     def _signature(self):
         paths = param_paths(self._net) if self._net is not None else None
         return states_file.signature(self._params, paths)
+
+
+def _check_same_rules(fname, saved: List[str], here: List[str], params) -> None:
+    """The file's rules and the trainer's must declare the same for every parameter."""
+    saved = saved or ["no rule"] * len(params)
+    here = here or ["no rule"] * len(params)
+    differ = [f"{p.name}: saved with {a}; this trainer has {b}"
+              for p, a, b in zip(params, saved, here) if a != b]
+    if differ:
+        shown = "; ".join(differ[:3]) + (f"; ... ({len(differ)} in all)" if len(differ) > 3
+                                          else "")
+        raise ValueError(f"{fname}: these states were saved with other rules than this "
+                         f"trainer's, so the run would not continue as saved: {shown}. Build "
+                         f"the trainer with the rules it was saved with (or without layers= "
+                         f"to take the file's)")

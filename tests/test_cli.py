@@ -92,7 +92,8 @@ def test_explain_with_a_config_and_a_flag_that_overrides_it(tmp_path, capsys):
     by_block = {row[2]: row for row in rows}
     assert by_block["0:features.0"][3] == "0:2" and by_block["0:features.0"][-1] == "yes"
     assert by_block["2:features.4.0"][4] == "0.2"                      # the flag won
-    assert by_block["10:output"][6] == "0.05" and "FactorScheduler" in by_block["10:output"][7]
+    # columns: parameter shape block rule lr_mult wd_rule wd_mult lr schedule [frozen]
+    assert by_block["10:output"][7] == "0.05" and "FactorScheduler" in by_block["10:output"][8]
 
 
 def test_plot_writes_a_png(tmp_path, capsys):

@@ -143,9 +143,11 @@ def test_value_forms(value, base_lr, expected):
     got = by_name(table({"a": value, "*": 1.0}, base_lr=base_lr))
     full = dict(lr_mult=None, learning_rate=None, wd_mult=None, lr_scheduler=None)
     full.update(expected)
+    sets_rate = not (isinstance(value, dict) and set(value) == {"wd_mult"})
     for name in A:
         s = got[name]
-        assert s.rule == "a"
+        assert s.rule == ("a" if sets_rate else "*")  # a wd-only rule leaves the rate alone
+        assert s.wd_rule == ("a" if isinstance(value, dict) and "wd_mult" in value else None)
         assert s.frozen is full["frozen"]
         if full["lr_mult"] is None:
             assert s.lr_mult is None
@@ -208,8 +210,8 @@ CONFLICTS = [
     ({0: 0.1, "a": None}, ("block 0", "a"), "a_weight"),                   # index == path
     ({-1: 2.0, "2:": 3.0}, ("block -1", "2:"), "c_weight"),                # index == range
     ({"ab": 0.1, ("a", "b"): 0.2}, ("ab", "(a, b)"), "a_weight"),    # path == tuple
-    ({"c": {"lr_mult": 1.0}, "re:^c": {"lr_mult": 1.0, "wd_mult": 0}}, ("c", "re:^c"),
-     "c_weight"),
+    ({"c": {"wd_mult": 1.0}, "re:^c": {"lr_mult": 1.0, "wd_mult": 0}}, ("c", "re:^c"),
+     "c_weight"),                                                   # the weight decay group
     ({"b": {"lr_scheduler": _plain_scheduler},
       "re:^b_": {"lr_scheduler": lambda t: 0.1 / (1 + t)}}, ("b", "re:^b_"), "b_weight"),
 ]

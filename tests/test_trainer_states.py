@@ -128,7 +128,7 @@ def test_optimizer_pickles_with_its_rate_table():
                                layers={"l1": 0, "l2": {"lr_scheduler": ramp}, "l3": 3.0})
     clone = pickle.loads(pickle.dumps(trainer.optimizer))
     assert type(clone).__name__ == "LayerwiseNAG" and isinstance(clone, mx.optimizer.NAG)
-    assert clone._layerwise_rates == trainer.optimizer._layerwise_rates
+    assert clone.layerwise.rates == trainer.optimizer.layerwise.rates
     assert clone.param_dict == {}  # MXNet drops it; our table does not need it
     assert clone._get_lrs(list(range(6))) == trainer.optimizer._get_lrs(list(range(6)))
 
