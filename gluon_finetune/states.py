@@ -50,17 +50,21 @@ def _dtype(dtype) -> str:
     return getattr(dtype, "__name__", None) or str(dtype)
 
 
-def write(fname, updater_states: dict, optimizer, sig: Signature) -> None:
-    """Write the states file atomically (a crash never leaves half a file)."""
-    state = optimizer.layerwise
-    state.signature = sig
+def write(fname, updater_states: dict, optimizer, sig: Signature, aggregate_num: int) -> None:
+    """Write the states file atomically (a crash never leaves half a file).
+
+    The optimizer is written with ``aggregate_num``, MXNet's own choice: a
+    stock trainer that reads the file sets its updaters up for that (a
+    LayerwiseTrainer that loads it picks its update path again)."""
+    state, aggregate = optimizer.layerwise, optimizer.aggregate_num
+    state.signature, optimizer.aggregate_num = sig, aggregate_num
     try:
         data = pickle.dumps((updater_states, optimizer))
     except Exception as err:
         raise TypeError(f"cannot save trainer states: the optimizer cannot be pickled ({err}); "
                         f"a trainer-level lr_scheduler must be picklable") from err
     finally:
-        state.signature = None
+        state.signature, optimizer.aggregate_num = None, aggregate
     folder = os.path.dirname(os.path.abspath(fname))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".states-")
     try:

@@ -311,7 +311,9 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
     # ------------------------------------------------------------ gluon.Trainer
 
     def _choose_update_path(self) -> None:
-        """The faster of MXNet's two bit-identical update paths (rule: update_paths.py)."""
+        """The faster of MXNet's two bit-identical update paths (rule: update_paths.py);
+        MXNet's own choice is kept for the states file, which a stock trainer may read."""
+        self._stock_aggregate_num = self._optimizer.aggregate_num
         path = choose_update_path(self._optimizer, [c.device_type for c in self._contexts],
                                   self._update_path_choice)
         apply_update_path(self._optimizer, path, self._updaters)
@@ -360,7 +362,8 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
             raise RuntimeError("Cannot save states for distributed training with "
                                "update_on_kvstore=True (the state lives on the servers)")
         updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
-        states_file.write(fname, updater.states, self._optimizer, self._signature())
+        states_file.write(fname, updater.states, self._optimizer, self._signature(),
+                          self._stock_aggregate_num)
 
     def load_states(self, fname):
         """Load states saved by ``save_states`` or by ``gluon.Trainer``.

@@ -3,7 +3,7 @@ import mxnet as mx
 import pytest
 from finetune_helpers import three_layers, train_step
 
-from gluon_finetune import LayerwiseTrainer
+from gluon_finetune import LayerwiseTrainer, OneCycle
 from gluon_finetune.plots import (
     RateRecorder,
     lr_curves,
@@ -71,3 +71,35 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="'a' has no values"):
         plot_accuracy({"a": []}, str(tmp_path / "x.png"))
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_preview_mid_training_shows_the_next_steps_and_changes_nothing():
+    """Stock trap: after 3 updates the preview showed schedule(1..5) where training then
+    used schedule(4..8), and a FactorScheduler previewed from its decayed state."""
+    def build():
+        net = three_layers()
+        rules = {"l1": {"lr_scheduler": OneCycle(max_update=10, base_lr=1.0)},
+                 "l2": {"lr_scheduler": mx.lr_scheduler.FactorScheduler(step=2, factor=0.5)},
+                 "l3": 0.5}
+        return net, LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers=rules)
+
+    net, trainer = build()
+    twin, untouched = build()
+    for seed in range(3):
+        train_step(net, trainer, seed)
+        train_step(twin, untouched, seed)
+    before = trainer.current_lrs()
+    preview = lr_curves(trainer, 5)
+    assert trainer.current_lrs() == before
+    cycle = OneCycle(max_update=10, base_lr=0.1)
+    assert preview["0:l1"] == pytest.approx([cycle(t) for t in range(4, 9)])
+    recorder = RateRecorder()
+    for seed in range(3, 8):
+        train_step(net, trainer, seed)
+        train_step(twin, untouched, seed)
+        recorder(trainer)
+    assert preview.keys() == recorder.curves.keys()
+    for label, curve in preview.items():
+        assert curve == pytest.approx(recorder.curves[label]), label
+    for a, b in zip(net.collect_params().values(), twin.collect_params().values()):
+        assert (a.data().asnumpy() == b.data().asnumpy()).all()  # the preview left no trace

@@ -549,3 +549,18 @@ def _canonical(key):
 def test_any_order_of_rule_pairs_gives_the_same_result(pairs, strict, data):
     shuffled = data.draw(st.permutations(pairs))
     assert outcome(shuffled, strict) == outcome(pairs, strict)
+
+
+def test_specificity_is_a_strict_subset_and_the_conflict_says_how_to_settle_it():
+    """A bigger and a smaller rule that merely overlap are a conflict, not a win for the
+    smaller one: 'smallest set wins' would make the result depend on set sizes alone."""
+    rules = {"*_weight": 0.5, "ab": 2.0}  # 3 parameters and 4: they overlap on two
+    with pytest.raises(RuleError) as err:
+        table(rules)
+    message = str(err.value)
+    assert "strict subset" in message and "a rule just for the overlap" in message
+    settled = summary(table({**rules, "a_weight": 2.0, "b_weight": 2.0}))
+    assert settled["a_weight"] == ("a_weight", 2.0, False)
+    import pathlib
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    assert "strict subset" in readme and "smallest" not in readme

@@ -158,3 +158,36 @@ def test_import_does_no_heavy_work():
             "if m.split('.')[0] in ('mxnet', 'gluoncv', 'pandas', 'matplotlib')))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_hand_edits_of_lr_mult_take_effect_under_multiplier_rules():
+    """Stock trap: with rules, a Parameter.lr_mult edit was ignored without a word (MXNet's
+    own Trainer tests failed against layers={'*': 1} for this)."""
+    from finetune_helpers import sgd_rates
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"*": 1, "l2": 3})
+    net.l1.weight.lr_mult = 0.5
+    net.l2.weight.lr_mult = 1.0
+    rates = sgd_rates(net, trainer, 1)[0]
+    assert rates[net.l1.weight.name] == pytest.approx(0.05, rel=1e-3)
+    assert rates[net.l2.weight.name] == pytest.approx(0.1, rel=1e-3)
+    assert rates[net.l3.weight.name] == pytest.approx(0.1, rel=1e-3)
+    net.l3.weight.wd_mult = 0.0  # as in Gluon, weight-decay edits take effect too
+    assert trainer.optimizer._get_wds([4]) == [0.0]
+
+
+@pytest.mark.parametrize("value", [{"learning_rate": 0.05},
+                                   {"lr_scheduler": mx.lr_scheduler.FactorScheduler(5, 0.9)}])
+def test_a_hand_edit_a_rule_cannot_honour_is_an_error_at_the_next_step(value):
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"l1": value})
+    train_step(net, trainer, 0)
+    net.l1.weight.lr_mult = 2.0
+    before = [p.data().asnumpy().copy() for p in net.collect_params().values()]
+    with pytest.raises(ValueError, match=rf"{net.l1.weight.name}: lr_mult was changed by hand"
+                                         r".*rule 'l1'.*set_layers"):
+        train_step(net, trainer, 1)
+    after = [p.data().asnumpy() for p in net.collect_params().values()]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    net.l1.weight.lr_mult = trainer.rates[0].lr_mult
+    train_step(net, trainer, 1)

@@ -180,3 +180,31 @@ def test_rules_hold_in_every_kvstore_mode(ctx_count, kvstore, update_on_kvstore)
         if key.startswith("dense0_"):
             assert np.array_equal(value, initial[key]), key
         np.testing.assert_allclose(value, reference[key], rtol=1e-5, atol=1e-6)
+
+
+def test_a_trainer_over_part_of_a_net_leaves_the_other_batchnorms_alone():
+    """Stock trap: a head-only trainer switched every BatchNorm that get_model had frozen
+    back to batch statistics, changing the training-mode output."""
+    from mxnet import autograd, nd
+
+    from gluon_finetune import get_model
+    net = get_model("resnet18_v1", classes=3, unfreeze=1)
+    modes = lambda: [b._kwargs["use_global_stats"] for b in _batchnorms(net)]  # noqa: E731
+    assert all(modes())
+    x = nd.random.uniform(shape=(2, 3, 32, 32))
+    with autograd.record():
+        before = net(x).asnumpy()
+    head = LayerwiseTrainer(net.output.collect_params(), "sgd", {"learning_rate": 0.1},
+                            net=net, layers={"*": 1.0})
+    assert all(modes())
+    trunk = LayerwiseTrainer([p for n, p in net.collect_params().items() if "dense" not in n],
+                             "sgd", {"learning_rate": 0.1}, net=net,
+                             layers={"features.1": 0, "*_dense*": 2.0}, strict=False)
+    assert all(modes()) and head.net is trunk.net
+    with autograd.record():
+        assert np.array_equal(net(x).asnumpy(), before)
+
+
+def _batchnorms(net):
+    from gluon_finetune.freezing import batchnorm_layers
+    return batchnorm_layers(net)

@@ -1,0 +1,200 @@
+"""states.py through save_states/load_states: what a file carries, stock files both ways,
+and files that cannot be loaded (issue: trainer state is never silently wrong)."""
+import pickle
+
+import mxnet as mx
+import numpy as np
+import pytest
+from finetune_helpers import bn_chain, three_layers, train_step
+from mxnet import gluon
+
+from gluon_finetune import LayerwiseTrainer, explain
+
+SGD = {"learning_rate": 0.1, "momentum": 0.9}
+
+
+def rules():
+    return {"l1": 0.5, "l2": {"learning_rate": 0.03},
+            "l3": {"lr_scheduler": mx.lr_scheduler.FactorScheduler(step=2, factor=0.5)}}
+
+
+def weights(net):
+    return [p.data().asnumpy().copy() for p in net.collect_params().values()]
+
+
+def trainer_view(trainer):
+    """Everything a user can see of the trainer's state."""
+    states = {i: [a.asnumpy().copy() for a in (s if isinstance(s, tuple) else (s,))]
+              for i, s in trainer._updaters[0].states.items()}
+    return (trainer.layers, trainer.rates, trainer.current_lrs(), str(explain(trainer)),
+            trainer.trainable_blocks, states)
+
+
+def assert_same_view(a, b):
+    assert a[:5] == b[:5]
+    assert a[5].keys() == b[5].keys()
+    for i in a[5]:
+        assert all(np.array_equal(x, y) for x, y in zip(a[5][i], b[5][i]))
+
+
+# ----------------------------------------------------------------- stock files into ours
+
+def test_a_stock_file_keeps_the_trainers_rules_and_takes_its_momentum(tmp_path):
+    net = three_layers()
+    stock = gluon.Trainer(net.collect_params(), "sgd", dict(SGD))
+    for step in range(3):
+        train_step(net, stock, step)
+    stock.save_states(str(tmp_path / "stock"))
+
+    ours = LayerwiseTrainer(net, "sgd", dict(SGD), layers=rules())
+    before = (ours.layers, ours.rates, ours.current_lrs())
+    ours.load_states(str(tmp_path / "stock"))
+    assert ours.layers == before[0] and ours.rates.keys() == before[1].keys()
+    assert [r.rule for r in ours.rates.values()] == [r.rule for r in before[1].values()]
+    table = explain(ours)
+    assert table[net.l1.weight.name]["rule"] == "l1"
+    assert table[net.l2.weight.name]["lr"] == pytest.approx(0.03)     # the absolute rate
+    # the schedule runs on the file's update counts: 3 updates done, FactorScheduler(2, 0.5)
+    assert table[net.l3.weight.name]["lr"] == pytest.approx(0.05)
+    for i, state in stock._updaters[0].states.items():
+        assert np.array_equal(ours._updaters[0].states[i].asnumpy(), state.asnumpy())
+
+
+def test_a_stock_file_of_another_shape_is_refused_and_changes_nothing(tmp_path):
+    bigger = gluon.nn.HybridSequential()
+    bigger.add(gluon.nn.Dense(7, in_units=4), gluon.nn.Dense(5, in_units=7),
+               gluon.nn.Dense(3, in_units=5))
+    bigger.initialize()
+    stock = gluon.Trainer(bigger.collect_params(), "sgd", dict(SGD))
+    train_step(bigger, stock, 0)
+    stock.save_states(str(tmp_path / "stock"))
+
+    net = three_layers()
+    ours = LayerwiseTrainer(net, "sgd", dict(SGD), layers=rules())
+    train_step(net, ours, 0)
+    view, optimizer = trainer_view(ours), ours.optimizer
+    with pytest.raises(ValueError, match=r"stock.*do not fit.*\(6, 4\)"):
+        ours.load_states(str(tmp_path / "stock"))
+    assert ours.optimizer is optimizer
+    assert_same_view(trainer_view(ours), view)
+    train_step(net, ours, 1)  # and it still trains
+
+
+# ----------------------------------------------------------------- our files into stock
+
+@pytest.mark.parametrize("layers", [None, {"l1": 0.5, "l3": 0}])
+def test_a_stock_trainer_reads_our_file_and_continues_the_run(tmp_path, layers):
+    first = three_layers()
+    ours = LayerwiseTrainer(first, "sgd", dict(SGD), layers=layers)
+    for step in range(3):
+        train_step(first, ours, step)
+    first.save_parameters(str(tmp_path / "p"))
+    ours.save_states(str(tmp_path / "s"))
+    for step in range(3, 6):
+        train_step(first, ours, step)
+
+    second = three_layers()
+    second.load_parameters(str(tmp_path / "p"))
+    if layers:  # stock Gluon reads lr_mult and grad_req from the parameters, as always
+        second.l1.collect_params().setattr("lr_mult", 0.5)
+        second.l3.collect_params().setattr("grad_req", "null")
+    stock = gluon.Trainer(second.collect_params(), "sgd", dict(SGD))
+    stock.load_states(str(tmp_path / "s"))
+    assert set(stock._updaters[0].states) == set(ours._updaters[0].states)
+    for step in range(3, 6):
+        train_step(second, stock, step)
+    for a, b in zip(weights(first), weights(second)):
+        assert np.array_equal(a, b)
+
+
+# ----------------------------------------------------------------- our files: the rules
+
+def test_a_resumed_run_keeps_the_rules_through_later_refreshes(tmp_path):
+    """Stock trap of the old format: load_states installed the file's rates, but the next
+    refresh (set_trainable_blocks) went back to the constructor's rules."""
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", dict(SGD), layers={"l1": 0.5, "l2": 2.0})
+    train_step(net, trainer, 0)
+    trainer.save_states(str(tmp_path / "s"))
+
+    plain = LayerwiseTrainer(three_layers(), "sgd", dict(SGD))  # built without rules
+    plain.load_states(str(tmp_path / "s"))
+    assert plain.layers == {"l1": 0.5, "l2": 2.0}
+    plain.set_trainable_blocks(2)
+    plain.set_trainable_blocks(None)
+    assert plain.current_lrs() == trainer.current_lrs()
+    assert explain(plain)[plain.params[0].name]["rule"] == "l1"
+
+
+def test_other_rules_than_the_files_are_an_error_that_changes_nothing(tmp_path):
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", dict(SGD), layers={"l1": 0.5, "l2": 2.0})
+    train_step(net, trainer, 0)
+    trainer.save_states(str(tmp_path / "s"))
+
+    other = LayerwiseTrainer(three_layers(), "sgd", dict(SGD), layers={"l1": 0.5, "l2": 3.0})
+    view = trainer_view(other)
+    with pytest.raises(ValueError, match=r"other rules.*lr_mult=2\.0.*lr_mult=3\.0"):
+        other.load_states(str(tmp_path / "s"))
+    assert_same_view(trainer_view(other), view)
+
+
+def test_the_same_rules_resume_bit_identically_with_the_limit(tmp_path):
+    def build():
+        net = three_layers(3)
+        return net, LayerwiseTrainer(net, "sgd", dict(SGD), layers=rules())
+
+    straight, trainer = build()
+    trainer.set_trainable_blocks(2)
+    for step in range(6):
+        if step == 4:
+            trainer.set_trainable_blocks(3, restart=True)
+        train_step(straight, trainer, step)
+
+    first, trainer = build()
+    trainer.set_trainable_blocks(2)
+    for step in range(3):
+        train_step(first, trainer, step)
+    first.save_parameters(str(tmp_path / "p"))
+    trainer.save_states(str(tmp_path / "s"))
+
+    resumed, again = build()
+    resumed.load_parameters(str(tmp_path / "p"))
+    again.load_states(str(tmp_path / "s"))
+    assert again.trainable_blocks == 2
+    for step in range(3, 6):
+        if step == 4:
+            again.set_trainable_blocks(3, restart=True)
+        train_step(resumed, again, step)
+    for a, b in zip(weights(straight), weights(resumed)):
+        assert np.array_equal(a, b)
+
+
+# ----------------------------------------------------------------- unreadable files
+
+@pytest.mark.parametrize("content", [
+    b"",                                   # empty
+    b"\x80\x04\x95",                       # a truncated pickle
+    "gewicht: ü\n".encode("latin-1"),      # text, not even UTF-8
+    pickle.dumps({"hello": 1})[:-3],       # cut short
+    pickle.dumps(({}, "not an optimizer")),
+])
+def test_a_file_that_is_not_a_states_file_is_named_and_changes_nothing(tmp_path, content):
+    path = tmp_path / "broken.states"
+    path.write_bytes(content)
+    net = bn_chain()
+    trainer = LayerwiseTrainer(net, "sgd", dict(SGD), layers={-1: 2.0})
+    train_step_bn(net, trainer)
+    view = trainer_view(trainer)
+    with pytest.raises(ValueError, match=r"broken\.states is not a (readable )?trainer states"):
+        trainer.load_states(str(path))
+    assert_same_view(trainer_view(trainer), view)
+
+
+def train_step_bn(net, trainer):
+    from mxnet import autograd, nd
+    x, y = nd.ones((4, 4)), nd.zeros((4,))
+    with autograd.record():
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(x), y)
+    loss.backward()
+    trainer.step(4)
