@@ -25,6 +25,7 @@ _EXPORTS = {
     "model_names": "gluon_finetune.zoo",
     "layer_decay": "gluon_finetune.schedules",
     "spread": "gluon_finetune.schedules",
+    "no_weight_decay": "gluon_finetune.recipes",
     "SlantedTriangular": "gluon_finetune.schedules",
     "OneCycle": "gluon_finetune.schedules",
     "GradualUnfreezing": "gluon_finetune.unfreezing",

@@ -510,9 +510,9 @@ SLICE_KEYS = [slice(0, 2), slice(1, None), slice(None, None, 2), slice(-1, None)
 GOOD_VALUES = [
     0.5, 2.0, 1, -1.0, 0, None, {"lr_mult": 0.5}, {"wd_mult": 0.0}, {"frozen": True},
     {"learning_rate": 0.05}, {"lr_scheduler": _SCHED, "lr_mult": 2.0},
-    {"lr_scheduler": _plain_scheduler},
+    {"lr_scheduler": _plain_scheduler}, {"wd_mult": 2.0}, {"lr_mult": 0.5, "wd_mult": 0.0},
 ]
-VALUES = GOOD_VALUES * 3 + ["bad", math.nan]
+VALUES = GOOD_VALUES * 3 + ["bad", math.nan]  # both groups of fields, mixed
 
 
 def outcome(rules, strict):
@@ -564,3 +564,50 @@ def test_specificity_is_a_strict_subset_and_the_conflict_says_how_to_settle_it()
     import pathlib
     readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
     assert "strict subset" in readme and "smallest" not in readme
+
+
+# ----------------------------------------------------------------- field by field
+
+MIXED_VALUES = GOOD_VALUES + [{"frozen": True, "wd_mult": 1.0},
+                              {"learning_rate": 0.2, "wd_mult": 0.5}]
+RATE_FIELDS = ("rule", "lr_mult", "learning_rate", "lr_scheduler", "frozen")
+WD_FIELDS = ("wd_rule", "wd_mult")
+
+
+def only(rules, group):
+    """The rules cut down to what they set of ``group`` ('rate' or 'wd')."""
+    out = {}
+    for key, value in rules.items():
+        if not isinstance(value, dict):
+            if group == "rate":
+                out[key] = value
+            continue
+        part = {k: v for k, v in value.items() if (k == "wd_mult") == (group == "wd")}
+        if part:
+            out[key] = part
+    return out
+
+
+def fields(settings_, names):
+    return [tuple(getattr(s, f) for f in names) for s in settings_]
+
+
+def resolved_or_error(rules):
+    try:
+        return table(rules, base_lr=0.1)
+    except RuleError as err:
+        return type(err)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rules=st.dictionaries(st.sampled_from(VALID_KEYS), st.sampled_from(MIXED_VALUES),
+                             max_size=7), data=st.data())
+def test_each_group_resolves_as_if_the_other_were_not_there(rules, data):
+    rate, wd = only(rules, "rate"), only(rules, "wd")
+    full = resolved_or_error(dict(data.draw(st.permutations(list(rules.items())))))
+    by_rate, by_wd = resolved_or_error(rate), resolved_or_error(wd)
+    if isinstance(full, type):  # an error in the whole set is an error in one group
+        assert isinstance(by_rate, type) or isinstance(by_wd, type)
+        return
+    assert fields(full, RATE_FIELDS) == fields(by_rate, RATE_FIELDS)
+    assert fields(full, WD_FIELDS) == fields(by_wd, WD_FIELDS)

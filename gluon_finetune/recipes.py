@@ -1,0 +1,129 @@
+"""Rule sets for common fine-tuning recipes, as plain rule dicts.
+
+``no_weight_decay(net)`` gives the usual "no weight decay on biases and
+normalization layers" rules (timm's ``weight_decay_exclude_1d``, the BERT
+convention, fastai's ``wd_bn_bias=False``). Its rules set only ``wd_mult``,
+so they compose field by field with any rate rules::
+
+    layers = {**layer_decay(net, 1e-3, 0.75), **no_weight_decay(net)}
+"""
+from __future__ import annotations
+
+import json
+from typing import Dict, Iterator, List, Set, Tuple
+
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from .checks import check_bool
+from .structure import check_block
+
+__all__ = ["no_weight_decay", "norm_layers", "NORM_TYPES"]
+
+# MXNet's normalization layers (``_BatchNorm`` covers BatchNorm, BatchNormReLU and
+# SyncBatchNorm); GluonCV's and GluonNLP's subclass these or wrap the BatchNorm
+# operator, which ``_wraps_batchnorm`` recognises.
+NORM_TYPES: Tuple[type, ...] = (nn.basic_layers._BatchNorm, nn.LayerNorm, nn.GroupNorm,
+                                nn.InstanceNorm)
+# The operators of those layers in an exported graph (a SymbolBlock has no layers).
+_NORM_OPS = {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "_contrib_SyncBatchNorm",
+             "BatchNormWithReLU"}
+_BIAS_OPS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}  # op -> bias input
+
+
+def _walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
+    yield prefix, block
+    for name, child in block._children.items():
+        yield from _walk(child, f"{prefix}.{name}" if prefix else name)
+
+
+def _wraps_batchnorm(block) -> bool:
+    """A layer that runs MXNet's BatchNorm operator itself (e.g. GluonCV's GroupNorm):
+    it keeps that operator's flags, ``use_global_stats`` among them."""
+    kwargs = getattr(block, "_kwargs", None)
+    return isinstance(kwargs, dict) and "use_global_stats" in kwargs
+
+
+def norm_layers(net) -> List[Tuple[str, gluon.Block]]:
+    """``(structural path, layer)`` of every normalization layer of ``net``, by type."""
+    check_block(net)
+    return [(path, block) for path, block in _walk(net)
+            if isinstance(block, NORM_TYPES) or _wraps_batchnorm(block)]
+
+
+def _biases(net) -> Set[str]:
+    """Names of the parameters registered as a layer's ``bias`` (or ``*_bias``: RNN cells)."""
+    out = set()
+    for _, block in _walk(net):
+        for attr, param in block._reg_params.items():
+            if attr == "bias" or attr.endswith("_bias"):
+                out.add(param.name)
+    return out
+
+
+def _graph_params(net: gluon.SymbolBlock) -> Tuple[Set[str], Set[str]]:
+    """(bias names, normalization parameter names) read off an exported graph."""
+    nodes = json.loads(net._cached_graph[1].tojson())["nodes"]
+    biases, norms = set(), set()
+    for node in nodes:
+        inputs = [nodes[i[0]] for i in node.get("inputs", [])]
+        if node["op"] in _NORM_OPS:
+            norms.update(n["name"] for n in inputs[1:] if n["op"] == "null")
+        position = _BIAS_OPS.get(node["op"])
+        if position is not None and len(inputs) > position and inputs[position]["op"] == "null":
+            biases.add(inputs[position]["name"])
+    return biases, norms
+
+
+def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, Dict[str, float]]:
+    """Rules ``{key: {"wd_mult": 0}}`` for every bias and normalization parameter of ``net``.
+
+    Normalization layers are found by type (BatchNorm, SyncBatchNorm,
+    LayerNorm, GroupNorm, InstanceNorm, and layers that subclass or wrap
+    them), biases as the parameters layers register as ``bias``; in a
+    ``SymbolBlock`` both are read off the graph. Each rule sets only the
+    weight decay, so it composes with any rate rule (a frozen parameter
+    stays frozen).
+
+    Parameters
+    ----------
+    net : Block
+    biases, norms : bool
+        Which of the two to include.
+
+    Returns
+    -------
+    dict
+        Norm layers by structural path, biases by parameter name.
+
+    Examples
+    --------
+    >>> net = nn.HybridSequential(prefix="net_")
+    >>> with net.name_scope():
+    ...     net.add(nn.Dense(4, in_units=3), nn.BatchNorm(in_channels=4))
+    >>> sorted(no_weight_decay(net).items())
+    [('1', {'wd_mult': 0.0}), ('net_dense0_bias', {'wd_mult': 0.0})]
+    """
+    check_block(net)
+    check_bool("biases", biases)
+    check_bool("norms", norms)
+    zero = {"wd_mult": 0.0}
+    params = net.collect_params()
+    if isinstance(net, gluon.SymbolBlock):
+        bias_names, norm_names = _graph_params(net)
+        names = (bias_names if biases else set()) | (norm_names if norms else set())
+        return {name: dict(zero) for name in sorted(names) if name in params}
+    rules: Dict[str, Dict[str, float]] = {}
+    norm_params: Set[str] = set()
+    if norms:
+        for path, layer in norm_layers(net):
+            layer_params = set(layer.collect_params().keys())
+            if path and layer_params:
+                rules[path] = dict(zero)
+            elif layer_params:  # the root itself is a norm layer: name its parameters
+                rules.update({name: dict(zero) for name in sorted(layer_params)})
+            norm_params |= layer_params
+    if biases:
+        rules.update({name: dict(zero) for name in sorted(_biases(net) - norm_params)
+                      if name in params})
+    return rules

@@ -1,0 +1,153 @@
+"""no_weight_decay and rules that compose field by field (a rate rule plus a decay rule)."""
+import mxnet as mx
+import numpy as np
+import pytest
+from finetune_helpers import batch, three_layers
+from mxnet import autograd, gluon, nd
+from mxnet.gluon import nn
+
+from gluon_finetune import LayerwiseTrainer, blocks, explain, get_model, layer_decay, \
+    no_weight_decay
+from gluon_finetune.rules import RuleError
+
+
+def one_sgd_step(net, trainer, n=8):
+    """(weights before, gradients, weights after) of one plain SGD step."""
+    x, y = batch(0, n)
+    with autograd.record():
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(x), y)
+    loss.backward()
+    params = net.collect_params()
+    before = {k: p.data().asnumpy().astype(np.float64) for k, p in params.items()}
+    grads = {k: p.grad().asnumpy().astype(np.float64) for k, p in params.items()
+             if p.grad_req != "null"}
+    trainer.step(n)
+    after = {k: p.data().asnumpy().astype(np.float64) for k, p in params.items()}
+    return before, grads, after
+
+
+def test_a_bias_rule_for_weight_decay_leaves_the_rate_to_the_rate_rule():
+    """Stock trap: the winning rule replaced everything, so "*_bias": {"wd_mult": 0} gave
+    every bias lr_mult 1 instead of 0.1 -- a 10x rate, without a word."""
+    net = three_layers()
+    wd, lr, n = 0.5, 0.1, 8
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": lr, "wd": wd},
+                               layers={"*": 0.1, "*_bias": {"wd_mult": 0}})
+    before, grads, after = one_sgd_step(net, trainer, n)
+    bias, weight = net.l2.bias.name, net.l2.weight.name
+    assert net.l2.bias.lr_mult == 0.1 and net.l2.bias.wd_mult == 0.0
+    # SGD without momentum: w' = w - lr_p * (grad / n + wd_p * w)
+    np.testing.assert_allclose(after[bias], before[bias] - 0.01 * grads[bias] / n, rtol=1e-5)
+    np.testing.assert_allclose(after[weight], before[weight] - 0.01 * (
+        grads[weight] / n + wd * before[weight]), rtol=1e-5, atol=1e-7)
+    row = explain(trainer)[bias]
+    assert (row["rule"], row["lr_mult"], row["wd_rule"], row["wd_mult"]) == \
+        ("*", 0.1, "*_bias", 0.0)
+
+
+def test_a_frozen_parameter_stays_frozen_whatever_decay_rule_matches_it():
+    net = three_layers()
+    before = net.l1.bias.data().asnumpy().copy()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "wd": 0.5},
+                               layers={"l1": 0, "*_bias": {"wd_mult": 2.0}})
+    one_sgd_step(net, trainer)
+    assert net.l1.bias.grad_req == "null" and np.array_equal(net.l1.bias.data().asnumpy(),
+                                                                before)
+    assert explain(trainer)[net.l1.bias.name]["wd_rule"] == "*_bias"
+
+
+def test_two_decay_rules_that_disagree_name_the_group():
+    net = three_layers()
+    with pytest.raises(RuleError, match=r"'\*_bias' and 're:bias\$'.*weight decay"):
+        LayerwiseTrainer(net, "sgd", layers={"*_bias": {"wd_mult": 0}, "re:bias$":
+                                             {"wd_mult": 1.0}})
+
+
+def custom_net():
+    class Odd(gluon.HybridBlock):
+        """Norm layers under names that say nothing, a Dense named like a norm."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            with self.name_scope():
+                self.first = nn.Dense(6, in_units=4, prefix="batchnorm_like_")
+                self.squash = nn.LayerNorm(in_channels=6, prefix="plain_")
+                self.mix = nn.HybridSequential(prefix="mix_")
+                self.mix.add(nn.Dense(6, in_units=6, use_bias=False),
+                             nn.GroupNorm(num_groups=2))
+                self.out = nn.Dense(3, in_units=6)
+
+        def hybrid_forward(self, F, x):
+            return self.out(self.mix(self.squash(self.first(x)).reshape((0, 6, 1))))
+
+    net = Odd(prefix="odd_")
+    net.initialize()
+    return net
+
+
+def test_norm_layers_are_found_by_type_and_biases_by_what_layers_register():
+    net = custom_net()
+    rules = no_weight_decay(net)
+    assert rules == {"squash": {"wd_mult": 0.0}, "mix.1": {"wd_mult": 0.0},
+                     net.first.bias.name: {"wd_mult": 0.0}, net.out.bias.name: {"wd_mult": 0.0}}
+    assert set(no_weight_decay(net, biases=False)) == {"squash", "mix.1"}
+    assert set(no_weight_decay(net, norms=False)) == {net.first.bias.name, net.out.bias.name}
+    with pytest.raises(TypeError, match="biases must be True or False"):
+        no_weight_decay(net, biases="yes")
+    with pytest.raises(TypeError, match="net must be"):
+        no_weight_decay("resnet")
+
+
+def test_a_symbolblock_gets_its_decay_rules_from_the_graph(tmp_path):
+    net = nn.HybridSequential(prefix="exp_")
+    with net.name_scope():
+        net.add(nn.Conv2D(4, 3, in_channels=3), nn.BatchNorm(in_channels=4), nn.Flatten(),
+                nn.Dense(2, in_units=4 * 6 * 6))
+    net.initialize()
+    net.hybridize()
+    net(nd.ones((1, 3, 8, 8)))
+    net.export(str(tmp_path / "m"))
+    loaded = gluon.SymbolBlock.imports(str(tmp_path / "m-symbol.json"), ["data"],
+                                       str(tmp_path / "m-0000.params"))
+    rules = no_weight_decay(loaded)
+    names = {n.split("exp_")[-1] for n in rules}
+    assert names == {"conv0_bias", "dense0_bias", "batchnorm0_gamma", "batchnorm0_beta",
+                     "batchnorm0_running_mean", "batchnorm0_running_var"}
+
+
+def expected_wd_free(net):
+    free = set()
+    for block in _all_blocks(net):
+        if isinstance(block, (nn.BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm)):
+            free |= set(block.collect_params().keys())
+        bias = block._reg_params.get("bias")
+        if bias is not None:
+            free.add(bias.name)
+    return free
+
+
+def _all_blocks(block):
+    yield block
+    for child in block._children.values():
+        yield from _all_blocks(child)
+
+
+@pytest.mark.parametrize("name,size", [("resnet18_v1", 32), ("mobilenetv2_1.0", 32),
+                                       ("densenet121", 224)])
+def test_the_one_line_recipe_on_zoo_models(name, size):
+    net = get_model(name, classes=3)
+    decay = layer_decay(net, 0.01, 0.75)
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.01, "wd": 1e-4, "momentum": 0.9},
+                               layers={**decay, **no_weight_decay(net)})
+    table, free = explain(trainer), expected_wd_free(net)
+    listed = blocks(net)
+    for i, (_, block) in enumerate(listed):
+        for pname in block.collect_params():
+            row = table[pname]
+            assert row["lr"] == pytest.approx(decay[i]["learning_rate"]), pname
+            assert row["wd_mult"] == (0.0 if pname in free else 1.0), pname
+    x = nd.random.uniform(shape=(2, 3, size, size))
+    with autograd.record():
+        loss = net(x).sum()
+    loss.backward()
+    trainer.step(2)
