@@ -1,13 +1,18 @@
 """no_weight_decay and rules that compose field by field (a rate rule plus a decay rule)."""
-import mxnet as mx
 import numpy as np
 import pytest
 from finetune_helpers import batch, three_layers
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
-from gluon_finetune import LayerwiseTrainer, blocks, explain, get_model, layer_decay, \
-    no_weight_decay
+from gluon_finetune import (
+    LayerwiseTrainer,
+    blocks,
+    explain,
+    get_model,
+    layer_decay,
+    no_weight_decay,
+)
 from gluon_finetune.rules import RuleError
 
 
@@ -77,7 +82,7 @@ def custom_net():
                              nn.GroupNorm(num_groups=2))
                 self.out = nn.Dense(3, in_units=6)
 
-        def hybrid_forward(self, F, x):
+        def hybrid_forward(self, F, x):  # noqa: N803 (Gluon's name)
             return self.out(self.mix(self.squash(self.first(x)).reshape((0, 6, 1))))
 
     net = Odd(prefix="odd_")
