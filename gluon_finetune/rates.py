@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Seq
 from .schedules import describe_schedule, private_copy, rebased_copy
 
 __all__ = ["Rate", "Own", "Clock", "Unsaved", "LayerwiseState", "base_lr", "rates_from",
-           "limit_to", "keep_clocks", "declarations", "rate_at", "LIMIT_RULE"]
+           "limit_to", "keep_clocks", "declarations", "rate_at", "check_hand_edits", "LIMIT_RULE"]
 
 LIMIT_RULE = "trainable_blocks={}"  # the rule label of a parameter frozen by the limit
 
@@ -194,6 +194,19 @@ def rate_at(rate: Rate, count: int, begin: int, optimizer_lr: Optional[float],
     if rate.ref_lr and optimizer_lr is not None and optimizer_lr != rate.ref_lr:
         lr = lr * (optimizer_lr / rate.ref_lr)
     return lr
+
+
+def check_hand_edits(rates: Mapping[int, Rate], params: Sequence[Any]) -> None:
+    """A hand edit of ``Parameter.lr_mult`` takes effect for multiplier rules (as in
+    Gluon); for a rule with its own rate or schedule it cannot, so it is an error."""
+    for i, rate in rates.items():
+        param = params[i]
+        if rate.governed and param.lr_mult != rate.lr_mult:
+            raise ValueError(
+                f"{param.name}: lr_mult was changed by hand to {param.lr_mult!r}, but its "
+                f"rule {rate.rule!r} gives it its own rate or schedule (lr_mult "
+                f"{rate.lr_mult!r}), which an edit cannot change; change the rule with "
+                f"set_layers instead")
 
 
 def declarations(table: Sequence[Any], bn: str) -> List[str]:

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import math
-import numbers
 import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["Setting", "RuleError", "resolve", "rule_items", "VALUE_KEYS"]
+from .checks import is_int as _is_int
+from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value, real
 
-VALUE_KEYS = ("learning_rate", "lr_mult", "lr_scheduler", "wd_mult", "frozen")
+__all__ = ["Setting", "RuleError", "resolve", "rule_items", "VALUE_KEYS", "GROUPS"]
+
 _SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
 _GLOB_CHARS = set("*?[")
 
@@ -43,20 +43,6 @@ class RuleError(ValueError):
 
 class _NoMatchError(RuleError):
     """A rule that matches no parameter: an error, or a warning with strict=False."""
-
-
-# The groups of fields a rule value can set. Each group is resolved on its own: a rule
-# that sets only the weight decay leaves the rate to the rules that set one.
-GROUPS: Dict[str, Tuple[str, ...]] = {
-    "rate": ("lr_mult", "learning_rate", "lr_scheduler", "frozen"),
-    "weight decay": ("wd_mult",),
-}
-_DEFAULTS = {"lr_mult": None, "learning_rate": None, "lr_scheduler": None, "frozen": False,
-             "wd_mult": None}
-
-# A parsed rule value: group -> the values of that group's fields (in GROUPS order).
-# Schedulers compare by identity (MXNet's LRScheduler has no __eq__).
-Parsed = Dict[str, Tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -117,85 +103,6 @@ def _label(key: Any) -> str:
     if _is_int(key):
         return f"block {key}"
     return key if isinstance(key, str) else repr(key)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _real(rule: str, field: str, x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"rule {rule!r}: {field} must be a number, got "
-                        f"{type(x).__name__} {x!r}")
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"rule {rule!r}: {field} must be a finite number, got {x!r}")
-    return x
-
-
-def _parse_value(rule: str, value: Any) -> Parsed:
-    """A rule value -> the groups it sets, each with all of its fields."""
-    if value is None:
-        return {"rate": _rate_part(frozen=True)}
-    if isinstance(value, Mapping):
-        return _parse_dict_value(rule, value)
-    mult = _real(rule, "the value (a learning-rate multiplier)", value)
-    return {"rate": _rate_part(frozen=True) if mult == 0 else _rate_part(lr_mult=mult)}
-
-
-def _rate_part(**fields: Any) -> Tuple[Any, ...]:
-    return tuple(fields.get(f, _DEFAULTS[f]) for f in GROUPS["rate"])
-
-
-def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
-    unknown = sorted(str(k) for k in value if k not in VALUE_KEYS)
-    if unknown:
-        raise ValueError(f"rule {rule!r}: unknown key(s) {unknown} in its value; "
-                         f"expected some of {list(VALUE_KEYS)}")
-    if "learning_rate" in value and "lr_mult" in value:
-        raise ValueError(f"rule {rule!r}: give learning_rate (absolute) or lr_mult "
-                         f"(relative), not both")
-    lr = _real(rule, "learning_rate", value["learning_rate"]) if "learning_rate" in value else None
-    mult = _real(rule, "lr_mult", value["lr_mult"]) if "lr_mult" in value else None
-    wd = _real(rule, "wd_mult", value["wd_mult"]) if "wd_mult" in value else None
-    if wd is not None and wd < 0:
-        raise ValueError(f"rule {rule!r}: wd_mult must be >= 0, got {wd!r}")
-    sched = value.get("lr_scheduler")
-    if sched is not None and not callable(sched):
-        raise TypeError(f"rule {rule!r}: lr_scheduler must be an mx.lr_scheduler.LRScheduler "
-                        f"or a callable step -> lr, got {type(sched).__name__} {sched!r}")
-    frozen = value.get("frozen", False)
-    if not isinstance(frozen, bool):
-        raise TypeError(f"rule {rule!r}: frozen must be True or False, got {frozen!r}")
-    _check_frozen_agrees(rule, value, frozen)
-    if sched is not None and not hasattr(sched, "base_lr") and (lr is not None or mult is not None):
-        raise ValueError(f"rule {rule!r}: a plain callable lr_scheduler returns absolute "
-                         f"rates; put the rate inside it instead of learning_rate/lr_mult")
-    parsed: Parsed = {}
-    if any(field in value for field in GROUPS["rate"]):
-        frozen = frozen or (sched is None and (lr == 0.0 or mult == 0.0))
-        parsed["rate"] = _rate_part(frozen=True) if frozen else \
-            _rate_part(lr_mult=mult, learning_rate=lr, lr_scheduler=sched)
-    if wd is not None:
-        parsed["weight decay"] = (wd,)
-    if not parsed:
-        raise ValueError(f"rule {rule!r}: an empty value sets nothing; give a multiplier, 0 "
-                         f"or None (frozen), or some of {list(VALUE_KEYS)}")
-    return parsed
-
-
-def _check_frozen_agrees(rule: str, value: Mapping, frozen: bool) -> None:
-    """``frozen`` must not contradict a rate or schedule given in the same rule."""
-    for key in ("learning_rate", "lr_mult"):
-        if key in value and frozen and value[key] != 0:
-            raise ValueError(f"rule {rule!r}: frozen=True contradicts {key}={value[key]!r}")
-        if key in value and "frozen" in value and not frozen and value[key] == 0 \
-                and value.get("lr_scheduler") is None:
-            raise ValueError(f"rule {rule!r}: frozen=False contradicts {key}=0 (a zero rate "
-                             f"freezes)")
-    if frozen and value.get("lr_scheduler") is not None:
-        raise ValueError(f"rule {rule!r}: frozen=True contradicts "
-                         f"lr_scheduler={value['lr_scheduler']!r}")
 
 
 # ----------------------------------------------------------------- matching
@@ -325,7 +232,7 @@ def _build_rules(items, scope: _Scope, strict: bool) -> Tuple[_Rule, ...]:
 def _build_rule(key: Any, value: Any, scope: _Scope, strict: bool) -> Optional[_Rule]:
     """One rule, or None for a rule that matches nothing under ``strict=False``."""
     label = _label(key)
-    parsed = _parse_value(label, value)
+    parsed = parse_value(label, value)
     try:
         matched = _match_key(label, key, scope)
         if not matched:
@@ -366,7 +273,7 @@ def _winner(name: str, group: str, candidates: Sequence[_Rule]) -> Optional[_Rul
 
 def _setting(name: str, winners: Mapping[str, Optional[_Rule]],
              base_lr: Optional[float]) -> Setting:
-    fields = dict(_DEFAULTS)
+    fields = dict(DEFAULTS)
     for group, rule in winners.items():
         if rule is not None:
             fields.update(zip(GROUPS[group], rule.value[group]))
@@ -429,7 +336,7 @@ def resolve(rules: Any, names: Sequence[str], *,
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be True or False, got {strict!r}")
     if base_lr is not None:
-        base_lr = _real("<trainer>", "base learning rate", base_lr)
+        base_lr = real("<trainer>", "base learning rate", base_lr)
     scope = _Scope(names, paths, block_list)
     built = _build_rules(rule_items(rules), scope, strict)
     by_name: Dict[str, list] = {n: [] for n in scope.names}

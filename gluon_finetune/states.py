@@ -1,4 +1,5 @@
-"""The ``save_states`` file: what ``gluon.Trainer`` writes, checked before anything changes.
+"""``save_states``/``load_states``: the file, checked before anything changes, and what
+loading means for the trainer's rules.
 
 The file is the one ``gluon.Trainer`` writes, a pickled ``(updater states,
 optimizer)``, so stock ``gluon.Trainer.load_states`` reads ours (momentum
@@ -10,6 +11,9 @@ Reading checks the file before the trainer changes: a file that does not
 unpickle, does not hold trainer states, or belongs to another model (count,
 shapes, dtypes of the state arrays, structural paths) is a ``StatesError``
 naming the file. Loading unpickles: only load files you trust.
+
+``StatesFiles`` holds the two ``gluon.Trainer`` overrides (mixed into
+``LayerwiseTrainer``) and decides which rules the trainer has after loading.
 """
 from __future__ import annotations
 
@@ -21,9 +25,12 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tu
 from mxnet import nd
 from mxnet.optimizer import Optimizer
 
+from . import rates as rate_table
 from .optimizer import is_layerwise, layerwise
+from .rates import Rate, base_lr
+from .structure import param_paths
 
-__all__ = ["StatesError", "Signature", "Loaded", "signature", "write", "read"]
+__all__ = ["StatesError", "Signature", "Loaded", "signature", "write", "read", "StatesFiles"]
 
 Signature = List[Tuple[Optional[str], Tuple[int, ...], str]]
 
@@ -210,3 +217,105 @@ def _reindex_optimizer(order: Sequence[int], optimizer) -> None:
         for saved, here in enumerate(order):
             declared[here] = state.declared[saved]
         state.declared = declared
+
+
+class StatesFiles:
+    """``save_states``/``load_states`` of ``LayerwiseTrainer``, mixed into it: each says
+    what it adds to Gluon's own method. Uses the trainer's rule helpers
+    (``_resolve``, ``_fresh_rates``, ``_install``) and its state (``_layers``,
+    ``_table``, ``_own``, ``_bn``, ``_strict``, ``_net``)."""
+
+    def save_states(self, fname):
+        """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
+        the rate table, its rules, each schedule's state, per-parameter update counts, the
+        trainable-blocks limit and a signature of the parameters."""
+        if not isinstance(fname, (str, os.PathLike)):
+            raise TypeError(f"fname must be a path, got {fname!r}")
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._params_to_init:
+            self._init_params()
+        if self._update_on_kvstore and self._distributed:
+            raise RuntimeError("Cannot save states for distributed training with "
+                               "update_on_kvstore=True (the state lives on the servers)")
+        updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
+        write(fname, updater.states, self._optimizer, self._signature(),
+              self._stock_aggregate_num)
+
+    def load_states(self, fname):
+        """Load states saved by ``save_states`` or by ``gluon.Trainer``.
+
+        The file must belong to the same parameters (count, shapes, dtypes and
+        structural paths); otherwise ``StatesError`` (a ValueError), and nothing
+        changes. Parameters are matched by structural path, so a rebuilt network
+        whose names sort differently gets each state back. A file of ours
+        carries its rules: a trainer built with rules must have the same ones
+        (else ValueError), a trainer built without takes the file's; the rates,
+        schedules, clocks and the trainable-blocks limit continue from the file.
+        A ``gluon.Trainer`` file carries optimizer state only: this trainer
+        keeps its rules and limit. Unpickles: trusted files only.
+        """
+        if not isinstance(fname, (str, os.PathLike)):
+            raise TypeError(f"fname must be a path, got {fname!r}")
+        if self._to_servers:
+            raise RuntimeError("Cannot load states for distributed training with "
+                               "update_on_kvstore=True (the state lives on the servers)")
+        loaded = read(fname, self._params, self._signature())
+        layers, table, rates = self._rules_after_loading(fname, loaded)
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._params_to_init:
+            self._init_params()
+        optimizer = loaded.optimizer
+        optimizer.param_dict = dict(enumerate(self._params))
+        for updater in self._active_updaters():
+            updater.states = pickle.loads(loaded.states)  # each updater its own arrays
+            updater.states_synced = dict.fromkeys(updater.states, False)
+            updater.optimizer = optimizer
+        self._optimizer, self._layers, self._table = optimizer, layers, table
+        self._choose_update_path()
+        if table is not None:
+            self._install(rates, fresh_state=False)
+
+    def _rules_after_loading(self, fname, loaded) -> Tuple[Any, Any, Dict[int, Rate]]:
+        """(rules, table, rates) the trainer has after loading; raises, changing nothing,
+        when its own rules differ from the file's."""
+        saved, opt = loaded.optimizer.layerwise, loaded.optimizer
+        if not loaded.ours or saved.rules is None:  # no rules in the file: keep ours
+            if not loaded.ours:  # nor a limit, nor clocks: ours, on the file's counts
+                saved.trainable_blocks = self._optimizer.layerwise.trainable_blocks
+                saved.set_rates({})
+            table = self._table
+            if table is None and saved.trainable_blocks is None:
+                return self._layers, None, {}
+            table = table or self._resolve({}, self._params, None, self._strict)
+            return self._layers, table, rate_table.keep_clocks(
+                saved.rates, self._fresh_rates(opt, table), opt.num_update,
+                opt.begin_num_update, False)
+        layers, table = self._layers, self._table
+        if layers is None:  # a trainer built without rules takes the file's
+            layers = saved.rules
+            table = self._resolve(layers, self._params, base_lr(opt), self._strict)
+        _check_same_rules(fname, saved.declared, rate_table.declarations(table, self._bn),
+                          self._params)
+        saved.restore_unsaved(self._optimizer.layerwise.rates or self._fresh_rates(opt, table))
+        return layers, table, saved.rates
+
+    def _signature(self):
+        paths = param_paths(self._net) if self._net is not None else None
+        return signature(self._params, paths)
+
+
+def _check_same_rules(fname, saved: List[str], here: List[str], params) -> None:
+    """The file's rules and the trainer's must declare the same for every parameter."""
+    saved = saved or ["no rule"] * len(params)
+    here = here or ["no rule"] * len(params)
+    differ = [f"{p.name}: saved with {a}; this trainer has {b}"
+              for p, a, b in zip(params, saved, here) if a != b]
+    if differ:
+        shown = "; ".join(differ[:3]) + (f"; ... ({len(differ)} in all)" if len(differ) > 3
+                                          else "")
+        raise ValueError(f"{fname}: these states were saved with other rules than this "
+                         f"trainer's, so the run would not continue as saved: {shown}. Build "
+                         f"the trainer with the rules it was saved with (or without layers= "
+                         f"to take the file's)")

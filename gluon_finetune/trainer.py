@@ -9,14 +9,11 @@ state), so that plain Gluon code reading the parameters sees the truth.
 """
 from __future__ import annotations
 
-import os
-import pickle
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mxnet import gluon
 
 from . import rates as rate_table
-from . import states as states_file
 from .arguments import check_kvstore_args, make_optimizer, merge_rules, param_list, split_rfc_rules
 from .checks import check_bool, check_real
 from .distributed import ParameterServerSync, sends_optimizer
@@ -31,7 +28,8 @@ from .freezing import (
 from .optimizer import layerwise, preview_lrs
 from .rates import Own, Rate, base_lr
 from .rules import Setting, resolve
-from .structure import GRANULARITIES, block_names, last_blocks_names, param_paths, structural_paths
+from .states import StatesFiles
+from .structure import GRANULARITIES, block_names, last_blocks_names, structural_paths
 from .update_paths import apply_update_path, check_update_path, choose_update_path
 
 __all__ = ["LayerwiseTrainer"]
@@ -47,7 +45,7 @@ def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Para
     return net, param_list(params)
 
 
-class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
+class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
     """A ``gluon.Trainer`` that gives each layer its own rate, schedule or freeze.
 
     Same constructor, methods and modes as ``gluon.Trainer`` (MXNet 1.9.1);
@@ -296,18 +294,6 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
             for i in indices:
                 counts.pop(i, None)
 
-    def _check_hand_edits(self) -> None:
-        """A hand edit of ``lr_mult`` takes effect for multiplier rules (as in Gluon); for
-        a rule with its own rate or schedule it cannot, so it is an error."""
-        for i, rate in self._optimizer.layerwise.rates.items():
-            param = self._params[i]
-            if rate.governed and param.lr_mult != rate.lr_mult:
-                raise ValueError(
-                    f"{param.name}: lr_mult was changed by hand to {param.lr_mult!r}, but its "
-                    f"rule {rate.rule!r} gives it its own rate or schedule (lr_mult "
-                    f"{rate.lr_mult!r}), which an edit cannot change; change the rule with "
-                    f"set_layers instead")
-
     # ------------------------------------------------------------ gluon.Trainer
 
     def _choose_update_path(self) -> None:
@@ -327,13 +313,13 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
 
     def step(self, batch_size, ignore_stale_grad=False):
         """As ``gluon.Trainer.step``; first checks for hand edits of ``lr_mult`` that a
-        rule cannot honour (see ``_check_hand_edits``)."""
-        self._check_hand_edits()
+        rule cannot honour (``rates.check_hand_edits``)."""
+        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
         super().step(batch_size, ignore_stale_grad)
 
     def update(self, batch_size, ignore_stale_grad=False):
         """As ``gluon.Trainer.update``, with the same check as ``step``."""
-        self._check_hand_edits()
+        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
         super().update(batch_size, ignore_stale_grad)
 
     def set_learning_rate(self, lr):
@@ -347,98 +333,3 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         check_real("learning rate", lr)
         super().set_learning_rate(lr)
         self._send_to_servers(())
-
-    def save_states(self, fname):
-        """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
-        the rate table, its rules, each schedule's state, per-parameter update counts, the
-        trainable-blocks limit and a signature of the parameters."""
-        if not isinstance(fname, (str, os.PathLike)):
-            raise TypeError(f"fname must be a path, got {fname!r}")
-        if not self._kv_initialized:
-            self._init_kvstore()
-        if self._params_to_init:
-            self._init_params()
-        if self._update_on_kvstore and self._distributed:
-            raise RuntimeError("Cannot save states for distributed training with "
-                               "update_on_kvstore=True (the state lives on the servers)")
-        updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
-        states_file.write(fname, updater.states, self._optimizer, self._signature(),
-                          self._stock_aggregate_num)
-
-    def load_states(self, fname):
-        """Load states saved by ``save_states`` or by ``gluon.Trainer``.
-
-        The file must belong to the same parameters (count, shapes, dtypes and
-        structural paths); otherwise ``StatesError`` (a ValueError), and nothing
-        changes. Parameters are matched by structural path, so a rebuilt network
-        whose names sort differently gets each state back. A file of ours
-        carries its rules: a trainer built with rules must have the same ones
-        (else ValueError), a trainer built without takes the file's; the rates,
-        schedules, clocks and the trainable-blocks limit continue from the file.
-        A ``gluon.Trainer`` file carries optimizer state only: this trainer
-        keeps its rules and limit. Unpickles: trusted files only.
-        """
-        if not isinstance(fname, (str, os.PathLike)):
-            raise TypeError(f"fname must be a path, got {fname!r}")
-        if self._to_servers:
-            raise RuntimeError("Cannot load states for distributed training with "
-                               "update_on_kvstore=True (the state lives on the servers)")
-        loaded = states_file.read(fname, self._params, self._signature())
-        layers, table, rates = self._rules_after_loading(fname, loaded)
-        if not self._kv_initialized:
-            self._init_kvstore()
-        if self._params_to_init:
-            self._init_params()
-        optimizer = loaded.optimizer
-        optimizer.param_dict = dict(enumerate(self._params))
-        for updater in self._active_updaters():
-            updater.states = pickle.loads(loaded.states)  # each updater its own arrays
-            updater.states_synced = dict.fromkeys(updater.states, False)
-            updater.optimizer = optimizer
-        self._optimizer, self._layers, self._table = optimizer, layers, table
-        self._choose_update_path()
-        if table is not None:
-            self._install(rates, fresh_state=False)
-
-    def _rules_after_loading(self, fname, loaded) -> Tuple[Any, Any, Dict[int, Rate]]:
-        """(rules, table, rates) the trainer has after loading; raises, changing nothing,
-        when its own rules differ from the file's."""
-        saved, opt = loaded.optimizer.layerwise, loaded.optimizer
-        if not loaded.ours or saved.rules is None:  # no rules in the file: keep ours
-            if not loaded.ours:  # nor a limit, nor clocks: ours, on the file's counts
-                saved.trainable_blocks = self._optimizer.layerwise.trainable_blocks
-                saved.set_rates({})
-            table = self._table
-            if table is None and saved.trainable_blocks is None:
-                return self._layers, None, {}
-            table = table or self._resolve({}, self._params, None, self._strict)
-            return self._layers, table, rate_table.keep_clocks(
-                saved.rates, self._fresh_rates(opt, table), opt.num_update,
-                opt.begin_num_update, False)
-        layers, table = self._layers, self._table
-        if layers is None:  # a trainer built without rules takes the file's
-            layers = saved.rules
-            table = self._resolve(layers, self._params, base_lr(opt), self._strict)
-        _check_same_rules(fname, saved.declared, rate_table.declarations(table, self._bn),
-                          self._params)
-        saved.restore_unsaved(self._optimizer.layerwise.rates or self._fresh_rates(opt, table))
-        return layers, table, saved.rates
-
-    def _signature(self):
-        paths = param_paths(self._net) if self._net is not None else None
-        return states_file.signature(self._params, paths)
-
-
-def _check_same_rules(fname, saved: List[str], here: List[str], params) -> None:
-    """The file's rules and the trainer's must declare the same for every parameter."""
-    saved = saved or ["no rule"] * len(params)
-    here = here or ["no rule"] * len(params)
-    differ = [f"{p.name}: saved with {a}; this trainer has {b}"
-              for p, a, b in zip(params, saved, here) if a != b]
-    if differ:
-        shown = "; ".join(differ[:3]) + (f"; ... ({len(differ)} in all)" if len(differ) > 3
-                                          else "")
-        raise ValueError(f"{fname}: these states were saved with other rules than this "
-                         f"trainer's, so the run would not continue as saved: {shown}. Build "
-                         f"the trainer with the rules it was saved with (or without layers= "
-                         f"to take the file's)")
