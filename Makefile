@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m gluon_finetune.demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --doctest-modules gluon_finetune tests
 
 bench: $(STAMP)
 	$(PY) bench/import_time.py

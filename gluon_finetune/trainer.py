@@ -84,8 +84,14 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
 
     Examples
     --------
+    >>> from mxnet.gluon import nn
+    >>> net = nn.HybridSequential()
+    >>> net.add(nn.Dense(8, in_units=4), nn.Dense(8, in_units=8), nn.Dense(2, in_units=8))
+    >>> net.initialize()
     >>> trainer = LayerwiseTrainer(net, 'sgd', {'learning_rate': 0.1},
-    ...                            layers={'*': 0.1, 'output': 1.0, 'features.0': 0})
+    ...                            layers={'*': 0.1, '2': 1.0, 0: 0})
+    >>> [round(lr, 6) for lr in trainer.current_lrs()]  # bias, weight of each layer
+    [0.0, 0.0, 0.01, 0.01, 0.1, 0.1]
     """
 
     def __init__(self, params, optimizer, optimizer_params=None, kvstore="device",

@@ -1,4 +1,6 @@
 """Small networks and measuring tools shared by the trainer tests."""
+import math
+
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
@@ -46,15 +48,48 @@ def batch(seed=0, n=8, features=4, ctx=None):
     return x, y
 
 
-_LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
+def four_blocks(seed=0):
+    """Four Dense layers in a HybridSequential: blocks 0..3, the head last."""
+    mx.random.seed(seed)
+    net = nn.HybridSequential()
+    net.add(nn.Dense(8, in_units=4, activation="tanh"), nn.Dense(8, in_units=8, activation="tanh"),
+            nn.Dense(6, in_units=8, activation="tanh"), nn.Dense(3, in_units=6))
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def trainable_names(net):
+    return {p.name for p in net.collect_params().values() if p.grad_req != "null"}
+
+
+LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
+
+
+def train_batches(net, trainer, batches):
+    """The plain Gluon loop over ``(x, y)`` batches: record, backward, step."""
+    for x, y in batches:
+        with autograd.record():
+            loss = LOSS(net(x), y)
+        loss.backward()
+        trainer.step(x.shape[0])
 
 
 def train_step(net, trainer, seed, n=8):
+    train_batches(net, trainer, [batch(seed, n)])
+
+
+def sgd_step(net, trainer, seed, n=8, params=None):
+    """One step on ``batch(seed, n)``: weights before, gradients, weights after."""
+    params = params or dict(net.collect_params().items())
     x, y = batch(seed, n)
     with autograd.record():
-        loss = _LOSS(net(x), y)
+        loss = LOSS(net(x), y)
     loss.backward()
+    before = {k: p.data().asnumpy().copy() for k, p in params.items()}
+    grads = {k: p.grad().asnumpy().copy() for k, p in params.items() if p.grad_req != "null"}
     trainer.step(n)
+    after = {k: p.data().asnumpy() for k, p in params.items()}
+    return before, grads, after
 
 
 def snapshot(net):
@@ -77,17 +112,9 @@ def observed_lr(before, after, grad, rescale):
 
 def sgd_rates(net, trainer, steps, n=8, params=None):
     """Per step, per parameter name: the learning rate the update actually used."""
-    params = params or dict(net.collect_params().items())
     out = []
     for step in range(steps):
-        x, y = batch(step, n)
-        with autograd.record():
-            loss = _LOSS(net(x), y)
-        loss.backward()
-        before = {k: p.data().asnumpy().copy() for k, p in params.items()}
-        grads = {k: p.grad().asnumpy().copy() for k, p in params.items() if p.grad_req != "null"}
-        trainer.step(n)
-        after = {k: p.data().asnumpy() for k, p in params.items()}
+        before, grads, after = sgd_step(net, trainer, step, n, params)
         out.append({k: observed_lr(before[k], after[k], grads[k], 1.0 / n) for k in grads})
     return out
 
@@ -100,3 +127,13 @@ def straddle_name_counter():
     target = 10 ** len(str(current + 3)) - 2
     while current < target - 1:
         current = int(nn.Dense(1).prefix[len("dense"):-1])
+
+
+def ramp(t):
+    """A plain (module-level, picklable) schedule."""
+    return 0.01 * min(t, 5)
+
+
+def cosine(t):
+    """A plain callable schedule: absolute rate at update t."""
+    return 0.05 * (1 + math.cos(math.pi * min(t, 10) / 10)) / 2

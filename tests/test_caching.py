@@ -4,12 +4,11 @@ import warnings
 import mxnet as mx
 import numpy as np
 import pytest
+from finetune_helpers import train_batches
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from gluon_finetune import FeatureCache, LayerwiseTrainer, cache_features, freeze, split_frozen
-
-_LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 
 
 def chain_net(seed=0):
@@ -61,11 +60,7 @@ def dataset(n=10, seed=0):
 
 def train(model, trainer, loader, epochs=3):
     for _ in range(epochs):
-        for x, y in loader:
-            with autograd.record():
-                loss = _LOSS(model(x), y)
-            loss.backward()
-            trainer.step(x.shape[0])
+        train_batches(model, trainer, loader)
 
 
 def cached_vs_uncached(build, frozen, hybridize, epochs=3, bn="frozen"):

@@ -5,8 +5,7 @@ import pickle
 
 import mxnet as mx
 import pytest
-from finetune_helpers import sgd_rates
-from mxnet.gluon import nn
+from finetune_helpers import four_blocks, sgd_rates
 
 from gluon_finetune import GradualUnfreezing, LayerwiseTrainer
 from gluon_finetune.rates import (
@@ -120,15 +119,6 @@ def test_the_owner_pickles_with_markers_for_what_cannot_be_pickled():
 
 
 # ----------------------------------------------------------------- clocks in training
-
-def four_blocks(seed=0):
-    mx.random.seed(seed)
-    net = nn.HybridSequential()
-    net.add(nn.Dense(8, in_units=4, activation="tanh"), nn.Dense(8, in_units=8, activation="tanh"),
-            nn.Dense(6, in_units=8, activation="tanh"), nn.Dense(3, in_units=6))
-    net.initialize(mx.init.Xavier())
-    return net
-
 
 def test_a_block_that_thaws_later_gets_its_own_schedule_state():
     """Stock trap: one FactorScheduler copy for the whole rule; the block thawing later got

@@ -1,7 +1,7 @@
 """no_weight_decay and rules that compose field by field (a rate rule plus a decay rule)."""
 import numpy as np
 import pytest
-from finetune_helpers import batch, three_layers
+from finetune_helpers import sgd_step, three_layers
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
@@ -16,21 +16,6 @@ from gluon_finetune import (
 from gluon_finetune.rules import RuleError
 
 
-def one_sgd_step(net, trainer, n=8):
-    """(weights before, gradients, weights after) of one plain SGD step."""
-    x, y = batch(0, n)
-    with autograd.record():
-        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(x), y)
-    loss.backward()
-    params = net.collect_params()
-    before = {k: p.data().asnumpy().astype(np.float64) for k, p in params.items()}
-    grads = {k: p.grad().asnumpy().astype(np.float64) for k, p in params.items()
-             if p.grad_req != "null"}
-    trainer.step(n)
-    after = {k: p.data().asnumpy().astype(np.float64) for k, p in params.items()}
-    return before, grads, after
-
-
 def test_a_bias_rule_for_weight_decay_leaves_the_rate_to_the_rate_rule():
     """Stock trap: the winning rule replaced everything, so "*_bias": {"wd_mult": 0} gave
     every bias lr_mult 1 instead of 0.1 -- a 10x rate, without a word."""
@@ -38,7 +23,7 @@ def test_a_bias_rule_for_weight_decay_leaves_the_rate_to_the_rate_rule():
     wd, lr, n = 0.5, 0.1, 8
     trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": lr, "wd": wd},
                                layers={"*": 0.1, "*_bias": {"wd_mult": 0}})
-    before, grads, after = one_sgd_step(net, trainer, n)
+    before, grads, after = sgd_step(net, trainer, 0, n)
     bias, weight = net.l2.bias.name, net.l2.weight.name
     assert net.l2.bias.lr_mult == 0.1 and net.l2.bias.wd_mult == 0.0
     # SGD without momentum: w' = w - lr_p * (grad / n + wd_p * w)
@@ -55,7 +40,7 @@ def test_a_frozen_parameter_stays_frozen_whatever_decay_rule_matches_it():
     before = net.l1.bias.data().asnumpy().copy()
     trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "wd": 0.5},
                                layers={"l1": 0, "*_bias": {"wd_mult": 2.0}})
-    one_sgd_step(net, trainer)
+    sgd_step(net, trainer, 0)
     assert net.l1.bias.grad_req == "null" and np.array_equal(net.l1.bias.data().asnumpy(),
                                                                 before)
     assert explain(trainer)[net.l1.bias.name]["wd_rule"] == "*_bias"

@@ -1,8 +1,14 @@
 """Gradual unfreezing, discriminative rates and the schedules MXNet lacks."""
-import mxnet as mx
 import numpy as np
 import pytest
-from finetune_helpers import sgd_rates, straddle_name_counter, three_layers, train_step
+from finetune_helpers import (
+    four_blocks,
+    sgd_rates,
+    straddle_name_counter,
+    three_layers,
+    train_step,
+    trainable_names,
+)
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
@@ -16,15 +22,6 @@ from gluon_finetune import (
     layer_decay,
     spread,
 )
-
-
-def four_blocks(seed=0):
-    mx.random.seed(seed)
-    net = nn.HybridSequential()
-    net.add(nn.Dense(8, in_units=4, activation="tanh"), nn.Dense(8, in_units=8, activation="tanh"),
-            nn.Dense(6, in_units=8, activation="tanh"), nn.Dense(3, in_units=6))
-    net.initialize(mx.init.Xavier())
-    return net
 
 
 def block_rates(net, rules, base=None):
@@ -72,10 +69,6 @@ def test_slanted_triangular_and_one_cycle_shapes():
         OneCycle(0)
 
 
-def trainable(net):
-    return {p.name for p in net.collect_params().values() if p.grad_req != "null"}
-
-
 def block_names_of(net, indices):
     listed = blocks(net)
     return {p.name for i in indices for p in listed[i][1].collect_params().values()}
@@ -89,12 +82,12 @@ def test_every_epoch_one_more_block_and_frozen_ones_stay_put():
     initial = {k: p.data().asnumpy().copy() for k, p in net.collect_params().items()}
     for epoch in range(4):
         assert unfreezer.on_epoch(epoch) == epoch + 1
-        assert trainable(net) == block_names_of(net, range(3 - epoch, 4))
+        assert trainable_names(net) == block_names_of(net, range(3 - epoch, 4))
         for step in range(2):
             train_step(net, trainer, 10 * epoch + step)
         for k, p in net.collect_params().items():
             moved = not np.array_equal(p.data().asnumpy(), initial[k])
-            assert moved == (k in trainable(net)), (epoch, k)
+            assert moved == (k in trainable_names(net)), (epoch, k)
 
 
 def test_schedule_dict_can_freeze_again():
@@ -103,14 +96,15 @@ def test_schedule_dict_can_freeze_again():
     unfreezer = GradualUnfreezing(trainer, {0: 1, 2: 4, 3: 2})
     counts = [unfreezer.on_epoch(e) for e in range(5)]
     assert counts == [1, 1, 4, 2, 2]
-    assert trainable(net) == block_names_of(net, [2, 3])
+    assert trainable_names(net) == block_names_of(net, [2, 3])
 
 
 def test_rules_still_apply_inside_the_thawed_blocks():
     net = four_blocks()
     trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"1": 0, "*": 0.5})
     GradualUnfreezing(trainer, {0: 4}).on_epoch(0)
-    assert trainable(net) == block_names_of(net, [0, 2, 3])  # block 1 stays frozen by its rule
+    # block 1 stays frozen by its rule
+    assert trainable_names(net) == block_names_of(net, [0, 2, 3])
     assert net[3].weight.lr_mult == 0.5
 
 

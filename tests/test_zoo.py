@@ -4,7 +4,8 @@ import warnings
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import autograd, gluon
+from finetune_helpers import train_batches, trainable_names
+from mxnet import gluon
 
 from gluon_finetune import LayerwiseTrainer, blocks, freeze, get_model, unfreeze
 from gluon_finetune.freezing import batchnorm_layers
@@ -25,10 +26,6 @@ ARCHITECTURES = [
 ]
 
 
-def trainable_names(net):
-    return {p.name for p in net.collect_params().values() if p.grad_req != "null"}
-
-
 def head_of(net, path):
     block = net
     for part in path.split("."):
@@ -38,15 +35,9 @@ def head_of(net, path):
 
 def train(net, side, steps=3, classes=3):
     trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.05, "momentum": 0.9})
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     rng = np.random.RandomState(0)
-    for _ in range(steps):
-        x = mx.nd.array(rng.randn(2, 3, side, side))
-        y = mx.nd.array(rng.randint(0, classes, 2))
-        with autograd.record():
-            loss = loss_fn(net(x), y)
-        loss.backward()
-        trainer.step(2)
+    train_batches(net, trainer, [(mx.nd.array(rng.randn(2, 3, side, side)),
+                                  mx.nd.array(rng.randint(0, classes, 2))) for _ in range(steps)])
 
 
 @pytest.mark.parametrize("name,zoo,side,head", ARCHITECTURES)
