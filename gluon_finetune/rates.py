@@ -93,7 +93,8 @@ class Rate(NamedTuple):
     0.001. Else the rate is the trainer's rate times ``Parameter.lr_mult``
     (``lr_mult`` on a kvstore server, which has no Parameters). Both were set
     when the trainer's rate was ``ref_lr``; ``set_learning_rate`` rescales them
-    by ``lr / ref_lr``. ``rule`` gave the rate, ``wd_rule`` the weight decay.
+    by ``lr / ref_lr``. ``rule`` gave the rate, ``wd_rule`` the weight decay;
+    ``thawed`` marks a parameter frozen before the trainer that a rule thaws.
     """
 
     rule: Optional[str]
@@ -105,6 +106,7 @@ class Rate(NamedTuple):
     frozen: bool = False
     fixed_lr: Optional[float] = None
     wd_rule: Optional[str] = None
+    thawed: bool = False
 
     @property
     def governed(self) -> bool:
@@ -137,7 +139,7 @@ def rates_from(table: Sequence[Any], own: Sequence[Own], base: Optional[float],
         if s.rule is None:
             rates[i] = Rate(None, own[i].lr_mult, wd, frozen=own[i].frozen, wd_rule=s.wd_rule)
         elif s.frozen and s.name in bn_train:
-            rates[i] = Rate("bn='train'", 1.0, wd, wd_rule=s.wd_rule)
+            rates[i] = Rate("bn='train'", 1.0, wd, wd_rule=s.wd_rule, thawed=own[i].frozen)
         else:
             mult = s.lr_mult if s.lr_mult is not None else 1.0
             clock = None
@@ -145,7 +147,7 @@ def rates_from(table: Sequence[Any], own: Sequence[Own], base: Optional[float],
                 peak = s.learning_rate if s.learning_rate is not None else base * mult
                 clock = Clock(declared.setdefault(s.rule, rebased_copy(s.lr_scheduler, peak)))
             rates[i] = Rate(s.rule, mult, wd, clock, ref_lr, 0, s.frozen, s.learning_rate,
-                            s.wd_rule)
+                            s.wd_rule, own[i].frozen and not s.frozen)
     return rates
 
 
@@ -154,7 +156,8 @@ def limit_to(rates: Mapping[int, Rate], allowed: Sequence[bool], n: int) -> Dict
     as its rule; its rate is 0 (no schedule) until it thaws and the rules apply again."""
     label = LIMIT_RULE.format(n)
     return {i: r if allowed[i] or r.frozen else
-            r._replace(rule=label, lr_mult=0.0, frozen=True, lr_scheduler=None, fixed_lr=None)
+            r._replace(rule=label, lr_mult=0.0, frozen=True, lr_scheduler=None, fixed_lr=None,
+                       thawed=False)
             for i, r in rates.items()}
 
 

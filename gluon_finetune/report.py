@@ -24,6 +24,7 @@ class Explanation:
 
     def __init__(self, rows: List[Dict]):
         self.rows = rows
+        self.notes = _thaw_notes(rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -48,7 +49,7 @@ class Explanation:
         widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
         lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
     __repr__ = __str__
 
@@ -74,11 +75,23 @@ def block_labels(block_list: Optional[Sequence[Tuple[str, FrozenSet[str]]]]) -> 
     return out
 
 
+def _thaw_notes(rows: List[Dict]) -> List[str]:
+    """One note per rule that thaws parameters frozen before it applied."""
+    counts: Dict[str, int] = {}
+    for row in rows:
+        if row.get("thawed"):
+            counts[row["rule"]] = counts.get(row["rule"], 0) + 1
+    return [f"rule {rule!r} thaws {n} parameter{'s' if n > 1 else ''} that were frozen before "
+            f"(by get_model(unfreeze=...) or by hand); to leave them frozen, key the rule "
+            f"{'trainable:' + rule!r} (only what is trainable), or limit training with "
+            f"trainer.set_trainable_blocks(n)" for rule, n in sorted(counts.items())]
+
+
 def _row(param, block: Optional[str], rule, lr_mult, wd_rule, wd_mult, lr, schedule,
-         frozen) -> Dict:
+         frozen, thawed: bool = False) -> Dict:
     return {"parameter": param.name, "shape": tuple(param.shape or ()), "block": block,
             "rule": rule, "lr_mult": lr_mult, "wd_rule": wd_rule, "wd_mult": wd_mult, "lr": lr,
-            "schedule": describe_schedule(schedule), "frozen": frozen}
+            "schedule": describe_schedule(schedule), "frozen": frozen, "thawed": thawed}
 
 
 def _from_trainer(trainer) -> Explanation:
@@ -92,15 +105,16 @@ def _from_trainer(trainer) -> Explanation:
             else None
         rows.append(_row(param, where.get(param.name), rate.rule if rate else None,
                          param.lr_mult, rate.wd_rule if rate else None, param.wd_mult, lrs[i],
-                         schedule, param.grad_req == "null"))
+                         schedule, param.grad_req == "null", bool(rate and rate.thawed)))
     return Explanation(rows)
 
 
 def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Explanation:
     params = list(net.collect_params().values())
+    was_frozen = {p.name for p in params if p._differentiable and p.grad_req == "null"}
     table = resolve(rules or {}, [p.name for p in params], paths=structural_paths(net),
                     block_list=block_names(net, granularity), base_lr=learning_rate,
-                    strict=strict)
+                    strict=strict, trainable=[p.name for p in params if p.name not in was_frozen])
     where = block_labels(block_names(net, granularity))
     rows = []
     for param, s in zip(params, table):
@@ -112,7 +126,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Expl
         else:
             lr = None if learning_rate is None or mult is None else learning_rate * mult
         rows.append(_row(param, where.get(param.name), s.rule, mult, s.wd_rule, wd, lr,
-                         s.lr_scheduler, frozen))
+                         s.lr_scheduler, frozen, param.name in was_frozen and not frozen))
     return Explanation(rows)
 
 

@@ -4,12 +4,16 @@ A rule maps a *key* (which parameters) to a *value* (what they get). Keys:
 a structural path (``"features.4"``), a parameter name, a glob (``"*_bias"``),
 a regex (``"re:conv\\d_weight$"``), a block index (``3``, ``-1``), a block
 range (``slice(2, 5)`` or ``"2:5"``), ``"*"`` for everything, or a tuple/list
-of these. Values: a number (learning-rate multiplier; ``0`` freezes), ``None``
-(frozen), or a dict with ``learning_rate``, ``lr_mult``, ``lr_scheduler``,
-``wd_mult``, ``frozen``.
+of these; a string key with the prefix ``"trainable:"`` keeps only the
+parameters that are trainable already (``"trainable:*"`` never thaws).
+Values (``values.py``): a number (learning-rate multiplier; ``0`` freezes),
+``None`` (frozen), or a dict with ``learning_rate``, ``lr_mult``,
+``lr_scheduler``, ``wd_mult``, ``frozen``.
 
-For each parameter the matching rule with the smallest matched set wins, so
-rule order never matters; two equally specific rules that disagree are an
+Each group of fields (the rate, the weight decay) of each parameter is
+resolved on its own: among the matching rules that set the group, the one
+whose matched set is a strict subset of the others' wins, so rule order never
+matters; two rules that set it differently, neither more specific, are an
 error, and so is a rule that matches nothing.
 """
 from __future__ import annotations
@@ -28,6 +32,7 @@ __all__ = ["Setting", "RuleError", "resolve", "rule_items", "VALUE_KEYS", "GROUP
 
 _SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
 _GLOB_CHARS = set("*?[")
+TRAINABLE = "trainable:"  # key prefix: the parameters of the key that are trainable
 
 
 class RuleError(ValueError):
@@ -110,11 +115,12 @@ def _label(key: Any) -> str:
 class _Scope:
     """What keys are matched against: names, structural paths, the block list."""
 
-    def __init__(self, names, paths, block_list):
+    def __init__(self, names, paths, block_list, trainable=None):
         self.names = tuple(names)
         self.name_set = frozenset(self.names)
         self.paths = paths
         self.block_list = block_list
+        self.trainable = self.name_set if trainable is None else frozenset(trainable)
 
     def need_net(self, rule: str, what: str):
         if self.block_list is None:
@@ -161,6 +167,8 @@ def _match_slice(rule: str, key: slice, scope: _Scope) -> FrozenSet[str]:
 def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
     if not key.strip():
         raise ValueError(f"rule {key!r}: an empty string names nothing")
+    if key.startswith(TRAINABLE):  # only what is trainable already: never thaws
+        return _match_string(rule, key[len(TRAINABLE):], scope) & scope.trainable
     if key == "*":
         return scope.name_set
     sliced = _SLICE_STRING.match(key)
@@ -302,7 +310,8 @@ def _multiplier(rule: Optional[_Rule], fields: Mapping[str, Any],
 def resolve(rules: Any, names: Sequence[str], *,
             paths: Optional[Mapping[str, FrozenSet[str]]] = None,
             block_list: Optional[Sequence[Tuple[str, FrozenSet[str]]]] = None,
-            base_lr: Optional[float] = None, strict: bool = True) -> Tuple[Setting, ...]:
+            base_lr: Optional[float] = None, strict: bool = True,
+            trainable: Optional[Iterable[str]] = None) -> Tuple[Setting, ...]:
     """Resolve layer rules into one :class:`Setting` per parameter name.
 
     Parameters
@@ -321,6 +330,9 @@ def resolve(rules: Any, names: Sequence[str], *,
         into multipliers (left ``None`` when not given).
     strict : bool, default True
         A rule that matches no parameter raises; with False it only warns.
+    trainable : iterable of str, optional
+        The parameters that are trainable before the rules apply (default:
+        all): a key ``"trainable:<key>"`` matches only those among ``<key>``'s.
 
     Returns
     -------
@@ -337,7 +349,7 @@ def resolve(rules: Any, names: Sequence[str], *,
         raise TypeError(f"strict must be True or False, got {strict!r}")
     if base_lr is not None:
         base_lr = real("<trainer>", "base learning rate", base_lr)
-    scope = _Scope(names, paths, block_list)
+    scope = _Scope(names, paths, block_list, trainable)
     built = _build_rules(rule_items(rules), scope, strict)
     by_name: Dict[str, list] = {n: [] for n in scope.names}
     for rule in built:

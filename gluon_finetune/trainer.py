@@ -242,8 +242,9 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
             raise ValueError(f"parameter name(s) {twice} appear more than once; rules need "
                              f"unique names")
         paths = structural_paths(self._net) if self._net is not None else None
+        trainable = [p.name for p, own in zip(params, self._own) if not own.frozen]
         table = resolve(layers, names, paths=paths, block_list=self._block_list, base_lr=base,
-                        strict=strict)
+                        strict=strict, trainable=trainable)
         for s in {id(s.lr_scheduler): s for s in table if s.lr_scheduler is not None}.values():
             self._check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
         return table

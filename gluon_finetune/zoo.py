@@ -174,7 +174,12 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     unfreeze : int, optional
         Keep the last ``unfreeze`` blocks of ``blocks(net, granularity)``
         trainable and freeze the rest; ``None`` freezes nothing, ``1``
-        trains the head only.
+        trains the head only. Rules given to ``LayerwiseTrainer`` afterwards
+        can thaw what this froze: a rule that gives a parameter a rate
+        (``{"*": 0.1}``) makes it trainable, and ``explain`` notes it. To
+        rate only what is trainable, key the rule ``"trainable:*"``; to keep
+        the limit whatever the rules say, call
+        ``trainer.set_trainable_blocks(unfreeze)``.
     pretrained : bool or str
         ``True``: the zoo's weights from the local model store ``root``
         (``<name>-<hash>.params`` checked against the zoo's checksum, or a
