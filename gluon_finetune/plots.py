@@ -6,6 +6,7 @@ different rules gets one curve per rule. Frozen parameters are at rate 0.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -13,7 +14,7 @@ from .checks import check_positive_int
 from .report import block_labels
 
 __all__ = ["RateRecorder", "lr_curves", "merged_curves", "plot_lr_curves", "plot_accuracy",
-           "plot_schedules"]
+           "plot_schedules", "plot_lr_find"]
 
 Curves = Dict[str, List[float]]
 
@@ -175,3 +176,26 @@ def plot_schedules(trainer, steps: int, path: str) -> str:
     """Preview the trainer's per-layer rates for ``steps`` updates as a PNG (see lr_curves)."""
     return plot_lr_curves(lr_curves(trainer, steps), path,
                           title=f"learning rate per layer, {steps} steps")
+
+
+def plot_lr_find(result, path: str, title: str = "learning-rate range test") -> str:
+    """Write an ``lr_find`` result as a PNG: loss against the base rate (log axis), each
+    batch's loss faintly, the suggestion marked; returns ``path``."""
+    if not result.lrs:
+        raise ValueError("plot_lr_find: the result has no points")
+    plt, fig, ax = _figure(title, "base learning rate", "loss")
+    ax.plot(result.lrs, result.raw_losses, color="tab:blue", alpha=0.25, linewidth=0.8,
+            label="loss per batch")
+    ax.plot(result.lrs, result.losses, color="tab:blue", linewidth=1.8, label="smoothed loss")
+    ax.set_xscale("log")
+    finite = [v for v in result.losses if math.isfinite(v)]
+    if finite:  # from the first loss down to the lowest: the divergent tail would squash it
+        lowest, first = min(finite), finite[0]
+        pad = 0.25 * (first - lowest) or 0.1 * abs(first) or 1.0
+        ax.set_ylim(lowest - pad, max(first, lowest) + pad)
+    if result.suggestion is not None:
+        k = result.lrs.index(result.suggestion)
+        ax.axvline(result.suggestion, color="tab:red", linestyle="--", linewidth=1)
+        ax.plot([result.suggestion], [result.losses[k]], "o", color="tab:red",
+                label=f"suggestion {result.suggestion:.2g} (steepest descent)")
+    return _save(plt, fig, ax, path)
