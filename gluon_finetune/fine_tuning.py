@@ -1,0 +1,290 @@
+"""``fine_tune``: fastai's one-call recipe (head first, then everything, one-cycle each).
+
+Phase 1 (``freeze_epochs``): only the head trains, on a one-cycle schedule
+peaking at ``base_lr``. Phase 2 (``epochs``): every block trains, block ``i``
+on its own one-cycle schedule peaking at a rate spread geometrically from
+``base_lr / lr_mult`` (first block) to ``base_lr / 2`` (head). Each phase is
+a rule set installed on one ``LayerwiseTrainer`` (``set_layers``) and a
+trainable-blocks limit, so ``explain``, the plots and ``save_states`` see it.
+
+The user's ``layers`` go on top: a user rule that gives a parameter a rate
+(a multiplier, ``0``/``None``, ``learning_rate``, a schedule, ``frozen``)
+replaces the recipe's rate for it in both phases; the weight decay of
+``no_weight_decay(net)`` and the user's weight-decay rules resolve together
+by the usual rules (the more specific wins), and a user rule with the very
+same key as one of the recipe's replaces what it sets.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from mxnet import gluon
+
+from .checks import check_bool, check_int, check_real
+from .recipes import no_weight_decay
+from .rules import resolve, rule_items
+from .schedules import OneCycle, spread
+from .structure import block_names, structural_paths
+from .trainer import LayerwiseTrainer
+from .training import EpochResult, fit
+from .values import GROUPS, parse_value
+
+__all__ = ["fine_tune", "phase_rules"]
+
+# fastai's fine_tune: the frozen phase peaks late (pct_start 0.99) from base/25, the thawed
+# one starts from base/5; both end at peak/1e5.
+_HEAD_CYCLE = {"pct_start": 0.99, "div": 25.0, "final_div": 1e5}
+_ALL_CYCLE = {"div": 5.0, "final_div": 1e5}
+
+
+def _as_dict(value: Any) -> Dict[str, Any]:
+    """A rule value as a dict of fields (a number is a multiplier, 0/None frozen)."""
+    if isinstance(value, dict):
+        return dict(value)
+    if value is None or value == 0:
+        return {"frozen": True}
+    return {"lr_mult": value}
+
+
+def _scope(net, granularity: str, trainable) -> Dict[str, Any]:
+    """What ``resolve`` needs to match rules against ``net``."""
+    return dict(names=list(net.collect_params().keys()), paths=structural_paths(net),
+                block_list=block_names(net, granularity), trainable=trainable)
+
+
+def _rated_names(layers, scope: Dict[str, Any]) -> frozenset:
+    """Names of the parameters to which the user's rules give a rate."""
+    if not rule_items(layers):
+        return frozenset()
+    return frozenset(s.name for s in resolve(layers, scope["names"], paths=scope["paths"],
+                                             block_list=scope["block_list"],
+                                             trainable=scope["trainable"])
+                     if s.rule is not None)
+
+
+def _combine(ours: List[Tuple[Any, Dict]], layers, taken: frozenset,
+             block_list) -> List[Tuple[Any, Any]]:
+    """The recipe's rules with the user's on top (see the module docstring)."""
+    user = list(rule_items(layers))
+    user_keys = {repr(k): v for k, v in user}
+    out = []
+    for key, value in ours:
+        if "lr_scheduler" in value or "learning_rate" in value:  # a block's rate rule
+            names = block_list[key][1] if isinstance(key, int) else frozenset()
+            left = sorted(names - taken)
+            if not left:
+                continue
+            key = key if len(left) == len(names) else tuple(left)
+        mine = user_keys.get(repr(key))
+        if mine is not None:  # the same key: the user's fields win, the others stay
+            sets = {f for g in parse_value(str(key), mine) for f in GROUPS[g]}
+            value = {k: v for k, v in value.items() if k not in sets}
+            user_keys[repr(key)] = {**value, **_as_dict(mine)}
+            continue
+        out.append((key, value))
+    return out + [(k, user_keys[repr(k)]) for k, _ in user]
+
+
+def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
+                lr_mult: float = 100.0, pct_start: float = 0.3, layers=None,
+                no_decay: bool = True, granularity: Optional[str] = None,
+                trainable=None) -> List[Tuple[Any, Any]]:
+    """The rules of one phase of :func:`fine_tune` (checked: they resolve on ``net``).
+
+    ``phase="head"``: the head (last block) on ``OneCycle(steps, pct_start=0.99)``
+    peaking at ``base_lr``. ``phase="all"``: block ``i`` on its own
+    ``OneCycle(steps, pct_start, div=5)`` peaking at the ``spread`` of
+    ``base_lr / lr_mult`` .. ``base_lr / 2``. Plus ``no_weight_decay(net)``
+    (unless ``no_decay=False``) and the user's ``layers`` on top.
+    ``trainable``: the parameters trainable before any rule (for
+    ``"trainable:"`` keys; default all).
+
+    Examples
+    --------
+    >>> from mxnet.gluon import nn
+    >>> net = nn.HybridSequential()
+    >>> net.add(nn.Dense(4, in_units=3), nn.Dense(2, in_units=4))
+    >>> rules = phase_rules(net, "all", steps=10, base_lr=0.1, lr_mult=10, no_decay=False)
+    >>> [(key, value["learning_rate"]) for key, value in rules]
+    [(0, 0.01), (1, 0.05)]
+    """
+    if phase not in ("head", "all"):
+        raise ValueError(f"phase must be 'head' or 'all', got {phase!r}")
+    granularity = granularity or getattr(net, "finetune_granularity", "unit")
+    scope = _scope(net, granularity, trainable)
+    if phase == "head":
+        ours = [(len(scope["block_list"]) - 1, {
+            "learning_rate": base_lr, "lr_scheduler": OneCycle(steps, **_HEAD_CYCLE)})]
+    else:
+        peaks = spread(net, base_lr / lr_mult, base_lr / 2, granularity)
+        ours = [(i, {"learning_rate": rule["learning_rate"],
+                     "lr_scheduler": OneCycle(steps, pct_start, **_ALL_CYCLE)})
+                for i, rule in peaks.items()]
+    if no_decay:
+        ours += list(no_weight_decay(net).items())
+    rules = _combine(ours, layers, _rated_names(layers, scope), scope["block_list"])
+    resolve(rules, scope["names"], paths=scope["paths"], block_list=scope["block_list"],
+            trainable=trainable)
+    return rules
+
+
+def _start_phase(trainer: LayerwiseTrainer, rules, trainable: Optional[int]) -> None:
+    """Install a phase: its rules, then every clock restarted and fresh optimizer state
+    (freeze all, thaw with ``restart``), then the limit."""
+    trainer.set_layers(rules)
+    trainer.set_trainable_blocks(0)
+    trainer.set_trainable_blocks(trainable, restart=True)
+
+
+def _check_args(net, train_data, epochs, freeze_epochs, base_lr, lr_mult, pct_start, val_data,
+                loss_fn, trainer, progress, no_decay) -> None:
+    if not isinstance(net, gluon.Block):
+        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+    for name, data in (("train_data", train_data), ("val_data", val_data)):
+        if not isinstance(data, gluon.data.DataLoader) and (data is not None or
+                                                            name == "train_data"):
+            raise TypeError(f"{name} must be a gluon.data.DataLoader, got {type(data).__name__}")
+    if len(train_data) == 0:
+        raise ValueError("train_data has no batches")
+    if check_int("epochs", epochs, minimum=0) + check_int("freeze_epochs", freeze_epochs,
+                                                          minimum=0) == 0:
+        raise ValueError("epochs and freeze_epochs are both 0: nothing to train")
+    check_real("base_lr", base_lr, positive=True)
+    check_real("lr_mult", lr_mult, positive=True)
+    if not 0 < check_real("pct_start", pct_start) < 1:
+        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable (a gluon.loss.Loss), got "
+                        f"{type(loss_fn).__name__}")
+    if trainer is not None and not isinstance(trainer, LayerwiseTrainer):
+        raise TypeError(f"trainer must be a LayerwiseTrainer (fine_tune installs rules on it), "
+                        f"got {type(trainer).__name__}")
+    if trainer is not None and trainer.net is not net:
+        raise ValueError("trainer was built for another network (or without net=); build it "
+                         "as LayerwiseTrainer(net, ...)")
+    if trainer is not None and {id(p) for p in trainer.params} != \
+            {id(p) for p in net.collect_params().values()}:
+        raise ValueError("trainer must hold all of net's parameters (fine_tune trains them all "
+                         "in its second phase)")
+    check_bool("progress", progress)
+    check_bool("no_decay", no_decay)
+
+
+def _make_trainer(net, optimizer, optimizer_params, base_lr) -> LayerwiseTrainer:
+    if optimizer_params is not None and not isinstance(optimizer_params, dict):
+        raise TypeError(f"optimizer_params must be a dict, got "
+                        f"{type(optimizer_params).__name__}: {optimizer_params!r}")
+    params = dict(optimizer_params or {})
+    for key in ("learning_rate", "lr_scheduler"):
+        if key in params:
+            raise ValueError(f"optimizer_params must not contain {key!r}: fine_tune sets the "
+                             f"rates (base_lr) and their schedules")
+    if isinstance(optimizer, str) and optimizer.lower() in ("sgd", "nag"):
+        params.setdefault("momentum", 0.9)
+    if isinstance(optimizer, str):
+        params["learning_rate"] = base_lr
+    return LayerwiseTrainer(net, optimizer, params)
+
+
+def _trainable_before_rules(net, trainer: Optional[LayerwiseTrainer]) -> List[str]:
+    """What ``"trainable:"`` keys select: the parameters not frozen before any rule."""
+    if trainer is not None:
+        return [p.name for p, own in zip(trainer.params, trainer._own) if not own.frozen]
+    return [p.name for p in net.collect_params().values()
+            if not (p._differentiable and p.grad_req == "null")]
+
+
+def _context(net):
+    contexts = next(iter(net.collect_params().values())).list_ctx()
+    if len(contexts) != 1:
+        raise ValueError(f"fine_tune trains on one context (fit's loop); the network is on "
+                         f"{contexts}: pass ctx=")
+    return contexts[0]
+
+
+def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, *,
+              loss_fn: Optional[Callable] = None, optimizer: Any = "sgd",
+              base_lr: float = 2e-3, freeze_epochs: int = 1, lr_mult: float = 100.0,
+              pct_start: float = 0.3, val_data: Optional[gluon.data.DataLoader] = None,
+              layers=None, trainer: Optional[LayerwiseTrainer] = None,
+              optimizer_params: Optional[dict] = None, no_decay: bool = True, ctx=None,
+              progress: bool = True) -> List[EpochResult]:
+    """Fine-tune ``net`` as fastai's ``fine_tune`` does: the head, then everything.
+
+    First ``freeze_epochs`` epochs with only the head (the last block)
+    training, on a one-cycle schedule peaking at ``base_lr`` (``pct_start``
+    0.99, from ``base_lr/25``); the rest of the network is frozen, BatchNorm
+    layers included (running statistics too: ``bn='frozen'``). Then
+    ``epochs`` epochs with every block trainable, block ``i`` of ``L`` on its
+    own one-cycle schedule (``pct_start``, from peak/5, down to peak/1e5)
+    peaking at ``lo * (hi / lo) ** (i / (L - 1))`` with ``lo = base_lr /
+    lr_mult`` and ``hi = base_lr / 2``. (fastai's ``slice`` starts at
+    ``base_lr / (2 * lr_mult)``; this recipe starts at ``base_lr / lr_mult``.)
+    Each phase starts with fresh optimizer state and its schedules at step 1.
+    Biases and normalization layers get no weight decay (``no_weight_decay``;
+    ``no_decay=False`` to keep it).
+
+    Parameters
+    ----------
+    net : Block
+        The network; its head is the last block of its block list.
+    train_data, val_data : DataLoader
+        ``(x, label)`` batches; ``val_data`` adds a validation accuracy per epoch.
+    epochs, freeze_epochs : int
+        Epochs of the thawed and of the head-only phase (either may be 0).
+    loss_fn : callable, optional
+        Default: softmax cross-entropy.
+    optimizer : str or Optimizer
+        For the trainer fine_tune builds ('sgd' and 'nag' get momentum 0.9
+        unless ``optimizer_params`` says otherwise).
+    base_lr, lr_mult, pct_start : float
+        The recipe's rates and the thawed phase's warm-up fraction.
+    layers : dict or list of (key, value), optional
+        Extra rules: a rate they give replaces the recipe's; weight decay
+        composes with ``no_weight_decay`` (module docstring).
+    trainer : LayerwiseTrainer, optional
+        Use this trainer (built with ``net``) instead of building one; its
+        rules and trainable-blocks limit are replaced by the recipe's.
+    optimizer_params : dict, optional
+        More optimizer arguments (``wd``, ``momentum``, ...) for the trainer
+        fine_tune builds; not ``learning_rate`` (that is ``base_lr``).
+    ctx : Context, optional
+        Where to train (default: the network's one context).
+    progress : bool
+        tqdm progress bars.
+
+    Returns
+    -------
+    list of dict
+        fit's per-epoch results for both phases in order (``epoch`` counts
+        on), each with ``phase`` ('head' or 'all').
+
+    Examples
+    --------
+    >>> history = fine_tune(net, train_loader, epochs=3, val_data=val_loader)  # doctest: +SKIP
+    """
+    _check_args(net, train_data, epochs, freeze_epochs, base_lr, lr_mult, pct_start, val_data,
+                loss_fn, trainer, progress, no_decay)
+    if trainer is not None and optimizer_params is not None:
+        raise ValueError("optimizer_params is for the trainer fine_tune builds; with trainer= "
+                         "set them on that trainer")
+    ctx = ctx if ctx is not None else _context(net)
+    args = dict(base_lr=base_lr, lr_mult=lr_mult, pct_start=pct_start, layers=layers,
+                no_decay=no_decay, granularity=trainer.granularity if trainer is not None else None,
+                trainable=_trainable_before_rules(net, trainer))
+    per_epoch = len(train_data)
+    phases = [(p, n, phase_rules(net, p, max(1, n * per_epoch), **args))
+              for p, n in (("head", freeze_epochs), ("all", epochs))]
+    if trainer is None:
+        trainer = _make_trainer(net, optimizer, optimizer_params, base_lr)
+    history: List[EpochResult] = []
+    for phase, n, rules in phases:
+        if n == 0:
+            continue
+        _start_phase(trainer, rules, 1 if phase == "head" else None)
+        done = history[-1]["seconds"] if history else 0.0
+        for result in fit(net, trainer, train_data, n, val_data, loss=loss_fn, ctx=ctx,
+                          progress=progress, desc=f"fine_tune ({phase})"):
+            history.append({**result, "epoch": len(history), "phase": phase,
+                            "seconds": result["seconds"] + done})
+    return history
