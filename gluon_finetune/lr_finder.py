@@ -92,26 +92,28 @@ def smoothed_losses(raw: Sequence[float], smooth: float) -> List[float]:
 def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> Optional[float]:
     """The rate where the smoothed loss falls fastest (steepest descent against log(lr)).
 
-    The first tenth of the points is skipped (the moving average is still
-    settling there; fastai does the same), and only points up to the lowest
-    loss count (after it the loss rises towards divergence). None when no two
-    such points remain, or the loss never fell.
+    Slopes are central differences over the finite losses; the first tenth
+    of the points is skipped (the moving average is still settling there, as
+    fastai also skips it), and only points up to the lowest loss are
+    candidates (after it the loss rises towards divergence). None when fewer
+    than two points remain or the loss never fell.
 
     Examples
     --------
     >>> suggest_lr([1e-4, 1e-3, 1e-2, 1e-1, 1.0], [2.3, 2.2, 1.5, 1.2, 9.0])
-    0.001
+    0.01
     """
-    start = len(losses) // 10
-    span = [k for k in range(start, len(losses)) if math.isfinite(losses[k])]
-    if not span:
+    start = end = len(losses) // 10
+    while end < len(losses) and math.isfinite(losses[end]):
+        end += 1
+    if end - start < 2:
         return None
-    lowest = min(span, key=lambda k: losses[k])
-    span = [k for k in span if k <= lowest]
-    if len(span) < 2 or losses[lowest] >= losses[span[0]]:
+    values = np.asarray(losses[start:end], dtype=float)
+    lowest = int(np.argmin(values))
+    if values[lowest] >= values[0]:
         return None
-    slopes = np.gradient([losses[k] for k in span], [math.log(lrs[k]) for k in span])
-    return float(lrs[span[int(np.argmin(slopes))]])
+    slopes = np.gradient(values, np.log(np.asarray(lrs[start:end], dtype=float)))
+    return float(lrs[start + int(np.argmin(slopes[:lowest + 1]))])
 
 
 # ----------------------------------------------------------------- the trainer side

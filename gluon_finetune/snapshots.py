@@ -56,7 +56,7 @@ class _ParamState:
         for saved, array in zip(self.data, param.list_data()):
             saved.copyto(array)
         if self.grad:
-            for saved, array, fresh in zip(self.grad, param.list_grad(), self.fresh):
+            for saved, array in zip(self.grad, param.list_grad()):
                 saved.copyto(array)
             for array, fresh in zip(param.list_data(), self.fresh):
                 array._fresh_grad = fresh
