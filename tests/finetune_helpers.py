@@ -28,14 +28,15 @@ def three_layers(seed=0, ctx=None):
     return net
 
 
-def bn_chain(seed=0, hybridize=False):
-    """Dense -> BN -> Dense -> BN -> Dense: BN layers sit behind trainable layers."""
+def bn_chain(seed=0, hybridize=False, ctx=None):
+    """Dense -> BN -> Dense -> BN -> Dense: BN layers sit behind trainable layers.
+    Blocks: 0 Dense, 1 BN, 2 Dense (path "3"), 3 BN, 4 the head (path "6")."""
     mx.random.seed(seed)
     net = nn.HybridSequential()
     net.add(nn.Dense(8, in_units=4), nn.BatchNorm(in_channels=8), nn.Activation("relu"),
             nn.Dense(8, in_units=8), nn.BatchNorm(in_channels=8), nn.Activation("relu"),
             nn.Dense(3, in_units=8))
-    net.initialize(mx.init.Xavier())
+    net.initialize(mx.init.Xavier(), ctx=ctx)
     if hybridize:
         net.hybridize()
     return net

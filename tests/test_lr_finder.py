@@ -5,6 +5,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 import pytest
+from finetune_helpers import bn_chain
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
@@ -18,19 +19,6 @@ from gluon_finetune.lr_finder import (
 
 LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 CPU2 = [mx.cpu(0), mx.cpu(1)]
-
-
-def bn_net(seed=0, ctx=None, hybridize=False):
-    """Blocks 0:Dense 1:BN 2:Dense 3:BN 4:Dense (the head)."""
-    mx.random.seed(seed)
-    net = nn.HybridSequential()
-    net.add(nn.Dense(8, in_units=4), nn.BatchNorm(in_channels=8), nn.Activation("relu"),
-            nn.Dense(8, in_units=8), nn.BatchNorm(in_channels=8), nn.Activation("relu"),
-            nn.Dense(3, in_units=8))
-    net.initialize(mx.init.Xavier(), ctx=ctx)
-    if hybridize:
-        net.hybridize()
-    return net
 
 
 RULES = {0: 0, "3": 2.0, "6": {"lr_scheduler": OneCycle(20, base_lr=0.05)}}
@@ -103,7 +91,7 @@ def test_training_after_lr_find_equals_training_without_it(kind, ctx, update_on_
     contexts = ctx or [mx.cpu()]
     runs = []
     for use_lr_find in (False, True):
-        net = bn_net(ctx=ctx, hybridize=True)
+        net = bn_chain(ctx=ctx, hybridize=True)
         trainer = layerwise(net, update_on_kvstore) if kind == "layerwise" else \
             gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9},
                           update_on_kvstore=update_on_kvstore)
@@ -125,7 +113,7 @@ def test_training_after_lr_find_equals_training_without_it(kind, ctx, update_on_
 
 
 def test_the_sweep_trains_at_the_scaled_rates_of_every_rule():
-    net = bn_net(hybridize=True)
+    net = bn_chain(hybridize=True)
     trainer = layerwise(net)
     train(net, trainer, loader(shuffle=False), [mx.cpu()])
     base, multipliers = relative_rates(trainer)
@@ -146,7 +134,7 @@ def test_the_sweep_trains_at_the_scaled_rates_of_every_rule():
             assert mult == (1.0 if name.endswith(("gamma", "beta")) else 0.0)
     assert base == 0.1
     # the sweep itself: a stock trainer at lr * multiplier, fresh momentum, same batches
-    twin = bn_net(seed=1, hybridize=True)
+    twin = bn_chain(seed=1, hybridize=True)
     order = list(net.collect_params().values())
     theirs = list(twin.collect_params().values())
     for mine, other in zip(order, theirs):
