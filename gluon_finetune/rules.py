@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["Setting", "RuleError", "resolve", "rule_items", "VALUE_KEYS"]
+__all__ = ["Setting", "RuleError", "NoMatchError", "resolve", "rule_items", "VALUE_KEYS"]
 
 VALUE_KEYS = ("learning_rate", "lr_mult", "lr_scheduler", "wd_mult", "frozen")
 _SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
@@ -34,7 +34,7 @@ class RuleError(ValueError):
     """A rule set that cannot be resolved (conflict, no match, bad index)."""
 
 
-class _NoMatchError(RuleError):
+class NoMatchError(RuleError):
     """A rule that matches no parameter: an error, or a warning with strict=False."""
 
 
@@ -99,8 +99,21 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
                     f"got {type(rules).__name__}: {rules!r}")
 
 
+def _canonical(key: Any) -> Any:
+    """A block-range string as the slice it means (``"0:2"`` is ``slice(0, 2)``): one
+    rule, one label. Tuples and lists member by member; other keys as they are."""
+    if isinstance(key, (tuple, list)):
+        return tuple(_canonical(k) for k in key)
+    sliced = _SLICE_STRING.match(key) if isinstance(key, str) else None
+    if sliced:
+        return slice(*(int(g) if g is not None else None for g in sliced.groups()))
+    return key
+
+
 def _label(key: Any) -> str:
-    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``."""
+    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``
+    (for ``slice(2, 5)`` and the string ``"2:5"`` alike)."""
+    key = _canonical(key)
     if isinstance(key, slice):
         parts = ["" if v is None else str(v) for v in (key.start, key.stop)]
         step = f":{key.step}" if key.step is not None else ""
@@ -255,7 +268,7 @@ def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
     if key in scope.name_set:
         return frozenset([key])
     hint = "" if scope.paths is not None else " (structural paths need net=<your Block>)"
-    raise _NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
+    raise NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
                     f"{hint}.{scope.suggest(key)}")
 
 
@@ -273,7 +286,7 @@ def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> Froz
         for part in key:
             matched = _match_key(rule, part, scope, nested=True)
             if not matched:
-                raise _NoMatchError(f"rule {rule!r}: its part {_label(part)!r} matches "
+                raise NoMatchError(f"rule {rule!r}: its part {_label(part)!r} matches "
                                     f"no parameter")
             out |= matched
         return out
@@ -291,14 +304,15 @@ def _build_rules(items, scope: _Scope, strict: bool) -> Tuple[_Rule, ...]:
     for key, value in ordered:
         label = _label(key)
         parsed = _parse_value(label, value)
-        order = f"{type(key).__name__}:{key!r}"
+        canonical = _canonical(key)  # "0:2" and slice(0, 2) are the same rule
+        order = f"{type(canonical).__name__}:{canonical!r}"
         try:
             matched = _match_key(label, key, scope)
             if not matched:
-                raise _NoMatchError(f"rule {label!r} matches no parameter")
-        except _NoMatchError as err:
+                raise NoMatchError(f"rule {label!r} matches no parameter")
+        except NoMatchError as err:
             if strict:
-                raise _NoMatchError(f"{err} (pass strict=False to only warn)") from None
+                raise NoMatchError(f"{err} (pass strict=False to only warn)") from None
             warnings.warn(str(err), stacklevel=3)
             continue
         previous = rules.get(order)
