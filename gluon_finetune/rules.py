@@ -100,8 +100,7 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
 
 
 def _canonical(key: Any) -> Any:
-    """A block-range string as the slice it means (``"0:2"`` is ``slice(0, 2)``): one
-    rule, one label. Tuples and lists member by member; other keys as they are."""
+    """A key with ranges as slices (``"0:2"`` is ``slice(0, 2)``): one rule, one label."""
     if isinstance(key, (tuple, list)):
         return tuple(_canonical(k) for k in key)
     sliced = _SLICE_STRING.match(key) if isinstance(key, str) else None
@@ -111,8 +110,7 @@ def _canonical(key: Any) -> Any:
 
 
 def _label(key: Any) -> str:
-    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``
-    (for ``slice(2, 5)`` and the string ``"2:5"`` alike)."""
+    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``."""
     key = _canonical(key)
     if isinstance(key, slice):
         parts = ["" if v is None else str(v) for v in (key.start, key.stop)]
@@ -251,10 +249,8 @@ def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
         raise ValueError(f"rule {key!r}: an empty string names nothing")
     if key == "*":
         return scope.name_set
-    sliced = _SLICE_STRING.match(key)
-    if sliced:
-        start, stop, step = (int(g) if g is not None else None for g in sliced.groups())
-        return _match_slice(rule, slice(start, stop, step), scope)
+    if isinstance(_canonical(key), slice):
+        return _match_slice(rule, _canonical(key), scope)
     if key.startswith("re:"):
         try:
             pattern = re.compile(key[3:])
