@@ -111,7 +111,18 @@ def rule_key(key: Any) -> Any:
 
 
 def check_optimizer(name: str) -> str:
-    """``name`` if MXNet has an optimizer of that name, else InvalidValueError."""
+    """``name`` if MXNet has an optimizer of that name (any case).
+
+    Raises
+    ------
+    InvalidValueError
+        Naming a close match and every registered optimizer.
+
+    Examples
+    --------
+    >>> check_optimizer("SGD")
+    'SGD'
+    """
     from mxnet.optimizer import Optimizer
     registry = sorted(Optimizer.opt_registry)
     if isinstance(name, str) and name.lower() in registry:
@@ -261,8 +272,10 @@ def _unfreezing_schedule(schedule, path: str, lines) -> Dict[int, int]:
     out = {}
     for epoch, blocks in schedule.items():
         epoch_key = rule_key(epoch)  # JSON keys are strings: "2" is epoch 2
-        _count(epoch_key, keys + (epoch,), path, lines, 0)
-        out[int(epoch_key)] = _count(blocks, keys + (epoch,), path, lines, 0)
+        number = _count(epoch_key, keys + (epoch,), path, lines, 0)
+        if number in out:
+            raise _fail(path, lines, keys + (epoch,), f"epoch {number} is given twice")
+        out[number] = _count(blocks, keys + (epoch,), path, lines, 0)
     if 0 not in out:
         raise _fail(path, lines, keys, f"must say how many blocks train at epoch 0, got "
                     f"epochs {sorted(out)}")

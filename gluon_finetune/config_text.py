@@ -45,11 +45,13 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("
 
 
 def line_of(lines: Dict[tuple, int], keys: tuple) -> Optional[int]:
+    """The line of key path ``keys``, or None."""
     # JSON keys are strings: a key turned into an int (block index, epoch) is found as text
     return lines.get(tuple(keys)) or lines.get(tuple(str(k) for k in keys))
 
 
 def fail(path: str, lines: Dict[tuple, int], keys: tuple, message: str) -> ConfigError:
+    """A ConfigError ``"file, line N: key.path: message"``."""
     line = line_of(lines, keys)
     where = f"{path}, line {line}" if line else path
     dotted = ".".join(str(k) for k in keys)
@@ -85,6 +87,7 @@ def _key_lines(loader: _Loader, node, prefix: tuple, lines: Dict[tuple, int],
 
 
 def read_text(path: str) -> str:
+    """The file's text; a ConfigError for a file that cannot be read or is not UTF-8."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             return f.read()

@@ -71,8 +71,19 @@ def _check_classes(dataset, folder: str) -> None:
 
 
 def unreadable_images(dataset) -> List[Tuple[str, str]]:
-    """``(file, reason)`` for each image of an ``ImageFolderDataset`` that the loader
-    cannot decode (MXNet's own decoder, as training would call it)."""
+    """The images of a dataset that the loader cannot decode.
+
+    Parameters
+    ----------
+    dataset : gluon.data.vision.ImageFolderDataset
+        Its ``items`` are ``(file, label)`` pairs; each file is decoded once
+        with MXNet's own decoder, as training would call it.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(file, reason)`` for each file that fails, in the dataset's order.
+    """
     bad = []
     for path, _ in dataset.items:
         try:

@@ -339,6 +339,20 @@ def check_input_size(net: gluon.HybridBlock, image_size: int, name: Optional[str
     shapes its parameters already have (loaded weights fix a Dense layer's
     input size). A network that is not a HybridBlock is not checked.
 
+    Parameters
+    ----------
+    net : HybridBlock
+        The network, e.g. from ``get_model`` (3-channel images).
+    image_size : int
+        The side of the square images it will get.
+    name : str, optional
+        How the network is called in the message (default: its class name).
+
+    Raises
+    ------
+    InvalidValueError
+        A ``ValueError`` whose ``argument`` is ``"image_size"``.
+
     Examples
     --------
     >>> check_input_size(get_model("squeezenet1.1"), 32)  # doctest: +SKIP

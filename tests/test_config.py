@@ -142,6 +142,8 @@ def test_an_unfreezing_schedule_in_json_or_yaml(tmp_path, name, text):
     ("c.yaml", "gradual_unfreezing:\n  schedule: {0: -1}\n",
      "gradual_unfreezing.schedule.0: expected an int >= 0, got -1"),
     ("c.yaml", "gradual_unfreezing:\n  schedule: {0: 1.5}\n", "got 1.5"),
+    ("c.json", '{"gradual_unfreezing": {"schedule": {"0": 1, "1": 2, "01": 3}}}',
+     "gradual_unfreezing.schedule.01: epoch 1 is given twice"),
     ("c.yaml", "gradual_unfreezing: {every: 0}\n",
      "line 1: gradual_unfreezing.every: expected an int >= 1, got 0"),
     ("c.yaml", "gradual_unfreezing: {every: true}\n", "expected an int >= 1, got True"),
