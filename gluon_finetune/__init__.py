@@ -15,6 +15,7 @@ _EXPORTS = {
     "resolve": "gluon_finetune.rules",
     "Setting": "gluon_finetune.rules",
     "RuleError": "gluon_finetune.rules",
+    "NoMatchError": "gluon_finetune.rules",
     "explain": "gluon_finetune.report",
     "Explanation": "gluon_finetune.report",
     "LayerwiseTrainer": "gluon_finetune.trainer",

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from typing import Any, Dict, List
 
 from mxnet import gluon
 from mxnet import optimizer as mx_optimizer
 from mxnet.kvstore import KVStoreBase
 
+from .checks import InvalidTypeError, InvalidValueError, is_real
 from .rules import rule_items
 
 __all__ = ["param_list", "split_rfc_rules", "merge_rules", "check_optimizer_args",
@@ -75,19 +75,39 @@ def _accepted_args(cls) -> set:
 
 
 def check_optimizer_args(name: str, cls, args: Dict) -> None:
-    unknown = sorted(set(args) - _accepted_args(cls))
+    """Known names, and finite numbers where a number goes (MXNet would take ``wd=nan``
+    here and fail at the first ``step``)."""
+    accepted = _accepted_args(cls)
+    unknown = sorted(set(args) - accepted)
     if unknown:
-        raise ValueError(f"unknown optimizer parameter(s) {unknown} for optimizer {name!r}; "
-                         f"it accepts {sorted(_accepted_args(cls))}")
+        raise InvalidValueError(f"unknown optimizer parameter(s) {unknown} for optimizer "
+                                f"{name!r}; it accepts {sorted(accepted)}",
+                                argument="optimizer_params")
     if "param_dict" in args:
-        raise ValueError("optimizer_params must not contain 'param_dict': the trainer sets it")
-    lr = args.get("learning_rate")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
-                           or not math.isfinite(lr)):
-        raise ValueError(f"learning_rate must be a finite number, got {lr!r}")
+        raise InvalidValueError("optimizer_params must not contain 'param_dict': the trainer "
+                                "sets it", argument="optimizer_params")
+    optional = ("learning_rate", "clip_gradient")  # None: the optimizer's default
+    numeric = {n for k in cls.__mro__
+               if isinstance(k, type) and issubclass(k, mx_optimizer.Optimizer)
+               for n, p in inspect.signature(k.__init__).parameters.items() if is_real(p.default)}
+    for key, value in args.items():  # ValueError for a wrong type too, as it always was
+        wanted = key in numeric or key in optional
+        if (wanted and not is_real(value) and not (value is None and key in optional)) or \
+                (is_real(value) and not math.isfinite(value)):
+            raise InvalidValueError(f"optimizer parameter {key} must be a finite number, got "
+                                    f"{type(value).__name__} {value!r}", argument=key)
     sched = args.get("lr_scheduler")
     if sched is not None and not callable(sched):
-        raise TypeError(f"lr_scheduler must be an mx.lr_scheduler.LRScheduler, got {sched!r}")
+        raise InvalidTypeError(f"lr_scheduler must be an mx.lr_scheduler.LRScheduler, got "
+                               f"{sched!r}", argument="lr_scheduler")
+
+
+def _check_optimizer_numbers(optimizer: mx_optimizer.Optimizer) -> None:
+    """An Optimizer instance's numbers (``SGD(wd=nan)``) must be finite too."""
+    for key, value in sorted(vars(optimizer).items()):
+        if is_real(value) and not math.isfinite(value):
+            raise InvalidValueError(f"optimizer {type(optimizer).__name__}: {key} must be a "
+                                    f"finite number, got {value!r}", argument=key)
 
 
 def make_optimizer(optimizer, optimizer_params: Dict) -> mx_optimizer.Optimizer:
@@ -96,6 +116,7 @@ def make_optimizer(optimizer, optimizer_params: Dict) -> mx_optimizer.Optimizer:
         if optimizer_params:
             raise ValueError(f"optimizer_params must be empty when optimizer is an Optimizer "
                              f"instance, got {sorted(optimizer_params)}")
+        _check_optimizer_numbers(optimizer)
         return optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a name such as 'sgd' or an mx.optimizer.Optimizer, "

@@ -19,7 +19,6 @@ error.
 from __future__ import annotations
 
 import json
-import numbers
 import warnings
 import weakref
 from typing import List, Tuple
@@ -29,6 +28,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from .checks import InvalidTypeError, InvalidValueError, check_int
 from .freezing import batchnorm_layers
 from .structure import _is_container, blocks, check_block
 
@@ -66,9 +66,8 @@ class FeatureCache:
         MXNet 1.9.1's ``DataLoader`` runs ``gc.collect()`` when created, which
         can cost more than a whole epoch over cached features.
         """
-        _check_batch_size(batch_size)
-        return gluon.data.DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,
-                                     **kwargs)
+        return gluon.data.DataLoader(self.dataset, batch_size=_check_batch_size(batch_size),
+                                     shuffle=shuffle, **kwargs)
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -78,10 +77,8 @@ class FeatureCache:
                 f"suffix from {self.split!r})")
 
 
-def _check_batch_size(batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+def _check_batch_size(batch_size) -> int:
+    return check_int("batch_size", batch_size, minimum=1)
 
 
 def _trainable(block) -> bool:
@@ -276,7 +273,7 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     ...     loss.backward()
     ...     trainer.step(features.shape[0])
     """
-    _check_args(net, dataset, batch_size, ctx)
+    batch_size = _check_args(net, dataset, batch_size, ctx)
     ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
     prefix, suffix, split = _checked_split(
         net, lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
@@ -305,16 +302,20 @@ def _checked_split(net, first_batch):
     return prefix, suffix, split
 
 
-def _check_args(net, dataset, batch_size, ctx) -> None:
+def _check_args(net, dataset, batch_size, ctx) -> int:
+    """``batch_size`` as an int, after checking every argument."""
     check_block(net)
     if not isinstance(dataset, gluon.data.Dataset):
-        raise TypeError(f"dataset must be a mxnet.gluon.data.Dataset of (data, label) pairs "
-                        f"(e.g. gluon.data.ArrayDataset(x, y)), got {type(dataset).__name__}")
+        raise InvalidTypeError(f"dataset must be a mxnet.gluon.data.Dataset of (data, label) "
+                               f"pairs (e.g. gluon.data.ArrayDataset(x, y)), got "
+                               f"{type(dataset).__name__}", argument="dataset")
     if len(dataset) == 0:
-        raise ValueError("dataset is empty: nothing to cache")
-    _check_batch_size(batch_size)
+        raise InvalidValueError("dataset is empty: nothing to cache", argument="dataset")
+    batch_size = _check_batch_size(batch_size)
     if ctx is not None and not isinstance(ctx, mx.Context):
-        raise TypeError(f"ctx must be a mxnet Context such as mx.cpu(), got {ctx!r}")
+        raise InvalidTypeError(f"ctx must be a mxnet Context such as mx.cpu(), got {ctx!r}",
+                               argument="ctx")
+    return batch_size
 
 
 # ops that compute differently in training mode (BatchNorm: unless on running statistics)

@@ -3,16 +3,61 @@
 ``numbers.Integral`` / ``numbers.Real`` include NumPy's integer and float
 scalars (``np.int64(3)``), so they are accepted wherever a Python int or
 float is; ``True``/``False`` (and NumPy bools) are never a count or a rate.
+
+A check that fails raises an ``InputError`` (also a ``ValueError``,
+``TypeError`` or ``FileNotFoundError``, so ``except ValueError`` still works):
+the mark of a value the caller gave, as opposed to a bug. The command line
+prints those as one line; anything else keeps its traceback.
 Pure Python: safe to import on a kvstore server.
 """
 from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any, Optional
 
-__all__ = ["is_int", "is_real", "check_int", "check_positive_int", "check_real",
-           "check_bool"]
+__all__ = ["InputError", "InvalidValueError", "InvalidTypeError", "MissingFileError",
+           "is_int", "is_real", "check_int", "check_positive_int", "check_real", "check_bool",
+           "last_line"]
+
+
+class InputError(Exception):
+    """A value the caller gave cannot be used; ``argument`` names it where known.
+
+    A mix-in mark: raise one of the subclasses below.
+    """
+
+    def __init__(self, message: str, *, argument: Optional[str] = None):
+        super().__init__(message)
+        self.argument = argument
+
+
+class InvalidValueError(InputError, ValueError):
+    """A value of the right type that is out of range or names nothing."""
+
+
+class InvalidTypeError(InputError, TypeError):
+    """A value of the wrong type."""
+
+
+class MissingFileError(InputError, FileNotFoundError):
+    """A file or folder the caller named does not exist."""
+
+
+def last_line(err: BaseException) -> str:
+    """The last non-empty line of ``err``'s message, without an ``MXNetError:`` prefix.
+
+    MXNet's errors carry a C++ stack trace; the reason is on the last line.
+
+    Examples
+    --------
+    >>> last_line(RuntimeError("Traceback ...\\nMXNetError: Decoding failed."))
+    'Decoding failed.'
+    """
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(err).__name__
+    return re.sub(r"^MXNetError:\s*", "", text)
 
 
 def is_int(value: Any) -> bool:
@@ -45,10 +90,12 @@ def check_int(name: str, value: Any, minimum: Optional[int] = None,
     """
     bounds = _bounds(minimum, maximum)
     if not is_int(value):
-        raise TypeError(f"{name} must be an int{bounds}, got {_shown(value)}")
+        raise InvalidTypeError(f"{name} must be an int{bounds}, got {_shown(value)}",
+                               argument=name)
     value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be an int{bounds}, got {value!r}")
+        raise InvalidValueError(f"{name} must be an int{bounds}, got {value!r}",
+                                argument=name)
     return value
 
 
@@ -63,7 +110,8 @@ def _bounds(minimum: Optional[int], maximum: Optional[int]) -> str:
 def check_positive_int(name: str, value: Any) -> int:
     """Raise ValueError unless ``value`` is an int >= 1 (``True`` is not a count)."""
     if not is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InvalidValueError(f"{name} must be a positive integer, got {value!r}",
+                                argument=name)
     return int(value)
 
 
@@ -79,16 +127,19 @@ def check_real(name: str, value: Any, *, positive: bool = False,
     expected = "a finite number" + (" > 0" if positive else "") + \
         (f" >= {minimum:g}" if minimum is not None else "")
     if not is_real(value):
-        raise TypeError(f"{name} must be {expected}, got {_shown(value)}")
+        raise InvalidTypeError(f"{name} must be {expected}, got {_shown(value)}",
+                               argument=name)
     out = float(value)
     if not math.isfinite(out) or (positive and out <= 0) or \
             (minimum is not None and out < minimum):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
+        raise InvalidValueError(f"{name} must be {expected}, got {value!r}",
+                                argument=name)
     return out
 
 
 def check_bool(name: str, value: Any) -> bool:
     """``value`` itself if it is True or False; else TypeError."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {_shown(value)}")
+        raise InvalidTypeError(f"{name} must be True or False, got {_shown(value)}",
+                               argument=name)
     return value

@@ -4,35 +4,39 @@
 model: resnet18_v1
 classes: 2
 unfreeze: 5
-learning_rate: 0.01
+learning_rate: 1e-2
 optimizer: sgd
-optimizer_params: {momentum: 0.9, wd: 0.0001}
+optimizer_params: {momentum: 0.9, wd: 1e-4}
 layers:
   "*": 0.1
-  "0:2": 0
+  0:2: 0
   output:
     learning_rate: 0.05
     lr_scheduler: {type: factor, step: 100, factor: 0.5}
+gradual_unfreezing: {schedule: {0: 1, 2: 3}}
 ```
 
-Every error names the file, the line and the key. YAML is read with a safe
-loader, except that ``3:5`` stays the string "3:5" (a block range) instead of
-YAML 1.1's base-60 number 185, and a key given twice is an error instead of
-the last one silently winning.
+Every error names the file, the line and the key, and comes when the file is
+loaded, except what needs the model to be seen (a rule that matches nothing,
+a schedule that thaws more blocks than the network has). How the text is
+read (YAML's number and key rules): ``config_text.py``.
 """
 from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import math
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-import yaml
+from .checks import InvalidTypeError, InvalidValueError, is_int, is_real
+from .config_text import ConfigError, line_of, parse, read_text
+from .config_text import fail as _fail
+from .rules import VALUE_KEYS
 
-__all__ = ["Config", "ConfigError", "load_config", "rule_key", "SCHEDULERS", "SETTINGS"]
+__all__ = ["Config", "ConfigError", "load_config", "rule_key", "check_optimizer",
+           "SCHEDULERS", "SETTINGS"]
 
 # Known top-level keys, with the Python types each accepts.
 SETTINGS: Dict[str, tuple] = {
@@ -44,11 +48,9 @@ SETTINGS: Dict[str, tuple] = {
 }
 _POSITIVE = {"classes", "epochs", "batch_size", "image_size"}
 _INDEX = re.compile(r"^\s*-?\d+\s*$")
-_UNFREEZING_KEYS = {"every": (int,), "schedule": (dict,), "restart": (str,)}
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names file, line and key."""
+_UNFREEZING_KEYS = ("every", "schedule", "restart")
+_RATE_FIELDS = ("learning_rate", "lr_mult", "wd_mult")
+# the rules a rules.py message is about: "rule 'a': ...", "rules 'a' and 'b' both ..."
 
 
 def _schedulers() -> Dict[str, type]:
@@ -62,22 +64,6 @@ def _schedulers() -> Dict[str, type]:
 
 
 SCHEDULERS = ("factor", "multifactor", "poly", "cosine", "slanted_triangular", "one_cycle")
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML, but ``m:n`` stays a string (YAML 1.1 reads ``3:5`` as 185)."""
-
-
-def _no_sexagesimal(kind):
-    def construct(loader, node):
-        if ":" in node.value:
-            return node.value
-        return getattr(yaml.SafeLoader, f"construct_yaml_{kind}")(loader, node)
-    return construct
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _no_sexagesimal("int"))
-_Loader.add_constructor("tag:yaml.org,2002:float", _no_sexagesimal("float"))
 
 
 class Config:
@@ -98,69 +84,23 @@ class Config:
         return self.settings.get(key, default)
 
     def where(self, *keys) -> str:
-        line = self._lines.get(tuple(str(k) for k in keys))
+        line = line_of(self._lines, keys)
         return f"{self.path}, line {line}" if line else self.path
 
-    def locate(self, err: Exception) -> str:
-        """``err``'s message prefixed with the line of the rule it names, if any."""
-        text = str(err)
-        for key, _ in self.layers or ():
-            labels = [repr(key)] + ([repr(f"block {key}")] if isinstance(key, int) else [])
-            if any(label in text for label in labels):
+    def locate(self, err: Exception, keys=None) -> str:
+        """``err``'s message, prefixed with the file and line of the config rule at fault.
+
+        The rules at fault are the ones the error carries (``err.rule_keys``, set
+        by ``rules.resolve``); ``keys`` limits the search to these config keys
+        (default: all of the config's). An error about no rule of this file is
+        returned as it is.
+        """
+        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        at_fault = getattr(err, "rule_keys", None) or ()
+        for key in (self.settings.get("layers") or {}) if keys is None else keys:
+            if any(type(key) is type(bad) and key == bad for bad in at_fault):
                 return f"{self.where('layers', key)}: layers: {text}"
-        return f"{self.path}: {text}"
-
-
-def _fail(path: str, lines: Dict[tuple, int], keys: tuple, message: str) -> ConfigError:
-    line = lines.get(tuple(str(k) for k in keys))
-    where = f"{path}, line {line}" if line else path
-    dotted = ".".join(str(k) for k in keys)
-    return ConfigError(f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}")
-
-
-def _key_lines(node, prefix: tuple, lines: Dict[tuple, int], path: str) -> None:
-    """Record the line of every mapping key; a key given twice is an error."""
-    if isinstance(node, yaml.MappingNode):
-        seen: Dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key, line = str(key_node.value), key_node.start_mark.line + 1
-            if key in seen:
-                dotted = ".".join(prefix + (key,))
-                raise ConfigError(f"{path}, line {line}: {dotted}: given twice (first at "
-                                  f"line {seen[key]})")
-            seen[key] = lines[prefix + (key,)] = line
-            _key_lines(value_node, prefix + (key,), lines, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _key_lines(item, prefix + (str(i),), lines, path)
-
-
-def _parse(path: str, text: str) -> Tuple[Any, Dict[tuple, int]]:
-    """(data, key lines). JSON is parsed as JSON; its key lines come from YAML,
-    of which it is (nearly always) a subset."""
-    is_json = path.lower().endswith(".json")
-    data: Any = None
-    if is_json:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}, line {err.lineno}, column {err.colno}: invalid JSON: "
-                              f"{err.msg}") from None
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        if not is_json:
-            data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as err:
-        if is_json:
-            return data, {}
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
-        raise ConfigError(f"{where}: invalid YAML: {getattr(err, 'problem', None) or err}") \
-            from None
-    lines: Dict[tuple, int] = {}
-    if node is not None:
-        _key_lines(node, (), lines, path)
-    return data, lines
+        return text
 
 
 def rule_key(key: Any) -> Any:
@@ -168,9 +108,31 @@ def rule_key(key: Any) -> Any:
     return int(key) if isinstance(key, str) and _INDEX.match(key) else key
 
 
+def check_optimizer(name: str) -> str:
+    """``name`` if MXNet has an optimizer of that name (any case).
+
+    Raises
+    ------
+    InvalidValueError
+        Naming a close match and every registered optimizer.
+
+    Examples
+    --------
+    >>> check_optimizer("SGD")
+    'SGD'
+    """
+    from mxnet.optimizer import Optimizer
+    registry = sorted(Optimizer.opt_registry)
+    if isinstance(name, str) and name.lower() in registry:
+        return name
+    close = difflib.get_close_matches(str(name).lower(), registry, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    raise InvalidValueError(f"unknown optimizer {name!r}. {hint}MXNet has: "
+                            f"{', '.join(registry)}", argument="optimizer")
+
+
 def _check_number(value, keys, path, lines, positive=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise _fail(path, lines, keys, f"expected a finite number, got {value!r}")
     if positive and value <= 0:
         raise _fail(path, lines, keys, f"must be > 0, got {value!r}")
@@ -198,24 +160,61 @@ def _scheduler(spec, keys: tuple, path: str, lines) -> Any:
                     f"{err or type(err).__name__}") from None
 
 
+def _rule_key(key, path: str, lines) -> None:
+    if isinstance(key, str) or is_int(key):
+        return
+    raise _fail(path, lines, ("layers", key), f"a rule key is a block path, a parameter name "
+                f"or glob, 're:<regex>', '*', a block index or a range 'm:n'; got {key!r}")
+
+
+def _rule_fields(value: dict, keys: tuple, path: str, lines) -> dict:
+    out = dict(value)
+    for field, item in value.items():
+        if field not in VALUE_KEYS:
+            close = difflib.get_close_matches(str(field), VALUE_KEYS, n=1)
+            hint = f"Did you mean {close[0]!r}? " if close else ""
+            raise _fail(path, lines, keys + (field,), f"unknown key. {hint}A rule's mapping "
+                        f"takes {', '.join(VALUE_KEYS)}")
+        if field in _RATE_FIELDS:
+            _check_number(item, keys + (field,), path, lines)
+        if field == "frozen" and not isinstance(item, bool):
+            raise _fail(path, lines, keys + (field,), f"expected true or false, got {item!r}")
+    if "lr_scheduler" in out:
+        out["lr_scheduler"] = _scheduler(out["lr_scheduler"], keys + ("lr_scheduler",),
+                                         path, lines)
+    return out
+
+
 def _rule_value(value, keys: tuple, path: str, lines) -> Any:
     """A rule value as data -> as the rule engine takes it (schedulers built)."""
-    if value is None or isinstance(value, bool):
-        if value is True:
-            raise _fail(path, lines, keys, "true is not a rule value; use a multiplier, 0 or "
-                        "null (frozen), or a mapping")
+    if value is None:
         return value
-    if isinstance(value, (int, float)):
+    if isinstance(value, bool):
+        raise _fail(path, lines, keys, f"{str(value).lower()} is not a rule value; use a "
+                    f"multiplier, 0 or null (frozen), or a mapping")
+    if is_real(value):
         _check_number(value, keys, path, lines)
         return value
     if isinstance(value, dict):
-        out = dict(value)
-        if "lr_scheduler" in out:
-            out["lr_scheduler"] = _scheduler(out["lr_scheduler"], keys + ("lr_scheduler",),
-                                             path, lines)
-        return out
+        return _rule_fields(value, keys, path, lines)
     raise _fail(path, lines, keys, f"expected a multiplier, null (frozen) or a mapping with "
-                f"learning_rate/lr_mult/lr_scheduler/wd_mult/frozen, got {value!r}")
+                f"{'/'.join(VALUE_KEYS)}, got {value!r}")
+
+
+def _has_type(value, types: tuple) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    if int in types and is_int(value) or float in types and is_real(value):
+        return True
+    return isinstance(value, tuple(t for t in types if t not in (int, float)))
+
+
+def _choices(key: str) -> Tuple[str, ...]:
+    if key == "bn":
+        from .freezing import BN_POLICIES
+        return BN_POLICIES
+    from .structure import GRANULARITIES
+    return GRANULARITIES
 
 
 def _check_setting(key: str, value, path: str, lines) -> None:
@@ -225,7 +224,7 @@ def _check_setting(key: str, value, path: str, lines) -> None:
         raise _fail(path, lines, (key,), f"unknown key. {hint}Expected one of "
                     f"{', '.join(SETTINGS)} (rules go under 'layers:')")
     types = SETTINGS[key]
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+    if not _has_type(value, types):
         expected = " or ".join("mapping" if t is dict else t.__name__ for t in types)
         raise _fail(path, lines, (key,), f"expected {expected}, got {value!r}")
     if key == "learning_rate":
@@ -234,17 +233,92 @@ def _check_setting(key: str, value, path: str, lines) -> None:
         raise _fail(path, lines, (key,), f"must be at least 1, got {value!r}")
     if key == "unfreeze" and value < 0:
         raise _fail(path, lines, (key,), f"must be >= 0, got {value!r}")
+    if key in ("bn", "granularity") and value not in _choices(key):
+        raise _fail(path, lines, (key,), f"expected one of {', '.join(_choices(key))}, "
+                    f"got {value!r}")
+    if key == "optimizer":
+        try:
+            check_optimizer(value)
+        except InvalidValueError as err:
+            raise _fail(path, lines, (key,), str(err)) from None
 
 
-def _check_unfreezing(spec: Mapping, path: str, lines) -> None:
-    for key, value in spec.items():
-        types = _UNFREEZING_KEYS.get(key)
-        if types is None:
+def _check_optimizer_params(params: dict, path: str, lines) -> None:
+    for name, value in params.items():
+        keys = ("optimizer_params", name)
+        if isinstance(value, dict):
+            raise _fail(path, lines, keys, "expected a number, true/false or a string; "
+                        "rules go under 'layers:'")
+        if is_real(value):
+            _check_number(value, keys, path, lines)
+        elif value is not None and not isinstance(value, (bool, str)):
+            raise _fail(path, lines, keys, f"expected a number, true/false or a string, "
+                        f"got {value!r}")
+
+
+def _count(value, keys: tuple, path: str, lines, minimum: int) -> int:
+    if not is_int(value) or value < minimum:
+        raise _fail(path, lines, keys, f"expected an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _unfreezing_schedule(schedule, path: str, lines) -> Dict[int, int]:
+    keys = ("gradual_unfreezing", "schedule")
+    if not isinstance(schedule, dict):
+        raise _fail(path, lines, keys, f"expected a mapping epoch: trainable blocks, got "
+                    f"{schedule!r}")
+    out = {}
+    for epoch, blocks in schedule.items():
+        epoch_key = rule_key(epoch)  # JSON keys are strings: "2" is epoch 2
+        number = _count(epoch_key, keys + (epoch,), path, lines, 0)
+        if number in out:
+            raise _fail(path, lines, keys + (epoch,), f"epoch {number} is given twice")
+        out[number] = _count(blocks, keys + (epoch,), path, lines, 0)
+    if 0 not in out:
+        raise _fail(path, lines, keys, f"must say how many blocks train at epoch 0, got "
+                    f"epochs {sorted(out)}")
+    return out
+
+
+def _unfreezing(spec: dict, path: str, lines) -> dict:
+    """The ``gradual_unfreezing`` mapping, checked, as ``GradualUnfreezing`` takes it."""
+    for key in spec:
+        if key not in _UNFREEZING_KEYS:
             raise _fail(path, lines, ("gradual_unfreezing", key), f"unknown key; expected "
                         f"one of {', '.join(_UNFREEZING_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise _fail(path, lines, ("gradual_unfreezing", key),
-                        f"expected {types[0].__name__}, got {value!r}")
+    out = dict(spec)
+    if spec and ("every" in spec) == ("schedule" in spec):
+        raise _fail(path, lines, ("gradual_unfreezing",), "give exactly one of every "
+                    "(epochs per newly thawed block) and schedule (epoch: trainable blocks)")
+    if "every" in spec:
+        out["every"] = _count(spec["every"], ("gradual_unfreezing", "every"), path, lines, 1)
+    if "schedule" in spec:
+        out["schedule"] = _unfreezing_schedule(spec["schedule"], path, lines)
+    if spec.get("restart") not in (None, "schedule"):
+        raise _fail(path, lines, ("gradual_unfreezing", "restart"), f"expected schedule or "
+                    f"null, got {spec['restart']!r}")
+    return out
+
+
+def _settings(data: dict, path: str, lines) -> Dict[str, Any]:
+    for key, value in data.items():
+        _check_setting(key, value, path, lines)
+    settings = dict(data)
+    if "lr_scheduler" in settings:
+        settings["lr_scheduler"] = _scheduler(settings["lr_scheduler"], ("lr_scheduler",),
+                                              path, lines)
+    _check_optimizer_params(settings.get("optimizer_params", {}), path, lines)
+    if "layers" in settings:
+        # JSON keys are always strings: there a digit-only key is a block index.
+        as_key = rule_key if path.lower().endswith(".json") else (lambda key: key)
+        for key in settings["layers"]:
+            _rule_key(key, path, lines)
+        settings["layers"] = {as_key(key): _rule_value(value, ("layers", key), path, lines)
+                              for key, value in settings["layers"].items()}
+    if "gradual_unfreezing" in settings:
+        settings["gradual_unfreezing"] = _unfreezing(settings["gradual_unfreezing"], path,
+                                                     lines)
+    return settings
 
 
 def load_config(path: str) -> Config:
@@ -253,9 +327,9 @@ def load_config(path: str) -> Config:
     Parameters
     ----------
     path : str
-        The file. Top-level keys: see ``SETTINGS``; rules go under ``layers``
-        (keys as in ``LayerwiseTrainer``; ``lr_scheduler`` values are
-        ``{type: <one of SCHEDULERS>, <its arguments>}``).
+        The file, UTF-8 text. Top-level keys: see ``SETTINGS``; rules go under
+        ``layers`` (keys as in ``LayerwiseTrainer``; ``lr_scheduler`` values
+        are ``{type: <one of SCHEDULERS>, <its arguments>}``).
 
     Returns
     -------
@@ -264,8 +338,10 @@ def load_config(path: str) -> Config:
     Raises
     ------
     ConfigError
-        For a missing file, invalid YAML/JSON, an unknown or repeated key, or
-        a value of the wrong type; the message names the file, line and key.
+        For a missing or binary file, invalid YAML/JSON, an unknown or repeated
+        key, or a value of the wrong type or out of range; the message names
+        the file, line and key. (What needs the model, such as a rule that
+        matches nothing, is checked when the trainer is built.)
 
     Examples
     --------
@@ -274,29 +350,13 @@ def load_config(path: str) -> Config:
     ...                  layers=config.layers)            # doctest: +SKIP
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file name, got {type(path).__name__}: {path!r}")
+        raise InvalidTypeError(f"path must be a file name, got {type(path).__name__}: "
+                               f"{path!r}", argument="path")
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the config: {err.strerror}") from None
-    data, lines = _parse(path, text)
+    data, lines = parse(path, read_text(path))
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level, got "
                           f"{type(data).__name__}")
-    for key, value in data.items():
-        _check_setting(key, value, path, lines)
-    settings = dict(data)
-    if "lr_scheduler" in settings:
-        settings["lr_scheduler"] = _scheduler(settings["lr_scheduler"], ("lr_scheduler",),
-                                              path, lines)
-    if "layers" in settings:
-        # JSON keys are always strings: there a digit-only key is a block index.
-        as_key = rule_key if path.lower().endswith(".json") else (lambda key: key)
-        settings["layers"] = {as_key(key): _rule_value(value, ("layers", key), path, lines)
-                              for key, value in settings["layers"].items()}
-    _check_unfreezing(settings.get("gradual_unfreezing", {}), path, lines)
-    return Config(path, settings, lines)
+    return Config(path, _settings(data, path, lines), lines)

@@ -17,6 +17,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .checks import InvalidTypeError, InvalidValueError, is_int
+
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
 
@@ -25,10 +27,12 @@ _ORIGINAL = "_finetune_original_global_stats"
 
 
 def check_bn_policy(bn: str) -> str:
-    if bn not in BN_POLICIES:
-        raise ValueError(f"bn must be one of {BN_POLICIES} ('frozen': scale, shift and "
-                         f"running statistics fixed; 'stats': running statistics keep "
-                         f"updating; 'train': scale and shift also train), got {bn!r}")
+    """``bn`` if it is one of ``BN_POLICIES``, else InvalidValueError."""
+    if not isinstance(bn, str) or bn not in BN_POLICIES:
+        raise InvalidValueError(f"bn must be one of {BN_POLICIES} ('frozen': scale, shift "
+                                f"and running statistics fixed; 'stats': running statistics "
+                                f"keep updating; 'train': scale and shift also train), got "
+                                f"{bn!r}", argument="bn")
     return bn
 
 
@@ -130,7 +134,9 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: str = "unit") -> Li
     """Freeze the parameters that ``layers`` names (any rule key; default all).
 
     Other parameters are left as they are. Frozen means ``grad_req='null'``;
-    fully frozen BatchNorm layers follow policy ``bn``. Returns the names frozen.
+    fully frozen BatchNorm layers follow policy ``bn``. Returns the names of
+    the parameters this call froze: trainable ones that ``layers`` names (not
+    those already frozen, nor running statistics, which never train).
 
     Examples
     --------
@@ -148,9 +154,10 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: str = "unit") -> Li
                     block_list=block_names(net, granularity))
     already = {p.name for p in net.collect_params().values()
                if p._differentiable and p.grad_req == "null"}
-    newly = {s.name for s in table if s.frozen}
+    differentiable = {p.name for p in net.collect_params().values() if p._differentiable}
+    newly = {s.name for s in table if s.frozen} & differentiable
     _set_block_freeze(net, already | newly, bn)
-    return sorted(newly)
+    return sorted(newly - already)
 
 
 def unfreeze(net, n=None, bn: str = "frozen", granularity: str = "unit") -> List[str]:
@@ -164,7 +171,7 @@ def unfreeze(net, n=None, bn: str = "frozen", granularity: str = "unit") -> List
     check_bn_policy(bn)
     check_block(net)
     listed = block_names(net, granularity)
-    check_unfreeze(n, listed)
+    n = check_unfreeze(n, listed)
     n = len(listed) if n is None else n
     trainable = last_blocks_names(listed, n)
     frozen = {p.name for p in net.collect_params().values()
@@ -173,14 +180,21 @@ def unfreeze(net, n=None, bn: str = "frozen", granularity: str = "unit") -> List
     return [path for path, _ in listed[len(listed) - n:]]
 
 
-def check_unfreeze(n, listed) -> None:
-    """``n`` must be None or an int in 0..len(blocks); the error lists the blocks."""
+def check_unfreeze(n, listed) -> Optional[int]:
+    """``n`` as an int (NumPy integers welcome) in 0..len(blocks), or None; the error
+    lists the blocks."""
     if n is None:
-        return
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"unfreeze must be None or an int number of blocks, got "
-                        f"{type(n).__name__}: {n!r}")
+        return None
+    if not is_int(n):
+        raise InvalidTypeError(f"unfreeze must be None or an int number of blocks, got "
+                               f"{type(n).__name__}: {n!r}", argument="unfreeze")
     if not 0 <= n <= len(listed):
-        shown = ", ".join(f"{i}:{p}" for i, (p, _) in enumerate(listed))
-        raise ValueError(f"unfreeze={n} is out of range: the network has {len(listed)} blocks "
-                         f"(0..{len(listed)} can stay trainable): {shown}")
+        raise InvalidValueError(f"unfreeze={n} is out of range: the network has "
+                                f"{len(listed)} blocks (0..{len(listed)} can stay trainable): "
+                                f"{describe_blocks(listed)}", argument="unfreeze")
+    return int(n)
+
+
+def describe_blocks(listed) -> str:
+    """``0:features.0, 1:features.1, ...`` for messages."""
+    return ", ".join(f"{i}:{p}" for i, (p, _) in enumerate(listed))

@@ -23,6 +23,8 @@ import threading
 import time
 from typing import IO, Dict, List, Mapping, Optional, Sequence
 
+from .checks import InvalidValueError, check_int, is_real
+
 __all__ = ["launch", "free_port", "main"]
 
 HOST = "127.0.0.1"
@@ -41,17 +43,15 @@ def free_port(host: str = HOST) -> int:
 def _check_args(command, num_workers, num_servers, timeout, port) -> None:
     if isinstance(command, (str, bytes)) or not isinstance(command, Sequence) or not command \
             or not all(isinstance(c, str) for c in command):
-        raise ValueError(f"command must be a non-empty list of strings (after '--'), "
-                         f"got {command!r}")
-    for name, value, least in (("num_workers", num_workers, 1), ("num_servers", num_servers, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not timeout > 0):
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                             or not 0 < port < 65536):
-        raise ValueError(f"port must be an int in 1..65535 or None, got {port!r}")
+        raise InvalidValueError(f"command must be a non-empty list of strings (after '--'), "
+                                f"got {command!r}", argument="command")
+    check_int("num_workers", num_workers, minimum=1)
+    check_int("num_servers", num_servers, minimum=1)
+    if timeout is not None and not (is_real(timeout) and timeout > 0):
+        raise InvalidValueError(f"timeout must be a positive number of seconds or None, got "
+                                f"{timeout!r}", argument="timeout")
+    if port is not None:
+        check_int("port", port, minimum=1, maximum=65535)
 
 
 def _role_env(base: Mapping[str, str], role: str, port: int, workers: int,
@@ -193,7 +193,8 @@ def launch(command: Sequence[str], num_workers: int = 2, num_servers: int = 1,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .cli import ArgumentParser  # one-line errors, as every gluon-finetune command
+    parser = ArgumentParser(
         prog="gluon-finetune launch", usage="%(prog)s [-n N] [-s S] [--timeout T] -- COMMAND ...",
         description="Run COMMAND as the scheduler, servers and workers of an MXNet "
                     "parameter-server job on 127.0.0.1 (kvstore 'dist_sync' etc.).")

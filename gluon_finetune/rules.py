@@ -28,7 +28,8 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, 
 from .checks import is_int as _is_int
 from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value, real
 
-__all__ = ["Setting", "RuleError", "resolve", "rule_items", "VALUE_KEYS", "GROUPS"]
+__all__ = ["Setting", "RuleError", "NoMatchError", "resolve", "rule_items", "VALUE_KEYS",
+           "GROUPS"]
 
 _SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
 _GLOB_CHARS = set("*?[")
@@ -46,7 +47,7 @@ class RuleError(ValueError):
     rule_keys: Optional[Tuple[Any, ...]] = None
 
 
-class _NoMatchError(RuleError):
+class NoMatchError(RuleError):
     """A rule that matches no parameter: an error, or a warning with strict=False."""
 
 
@@ -97,8 +98,19 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
                     f"got {type(rules).__name__}: {rules!r}")
 
 
+def _canonical(key: Any) -> Any:
+    """A key with ranges as slices (``"0:2"`` is ``slice(0, 2)``): one rule, one label."""
+    if isinstance(key, (tuple, list)):
+        return tuple(_canonical(k) for k in key)
+    sliced = _SLICE_STRING.match(key) if isinstance(key, str) else None
+    if sliced:
+        return slice(*(int(g) if g is not None else None for g in sliced.groups()))
+    return key
+
+
 def _label(key: Any) -> str:
     """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``."""
+    key = _canonical(key)
     if isinstance(key, slice):
         parts = ["" if v is None else str(v) for v in (key.start, key.stop)]
         step = f":{key.step}" if key.step is not None else ""
@@ -171,10 +183,8 @@ def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
         return _match_string(rule, key[len(TRAINABLE):], scope) & scope.trainable
     if key == "*":
         return scope.name_set
-    sliced = _SLICE_STRING.match(key)
-    if sliced:
-        start, stop, step = (int(g) if g is not None else None for g in sliced.groups())
-        return _match_slice(rule, slice(start, stop, step), scope)
+    if isinstance(_canonical(key), slice):
+        return _match_slice(rule, _canonical(key), scope)
     if key.startswith("re:"):
         try:
             pattern = re.compile(key[3:])
@@ -188,7 +198,7 @@ def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
     if key in scope.name_set:
         return frozenset([key])
     hint = "" if scope.paths is not None else " (structural paths need net=<your Block>)"
-    raise _NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
+    raise NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
                     f"{hint}.{scope.suggest(key)}")
 
 
@@ -206,7 +216,7 @@ def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> Froz
         for part in key:
             matched = _match_key(rule, part, scope, nested=True)
             if not matched:
-                raise _NoMatchError(f"rule {rule!r}: its part {_label(part)!r} matches "
+                raise NoMatchError(f"rule {rule!r}: its part {_label(part)!r} matches "
                                     f"no parameter")
             out |= matched
         return out
@@ -244,13 +254,14 @@ def _build_rule(key: Any, value: Any, scope: _Scope, strict: bool) -> Optional[_
     try:
         matched = _match_key(label, key, scope)
         if not matched:
-            raise _NoMatchError(f"rule {label!r} matches no parameter")
-    except _NoMatchError as err:
+            raise NoMatchError(f"rule {label!r} matches no parameter")
+    except NoMatchError as err:
         if strict:
-            raise _NoMatchError(f"{err} (pass strict=False to only warn)") from None
+            raise NoMatchError(f"{err} (pass strict=False to only warn)") from None
         warnings.warn(str(err), stacklevel=4)
         return None
-    return _Rule(label, f"{type(key).__name__}:{key!r}", matched, parsed, key)
+    canonical = _canonical(key)  # "0:2" and slice(0, 2) are the same rule
+    return _Rule(label, f"{type(canonical).__name__}:{canonical!r}", matched, parsed, key)
 
 
 def _blame(err: Exception, *keys: Any) -> Exception:

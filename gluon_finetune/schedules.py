@@ -11,6 +11,8 @@ from typing import Callable, Dict
 
 from mxnet.lr_scheduler import LRScheduler
 
+from .checks import InvalidValueError, check_int, check_real
+
 __all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "describe_schedule",
            "layer_decay", "spread", "SlantedTriangular", "OneCycle"]
 
@@ -64,17 +66,22 @@ def describe_schedule(schedule) -> str:
 # ----------------------------------------------------------------- discriminative rates
 
 def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return check_real(name, value, positive=True)
+
+
+def _fraction(name: str, value) -> float:
+    value = check_real(name, value)
+    if not 0 < value < 1:
+        raise InvalidValueError(f"{name} must be in (0, 1), got {value!r}", argument=name)
+    return value
 
 
 def _block_count(net, granularity: str) -> int:
     from .structure import blocks
     count = len(blocks(net, granularity))
     if count == 0:
-        raise ValueError(f"{type(net).__name__} has no blocks with parameters")
+        raise InvalidValueError(f"{type(net).__name__} has no blocks with parameters",
+                                argument="net")
     return count
 
 
@@ -123,11 +130,8 @@ class SlantedTriangular(LRScheduler):
     def __init__(self, max_update: int, cut_frac: float = 0.1, ratio: float = 32.0,
                  base_lr: float = 0.01):
         super().__init__(base_lr)
-        if not isinstance(max_update, int) or isinstance(max_update, bool) or max_update < 1:
-            raise ValueError(f"max_update must be an int >= 1, got {max_update!r}")
-        if not 0 < cut_frac < 1:
-            raise ValueError(f"cut_frac must be in (0, 1), got {cut_frac!r}")
-        self.max_update, self.cut_frac, self.ratio = max_update, cut_frac, _positive("ratio", ratio)
+        self.max_update = check_int("max_update", max_update, minimum=1)
+        self.cut_frac, self.ratio = _fraction("cut_frac", cut_frac), _positive("ratio", ratio)
 
     def __call__(self, num_update: int) -> float:
         t = min(num_update, self.max_update)
@@ -143,11 +147,8 @@ class OneCycle(LRScheduler):
     def __init__(self, max_update: int, pct_start: float = 0.3, div: float = 25.0,
                  final_div: float = 1e4, base_lr: float = 0.01):
         super().__init__(base_lr)
-        if not isinstance(max_update, int) or isinstance(max_update, bool) or max_update < 1:
-            raise ValueError(f"max_update must be an int >= 1, got {max_update!r}")
-        if not 0 < pct_start < 1:
-            raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
-        self.max_update, self.pct_start = max_update, pct_start
+        self.max_update = check_int("max_update", max_update, minimum=1)
+        self.pct_start = _fraction("pct_start", pct_start)
         self.div, self.final_div = _positive("div", div), _positive("final_div", final_div)
 
     @staticmethod

@@ -15,22 +15,36 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm.auto import tqdm
 
-from .checks import check_positive_int
+from .checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
 __all__ = ["fit", "evaluate", "EpochResult"]
 
 EpochResult = Dict[str, float]
 
 
-def _check_fit_args(net, trainer, train_data, epochs) -> None:
+def _check_loader(name: str, data) -> None:
+    if not isinstance(data, gluon.data.DataLoader):
+        raise InvalidTypeError(f"{name} must be a gluon.data.DataLoader, got "
+                               f"{type(data).__name__}", argument=name)
+    if len(data) == 0:
+        raise InvalidValueError(f"{name} is empty: its DataLoader gives no batches (an empty "
+                                f"dataset, or fewer items than batch_size with "
+                                f"last_batch='discard')", argument=name)
+
+
+def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int:
+    """``epochs`` as an int, after checking every argument (before anything trains)."""
     if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}",
+                               argument="net")
     if not isinstance(trainer, gluon.Trainer):
-        raise TypeError(f"trainer must be a gluon.Trainer, got {type(trainer).__name__}")
-    if not isinstance(train_data, gluon.data.DataLoader):
-        raise TypeError(f"train_data must be a gluon.data.DataLoader, got "
-                        f"{type(train_data).__name__}")
-    check_positive_int("epochs", epochs)
+        raise InvalidTypeError(f"trainer must be a gluon.Trainer, got "
+                               f"{type(trainer).__name__}", argument="trainer")
+    _check_loader("train_data", train_data)
+    if val_data is not None:
+        _check_loader("val_data", val_data)
+    check_bool("progress", progress)
+    return check_positive_int("epochs", epochs)
 
 
 def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Context] = None
@@ -44,7 +58,7 @@ def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Con
                        .asscalar())
         total += x.shape[0]
     if total == 0:
-        raise ValueError("evaluate got an empty data loader")
+        raise InvalidValueError("evaluate got an empty data loader", argument="data")
     return correct / total
 
 
@@ -104,7 +118,7 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
     --------
     >>> history = fit(net, trainer, train_loader, epochs=3, val_data=val_loader)  # doctest: +SKIP
     """
-    _check_fit_args(net, trainer, train_data, epochs)
+    epochs = _check_fit_args(net, trainer, train_data, epochs, val_data, progress)
     loss_fn = loss or gluon.loss.SoftmaxCrossEntropyLoss()
     ctx = ctx or mx.cpu()
     history: List[EpochResult] = []

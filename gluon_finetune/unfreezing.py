@@ -10,6 +10,8 @@ from typing import Callable, Mapping, Optional, Union
 
 from mxnet.gluon.contrib.estimator.event_handler import EpochBegin
 
+from .checks import InvalidTypeError, InvalidValueError, check_int, is_int
+from .freezing import describe_blocks
 from .trainer import LayerwiseTrainer
 
 __all__ = ["GradualUnfreezing"]
@@ -48,36 +50,45 @@ class GradualUnfreezing(EpochBegin):
                  schedule: Union[Mapping[int, int], Callable[[int], int], None] = None, *,
                  every: Optional[int] = None, restart: Optional[str] = None):
         if not isinstance(trainer, LayerwiseTrainer):
-            raise TypeError(f"trainer must be a LayerwiseTrainer, got {type(trainer).__name__}")
+            raise InvalidTypeError(f"trainer must be a LayerwiseTrainer, got "
+                                   f"{type(trainer).__name__}", argument="trainer")
         if trainer.net is None:
-            raise ValueError("gradual unfreezing needs the network: build the trainer with "
-                             "LayerwiseTrainer(net, ...) or net=")
+            raise InvalidValueError("gradual unfreezing needs the network: build the trainer "
+                                    "with LayerwiseTrainer(net, ...) or net=", argument="trainer")
         if (schedule is None) == (every is None):
-            raise ValueError("give exactly one of schedule= (epoch -> trainable blocks) and "
-                             "every= (epochs per newly thawed block)")
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
-                                  or every < 1):
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+            raise InvalidValueError("give exactly one of schedule= (epoch -> trainable "
+                                    "blocks) and every= (epochs per newly thawed block)",
+                                    argument="schedule")
+        if every is not None:
+            every = check_int("every", every, minimum=1)
+        listed = trainer.block_list
         if isinstance(schedule, Mapping):
-            _check_mapping(schedule)
+            schedule = _checked_mapping(schedule, listed)
         elif schedule is not None and not callable(schedule):
-            raise TypeError(f"schedule must be a dict epoch -> blocks or a callable, got "
-                            f"{schedule!r}")
+            raise InvalidTypeError(f"schedule must be a dict epoch -> blocks or a callable, "
+                                   f"got {schedule!r}", argument="schedule")
         if restart not in _RESTARTS:
-            raise ValueError(f"restart must be one of {_RESTARTS}, got {restart!r}")
+            raise InvalidValueError(f"restart must be one of {_RESTARTS}, got {restart!r}",
+                                    argument="restart")
         self.trainer, self.schedule, self.every, self.restart = trainer, schedule, every, restart
-        self.block_count = len(trainer.block_list)
+        self._listed = listed
+        self.block_count = len(listed)
         self.next_epoch = 0
 
     def blocks_at(self, epoch: int) -> int:
         """How many blocks (from the head) train at ``epoch``."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
+        epoch = check_int("epoch", epoch, minimum=0)
         if self.every is not None:
             return min(self.block_count, 1 + epoch // self.every)
         if isinstance(self.schedule, Mapping):
             return self.schedule[max(k for k in self.schedule if k <= epoch)]
-        return self.schedule(epoch)
+        n = self.schedule(epoch)
+        if not is_int(n) or not 0 <= n <= self.block_count:
+            raise InvalidValueError(
+                f"schedule({epoch}) returned {n!r}, but a number of trainable blocks is an "
+                f"int in 0..{self.block_count}: the network has {self.block_count} blocks "
+                f"({describe_blocks(self._listed)})", argument="schedule")
+        return int(n)
 
     def on_epoch(self, epoch: int) -> int:
         """Call at the start of ``epoch``: exactly ``blocks_at(epoch)`` blocks become
@@ -93,12 +104,22 @@ class GradualUnfreezing(EpochBegin):
         self.on_epoch(self.next_epoch)
 
 
-def _check_mapping(schedule: Mapping) -> None:
-    if 0 not in schedule:
-        raise ValueError(f"schedule must say how many blocks train at epoch 0, got keys "
-                         f"{sorted(schedule)}")
+def _checked_mapping(schedule: Mapping, listed) -> dict:
+    """``{epoch: blocks}`` with Python ints, every value in range for the network."""
+    out = {}
     for epoch, n in schedule.items():
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"schedule keys must be epochs (ints >= 0), got {epoch!r}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"schedule[{epoch}] must be a number of blocks >= 0, got {n!r}")
+        if not is_int(epoch) or epoch < 0:
+            raise InvalidValueError(f"schedule keys must be epochs (ints >= 0), got "
+                                    f"{epoch!r}", argument="schedule")
+        if not is_int(n) or n < 0:
+            raise InvalidValueError(f"schedule[{epoch}] must be a number of blocks >= 0, got "
+                                    f"{n!r}", argument="schedule")
+        if n > len(listed):
+            raise InvalidValueError(
+                f"schedule[{epoch}] = {n} trainable blocks, but the network has only "
+                f"{len(listed)} blocks ({describe_blocks(listed)})", argument="schedule")
+        out[int(epoch)] = int(n)
+    if 0 not in out:
+        raise InvalidValueError(f"schedule must say how many blocks train at epoch 0, got "
+                                f"keys {sorted(out)}", argument="schedule")
+    return out

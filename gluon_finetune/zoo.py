@@ -7,19 +7,33 @@ in GluonCV's classification zoo.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import os
-from typing import List, Optional, Tuple, Union
+import re
+from typing import Dict, List, Optional, Tuple, Union
 
 import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .checks import (
+    InvalidTypeError,
+    InvalidValueError,
+    MissingFileError,
+    check_int,
+    check_positive_int,
+    last_line,
+)
 from .freezing import check_bn_policy, check_unfreeze, clear_cached_graphs
 from .freezing import unfreeze as unfreeze_blocks
 from .structure import GRANULARITIES, blocks
 
-__all__ = ["get_model", "model_names"]
+__all__ = ["get_model", "model_names", "check_input_size"]
+
+_USUAL_SIZES = (224, 227, 299, 331)  # tried first when looking for a size that works
+_LARGEST = 4096
 
 
 def _mxnet_names() -> List[str]:
@@ -52,8 +66,9 @@ def _zoo_of(name: str) -> str:
         return "gluoncv"
     close = difflib.get_close_matches(name.lower(), model_names(), n=5, cutoff=0.6)
     hint = f" Close names: {close}." if close else ""
-    raise ValueError(f"unknown model {name!r}: not in MXNet's model zoo nor in GluonCV's."
-                     f"{hint} (gluon_finetune.model_names() lists them all)")
+    raise InvalidValueError(f"unknown model {name!r}: not in MXNet's model zoo nor in "
+                            f"GluonCV's.{hint} (gluon_finetune.model_names() lists them all)",
+                            argument="name")
 
 
 def _model_store(zoo: str):
@@ -84,11 +99,12 @@ def _weights_file(name: str, zoo: str, root: str) -> str:
     except Exception as err:  # offline: the zoo's downloader cannot reach its server
         mismatch = " (it exists but its checksum does not match)" if os.path.exists(official) \
             else ""
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"pretrained weights for {name!r} ({zoo} zoo) are not on this machine and could "
             f"not be downloaded ({type(err).__name__}). Looked for {official}{mismatch} and "
             f"{local}. Copy the zoo's file to the first path, or save weights as the second "
-            f"(net.save_parameters), or pass pretrained='path/to/file.params'.") from None
+            f"(net.save_parameters), or pass pretrained='path/to/file.params'.",
+            argument="pretrained") from None
 
 
 def _build(name: str, zoo: str, kwargs) -> gluon.HybridBlock:
@@ -109,8 +125,8 @@ def _new_head(old, classes: int):
                          padding=k["pad"], dilation=k["dilate"], groups=k["num_group"],
                          layout=k["layout"], use_bias=not k["no_bias"],
                          in_channels=old._in_channels)
-    raise TypeError(f"cannot replace a head of type {type(old).__name__}; expected the last "
-                    f"block to be a Dense or Conv2D layer")
+    raise InvalidTypeError(f"cannot replace a head of type {type(old).__name__}; expected the "
+                           f"last block to be a Dense or Conv2D layer", argument="classes")
 
 
 def _parent(net, path: str) -> Tuple[gluon.Block, str, gluon.Block]:
@@ -143,18 +159,73 @@ def _swap_head(net, classes: int, ctx) -> str:
     return path
 
 
-def _check_args(name, classes, pretrained, granularity, bn) -> None:
+def _check_args(name, classes, pretrained, granularity, bn) -> Optional[int]:
+    """``classes`` as an int (NumPy integers welcome), after checking every argument."""
     if not isinstance(name, str):
-        raise TypeError(f"name must be a model name such as 'resnet18_v1', got {name!r}")
-    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int)
-                                or classes < 1):
-        raise ValueError(f"classes must be an int >= 1 (the new head's outputs), got "
-                         f"{classes!r}")
+        raise InvalidTypeError(f"name must be a model name such as 'resnet18_v1', got "
+                               f"{name!r}", argument="name")
+    if classes is not None:
+        classes = check_int("classes", classes, minimum=1)
     if not (isinstance(pretrained, (bool, str, os.PathLike))):
-        raise TypeError(f"pretrained must be True/False or a .params path, got {pretrained!r}")
+        raise InvalidTypeError(f"pretrained must be True/False or a .params path, got "
+                               f"{pretrained!r}", argument="pretrained")
     if granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        raise InvalidValueError(f"granularity must be one of {GRANULARITIES}, got "
+                                f"{granularity!r}", argument="granularity")
     check_bn_policy(bn)
+    return classes
+
+
+def _read_weights(path: str) -> dict:
+    """The file's arrays by name; a clear error for a file that is not MXNet's."""
+    if not os.path.isfile(path):
+        raise MissingFileError(f"pretrained weights file {path!r} does not exist",
+                               argument="pretrained")
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise InvalidValueError(f"cannot read weights from {path!r}: {last_line(err)} (expected "
+                                f"a file written by net.save_parameters)",
+                                argument="pretrained") from None
+    if not isinstance(loaded, dict):
+        raise InvalidValueError(f"{path!r} holds a list of arrays, not named parameters "
+                                f"(expected a file written by net.save_parameters)",
+                                argument="pretrained")
+    return loaded
+
+
+def _head_outputs(loaded: dict, head_path: str) -> Optional[int]:
+    weight = loaded.get(f"{head_path}.weight")  # save_parameters names by structural path
+    return None if weight is None or not weight.shape else int(weight.shape[0])
+
+
+def _load(net, path: str, ctx, name: str) -> None:
+    try:
+        net.load_parameters(path, ctx=ctx)
+    except (AssertionError, ValueError, mx.base.MXNetError) as err:
+        raise InvalidValueError(f"cannot load {path!r} into {name}: {last_line(err)}",
+                                argument="pretrained") from None
+
+
+def _load_with_head(net, path: str, classes: Optional[int], ctx, name: str) -> None:
+    """Load ``path``; its head may have the zoo's outputs or ``classes`` (then it is
+    loaded into the new head). The head is swapped where ``classes`` asks for it."""
+    head_path, head = blocks(net)[-1]
+    weight = getattr(head, "weight", None)
+    ours = int(weight.shape[0]) if weight is not None and weight.shape else None
+    theirs = _head_outputs(_read_weights(path), head_path)
+    if classes is not None and theirs == classes:  # one's own fine-tuned weights
+        _swap_head(net, classes, ctx)
+        _load(net, path, ctx, name)
+        return
+    if theirs is not None and ours is not None and theirs != ours:
+        wanted = f"{ours} (the zoo's)" + (f" or {classes} (classes)" if classes else "")
+        hint = "" if classes else f"; pass classes={theirs} to load it"
+        raise InvalidValueError(f"{path!r} has a head ({head_path}) with {theirs} outputs, "
+                                f"but {name} needs {wanted}{hint}", argument="pretrained")
+    _load(net, path, ctx, name)
+    if classes is not None:
+        _swap_head(net, classes, ctx)
 
 
 def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] = None,
@@ -170,7 +241,9 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     classes : int, optional
         Replace the classifier head (wherever the architecture keeps it:
         ``output``, ``fc``, a conv head) by a fresh one with ``classes``
-        outputs, at the same attribute, after the weights are loaded.
+        outputs, at the same attribute, after the weights are loaded. A
+        weights file whose head already has ``classes`` outputs (your own
+        fine-tuned model) loads into the new head instead.
     unfreeze : int, optional
         Keep the last ``unfreeze`` blocks of ``blocks(net, granularity)``
         trainable and freeze the rest; ``None`` freezes nothing, ``1``
@@ -184,7 +257,8 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
         ``True``: the zoo's weights from the local model store ``root``
         (``<name>-<hash>.params`` checked against the zoo's checksum, or a
         ``<name>.params`` you saved), downloading only where that is
-        possible; a path: load that file.
+        possible; a path: load that file (written by ``save_parameters``; its
+        head has the zoo's outputs or ``classes``; anything else is an error).
     root : str, optional
         Model store folder (default: MXNet's, ``$MXNET_HOME/models``).
     ctx : Context or list of Context, optional
@@ -206,23 +280,107 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     --------
     >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)  # doctest: +SKIP
     """
-    _check_args(name, classes, pretrained, granularity, bn)
+    classes = _check_args(name, classes, pretrained, granularity, bn)
     zoo = _zoo_of(name)
     ctx = ctx or mx.cpu()
     net = _build(name.lower(), zoo, kwargs)
-    check_unfreeze(unfreeze, [(p, None) for p, _ in blocks(net, granularity)])
+    unfreeze = check_unfreeze(unfreeze, [(p, None) for p, _ in blocks(net, granularity)])
     if pretrained is False:
         net.initialize(mx.init.Xavier(), ctx=ctx)
+        if classes is not None:
+            _swap_head(net, classes, ctx)
     else:
         path = pretrained if not isinstance(pretrained, bool) else \
             _weights_file(name.lower(), zoo, root or _default_root())
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"pretrained weights file {path!r} does not exist")
-        net.load_parameters(str(path), ctx=ctx)
-    if classes is not None:
-        _swap_head(net, classes, ctx)
+        _load_with_head(net, os.fspath(path), classes, ctx, name)
     net.finetune_granularity = granularity
     net.finetune_blocks = tuple(path for path, _ in blocks(net, granularity))
     if unfreeze is not None:
         unfreeze_blocks(net, unfreeze, bn=bn, granularity=granularity)
     return net
+
+
+# ----------------------------------------------------------------- input size
+
+def _failure(graph, size: int, shapes: Dict[str, tuple]) -> Optional[str]:
+    """Why ``graph`` cannot take a ``size`` x ``size`` image, or None if it can."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # infer_shape prints on failure
+            graph.infer_shape(data=(1, 3, size, size), **shapes)
+    except mx.base.MXNetError as err:
+        operator = re.search(r"Error in operator (\w+?)(?:_fwd)?:", str(err))
+        detail = last_line(err).rsplit(": ", 1)[-1]
+        return f"{operator.group(1)}: {detail}" if operator else detail
+    return None
+
+
+def _nearest(graph, size: int, shapes, up: bool) -> Optional[int]:
+    """The size nearest to the failing ``size``, above it (``up``) or below, that works:
+    candidates first, then bisection between the last failing one and the first that
+    works (the sizes between are assumed to fail, then work)."""
+    doubling = {size * 2 ** k if up else size // 2 ** k for k in range(1, 12)}
+    candidates = sorted(c for c in doubling | set(_USUAL_SIZES)
+                        if (size < c <= _LARGEST if up else 0 < c < size))
+    failing = size
+    for works in candidates if up else reversed(candidates):
+        if _failure(graph, works, shapes) is None:
+            while abs(works - failing) > 1:
+                middle = (works + failing) // 2
+                if _failure(graph, middle, shapes) is None:
+                    works = middle
+                else:
+                    failing = middle
+            return works
+        failing = works
+    return None
+
+
+def check_input_size(net: gluon.HybridBlock, image_size: int, name: Optional[str] = None
+                     ) -> None:
+    """Raise InvalidValueError if ``net`` cannot take ``image_size`` x ``image_size``
+    images, naming the layer that fails and the nearest size that works.
+
+    Shapes are inferred on the network's graph (no data runs), with the
+    shapes its parameters already have (loaded weights fix a Dense layer's
+    input size). A network that is not a HybridBlock is not checked.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        The network, e.g. from ``get_model`` (3-channel images).
+    image_size : int
+        The side of the square images it will get.
+    name : str, optional
+        How the network is called in the message (default: its class name).
+
+    Raises
+    ------
+    InvalidValueError
+        A ``ValueError`` whose ``argument`` is ``"image_size"``.
+
+    Examples
+    --------
+    >>> check_input_size(get_model("squeezenet1.1"), 32)  # doctest: +SKIP
+    InvalidValueError: squeezenet1.1 cannot take 32x32 images (squeezenet0_pool3: kernel
+    size (13) exceeds input (1 padded to 1)); the smallest size above 32 that works is ...
+    """
+    image_size = check_positive_int("image_size", image_size)
+    if not isinstance(net, gluon.HybridBlock):
+        return
+    graph = net(mx.sym.var("data"))
+    arguments = set(graph.list_arguments())
+    shapes = {p.name: p.shape for p in net.collect_params().values()
+              if p.name in arguments and p.shape and all(d > 0 for d in p.shape)}
+    reason = _failure(graph, image_size, shapes)
+    if reason is None:
+        return
+    above = _nearest(graph, image_size, shapes, up=True)
+    below = None if above else _nearest(graph, image_size, shapes, up=False)
+    if above:
+        fix = f"the smallest size above {image_size} that works is {above}"
+    elif below:
+        fix = f"no larger size works; the largest smaller one that does is {below}"
+    else:
+        fix = f"no size up to {_LARGEST} works"
+    raise InvalidValueError(f"{name or type(net).__name__} cannot take {image_size}x"
+                            f"{image_size} images ({reason}); {fix}", argument="image_size")

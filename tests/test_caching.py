@@ -285,3 +285,13 @@ def test_later_caches_reuse_the_checked_chains_until_the_cut_moves():
     x = mx.nd.array(dataset(6, seed=2)[:][0])
     np.testing.assert_allclose(moved.suffix(moved.features).asnumpy(), net(x).asnumpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_batch_sizes():
+    net = chain_net()
+    freeze(net, "0:4")
+    cache = cache_features(net, dataset(7), batch_size=np.int64(3))
+    assert len(cache) == 7
+    assert [b[0].shape[0] for b in cache.loader(np.int32(4), shuffle=False)] == [4, 3]
+    with pytest.raises(TypeError, match="batch_size must be an int >= 1, got bool True"):
+        cache.loader(True)

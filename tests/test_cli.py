@@ -88,9 +88,10 @@ def test_explain_with_a_config_and_a_flag_that_overrides_it(tmp_path, capsys):
                       "  '*': 0.1\n  0:2: 0\n  output:\n    learning_rate: 0.05\n"
                       "    lr_scheduler: {type: factor, step: 100, factor: 0.5}\n")
     assert main(["explain", "--config", str(config), "--layer-lr", "*=0.2"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
-    by_block = {row[2]: row for row in rows}
-    assert by_block["0:features.0"][3] == "0:2" and by_block["0:features.0"][-1] == "yes"
+    lines = capsys.readouterr().out.splitlines()[2:]
+    by_block = {line.split()[2]: line.split() for line in lines}
+    stem = next(line for line in lines if line.split()[2] == "0:features.0")
+    assert " blocks 0:2 " in stem and stem.rstrip().endswith("yes")  # as slice(0, 2) shows
     assert by_block["2:features.4.0"][4] == "0.2"                      # the flag won
     # columns: parameter shape block rule lr_mult wd_rule wd_mult lr schedule [frozen]
     assert by_block["10:output"][7] == "0.05" and "FactorScheduler" in by_block["10:output"][8]
@@ -165,3 +166,209 @@ def test_train_on_a_folder_without_a_validation_split(tmp_path, capsys):
                  "--no-progress"]) == 0
     final = capsys.readouterr().out.strip()
     assert final.startswith("final: epochs 1") and "val_acc" not in final
+
+
+# ----------------------------------------------------------------- errors: one line, status 2
+
+def error_line(capsys):
+    """The one line a failed command wrote to stderr (no traceback, no usage block)."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("train")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gluon-finetune") and "Traceback" not in err
+    return lines[0]
+
+
+def one_class_folder(root):
+    source = make_image_folder(root.parent / f"{root.name}_source", per_class=(3, 0))
+    (root / "red").mkdir(parents=True)
+    for image in (source / "train" / "red").iterdir():
+        (root / "red" / image.name).write_bytes(image.read_bytes())
+    return root
+
+
+def test_a_one_class_folder_is_refused_naming_the_folder_and_the_count(tmp_path, capsys):
+    folder = one_class_folder(tmp_path / "one")
+    assert main(["train", str(folder), "--model", "resnet18_v1", "--no-pretrained",
+                 "--image-size", "32", "--no-progress"]) == 2
+    line = error_line(capsys)
+    assert f"{str(folder)!r} has 1 class folder ['red']" in line and "at least 2" in line
+
+
+def test_a_corrupt_image_is_named_and_refused_before_training(tmp_path, capsys):
+    images = make_image_folder(tmp_path / "images")
+    bad = images / "train" / "blue" / "broken.jpg"
+    bad.write_bytes(np.random.RandomState(0).bytes(400))
+    assert main(["train", str(images), "--model", "resnet18_v1", "--no-pretrained",
+                 "--image-size", "32", "--epochs", "1"]) == 2
+    out = capsys.readouterr()
+    assert "final:" not in out.out and "train:" not in out.err  # no training started
+    assert f"{bad} (" in out.err and "cannot be decoded" in out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("size", ["32", "150"])
+def test_an_image_size_the_model_cannot_take_says_what_it_needs(images, capsys, size):
+    assert main(["train", str(images), "--model", "squeezenet1.1", "--no-pretrained",
+                 "--image-size", size, "--no-progress"]) == 2
+    line = error_line(capsys)
+    assert f"squeezenet1.1 cannot take {size}x{size} images (" in line
+    assert line.endswith("the smallest size above " + size + " that works is 209")
+
+
+def test_an_image_size_from_the_config_is_named_at_its_line(images, tmp_path, capsys):
+    config = tmp_path / "small.yaml"
+    config.write_text("model: squeezenet1.1\npretrained: false\nimage_size: 32\n")
+    assert main(["train", str(images), "--config", str(config), "--no-progress"]) == 2
+    assert error_line(capsys).startswith(
+        f"gluon-finetune: error: {config}, line 3: image_size: squeezenet1.1 cannot take 32x32")
+
+
+@pytest.mark.parametrize("flags", [["--layer-lr", "-1=10"], ["--layer-lr=-1=10"],
+                                   ["--layer-lr", "-1=10", "--layer-lr", "-3:-1=0"]])
+def test_negative_block_indices_in_both_spellings(capsys, flags):
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2", "--lr", "0.1"]
+                + flags) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    head = [row for row in rows if " 10:output " in row]
+    assert head and all(" block -1 " in row and " 10 " in row for row in head)
+    if len(flags) == 4:
+        frozen = [row for row in rows if " 8:features.7.0 " in row]
+        assert frozen and all(" blocks -3:-1 " in row and row.endswith("yes") for row in frozen)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--layer-lr", "-1"], "expected KEY=MULTIPLIER (e.g. output=10 or -1=10), got '-1'"),
+    (["--layer-lr", "output=nan"], "must be a finite number or 'frozen', got 'nan'"),
+    (["--layer-lr", "re:(=2"], "invalid regular expression in 're:(=2'"),
+    (["--layer-lr", " =2"], "expected KEY=MULTIPLIER"),
+    (["--lr", "inf"], "argument --lr: expected a finite number > 0, got 'inf'"),
+    (["--wd", "nan"], "argument --wd: expected a finite number, got 'nan'"),
+    (["--unfreeze", "-2"], "argument --unfreeze: expected an integer >= 0, got '-2'"),
+    (["--optimizer", "sgdd"], "unknown optimizer 'sgdd'. Did you mean 'sgd'?"),
+])
+def test_bad_flags_are_one_line_and_status_2(capsys, argv, message):
+    try:
+        code = main(["explain", "--model", "resnet18_v1"] + argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code == 2
+    assert message in error_line(capsys)
+
+
+def test_errors_unrelated_to_the_config_do_not_name_it(tmp_path, capsys):
+    config = tmp_path / "rules.yaml"
+    config.write_text("model: resnet18_v1\nclasses: 2\nlayers:\n  output: 2\n")
+    assert main(["train", str(tmp_path / "nowhere"), "--config", str(config)]) == 2
+    line = error_line(capsys)
+    assert "nowhere' does not exist" in line and str(config) not in line
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["plot", "--config", str(config), "--out", str(blocker / "lr.png")]) == 2
+    line = error_line(capsys)
+    assert "--out" in line and "is a file, not a folder" in line and str(config) not in line
+    assert main(["plot", "--config", str(config), "--out", str(tmp_path / "lr.xyz")]) == 2
+    assert "cannot write .xyz files" in error_line(capsys)
+    assert main(["explain", "--config", str(config), "--layer-lr", "outptu=3"]) == 2
+    line = error_line(capsys)  # the flag's rule, not the config's
+    assert "rule 'outptu'" in line and str(config) not in line
+
+
+@pytest.mark.parametrize("text, flags, where, message", [
+    ("model: resnet18_v11\n", [], "line 1: model: ", "unknown model 'resnet18_v11'"),
+    ("model: resnet18_v1\nunfreeze: 20\n", [], "line 2: unfreeze: ", "unfreeze=20 is out of"),
+    ("model: resnet18_v1\nlayers:\n  '*': 1\n  outptu: 3\n", [], "line 4: layers: ",
+     "rule 'outptu'"),
+    ("model: resnet18_v1\nunfreeze: 2\n", ["--model", "resnet18_v11"], None, "unknown model"),
+])
+def test_errors_about_the_config_name_its_line(tmp_path, capsys, text, flags, where, message):
+    config = tmp_path / "rules.yaml"
+    config.write_text(text)
+    assert main(["explain", "--config", str(config)] + flags) == 2
+    line = error_line(capsys)
+    assert message in line
+    if where is None:  # the value came from a flag
+        assert str(config) not in line
+    else:
+        assert line.startswith(f"gluon-finetune: error: {config}, {where}")
+
+
+def test_a_schedule_beyond_the_blocks_is_refused_at_its_line_before_training(images, tmp_path,
+                                                                             capsys):
+    config = tmp_path / "rules.json"
+    config.write_text('{"model": "resnet18_v1", "pretrained": false, "image_size": 32,\n'
+                      ' "gradual_unfreezing": {"schedule": {"0": 1, "1": 20}}}')
+    assert main(["train", str(images), "--config", str(config)]) == 2
+    out = capsys.readouterr()
+    assert "train:" not in out.err
+    assert out.err.startswith(f"gluon-finetune: error: {config}, line 2: "
+                              f"gradual_unfreezing.schedule: schedule[1] = 20 trainable blocks, "
+                              f"but the network has only 11 blocks")
+
+
+def test_train_with_a_json_unfreezing_schedule(images, tmp_path, capsys):
+    config = tmp_path / "rules.json"
+    config.write_text('{"model": "resnet18_v1", "pretrained": false, "image_size": 32,\n'
+                      ' "epochs": 2, "batch_size": 6, "learning_rate": 1e-2,\n'
+                      ' "gradual_unfreezing": {"schedule": {"0": 1, "1": 2}}}')
+    assert main(["train", str(images), "--config", str(config), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip().startswith("final: epochs 2  train_loss ")
+
+
+def test_a_binary_config_is_one_line_and_status_2(tmp_path, capsys):
+    config = tmp_path / "rules.yaml"
+    config.write_bytes(np.random.RandomState(0).bytes(64) + b"\xff\xfe")
+    assert main(["explain", "--config", str(config)]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"gluon-finetune: error: {config}: not a text file")
+
+
+def test_save_into_a_path_that_cannot_be_written_is_refused_before_training(images, tmp_path,
+                                                                           capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["train", str(images), "--model", "resnet18_v1", "--no-pretrained",
+                 "--image-size", "32", "--save", str(blocker / "model.params")]) == 2
+    out = capsys.readouterr()
+    assert "train:" not in out.err and "--save" in out.err and "not a folder" in out.err
+    assert main(["train", str(images), "--model", "resnet18_v1", "--no-pretrained",
+                 "--image-size", "32", "--save", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in error_line(capsys)
+
+
+def test_an_internal_error_keeps_its_traceback(monkeypatch, images):
+    import gluon_finetune.training
+    import gluon_finetune.zoo
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug, not an input")
+    monkeypatch.setattr(gluon_finetune.zoo, "get_model", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["explain", "--model", "resnet18_v1"])
+    monkeypatch.undo()
+
+    def bad_fit(*args, **kwargs):
+        return None + 1
+    monkeypatch.setattr(gluon_finetune.training, "fit", bad_fit)
+    with pytest.raises(TypeError):
+        main(["train", str(images), "--model", "resnet18_v1", "--no-pretrained",
+              "--image-size", "32"])
+
+
+def test_the_console_script_shows_an_internal_errors_traceback():
+    script = ("import sys, gluon_finetune.zoo as zoo\n"
+              "def broken(*a, **k):\n    raise ValueError('internal: not from the user')\n"
+              "zoo.get_model = broken\n"
+              "from gluon_finetune.cli import main\n"
+              "sys.exit(main(['explain', '--model', 'resnet18_v1']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ValueError: internal: not from the user" in done.stderr
+
+
+def test_launch_errors_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["launch", "-n", "0", "--", "python"])
+    assert exit_info.value.code == 2
+    assert "num_workers must be an int >= 1, got 0" in error_line(capsys)

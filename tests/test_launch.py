@@ -112,3 +112,15 @@ def test_the_launch_subcommand_of_the_console_script(capsys):
     out = subprocess.run([BIN, "launch", "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "-- COMMAND" in out
+
+
+def test_numpy_numbers_are_accepted_and_bools_refused():
+    import numpy as np
+    out = io.StringIO()
+    assert launch([sys.executable, "-c", "pass"], num_workers=np.int64(1),
+                  num_servers=np.int32(1), timeout=np.float64(60), port=np.int64(free_port()),
+                  out=out) == 0
+    with pytest.raises(TypeError, match="num_workers must be an int >= 1, got bool True"):
+        launch(["python"], num_workers=True)
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        launch(["python"], timeout=float("nan"))

@@ -60,11 +60,11 @@ KEY_FORMS = [
     (slice(None, None, 2), "blocks ::2", A | C),
     (slice(-2, None), "blocks -2:", B | C),
     (slice(None, 1), "blocks :1", A),
-    ("1:3", "1:3", B | C),
-    (":1", ":1", A),
-    ("-1:", "-1:", C),
-    ("::2", "::2", A | C),
-    (" 0 : 2 ", " 0 : 2 ", A | B),
+    ("1:3", "blocks 1:3", B | C),
+    (":1", "blocks :1", A),
+    ("-1:", "blocks -1:", C),
+    ("::2", "blocks ::2", A | C),
+    (" 0 : 2 ", "blocks 0:2", A | B),
     (("a", "c_bias"), "(a, c_bias)", A | {"c_bias"}),
     ((0, "*_bias"), "(block 0, *_bias)", A | {"b_bias", "c_bias"}),
     (["b", slice(2, 3)], "(b, blocks 2:3)", B | C),
@@ -189,8 +189,8 @@ def test_index_and_slice_rules_are_ranked_by_the_sets_they_match():
     rules = [(slice(0, 3), 0.5), ("0:2", 1.5), (-1, 0)]
     for order in itertools.permutations(rules):
         got = summary(table(list(order)))
-        assert got["a_weight"] == ("0:2", 1.5, False)
-        assert got["b_bias"] == ("0:2", 1.5, False)
+        assert got["a_weight"] == ("blocks 0:2", 1.5, False)
+        assert got["b_bias"] == ("blocks 0:2", 1.5, False)
         assert got["c_weight"] == ("block -1", 0.0, True)
 
 
@@ -208,7 +208,7 @@ CONFLICTS = [
     ({"*_weight": 0.5, "a": 2.0}, ("*_weight", "a"), "a_weight"),   # incomparable sets
     ({"a": 1.0, "re:^a_": 2.0}, ("a", "re:^a_"), "a_weight"),       # equal sets
     ({0: 0.1, "a": None}, ("block 0", "a"), "a_weight"),                   # index == path
-    ({-1: 2.0, "2:": 3.0}, ("block -1", "2:"), "c_weight"),                # index == range
+    ({-1: 2.0, "2:": 3.0}, ("block -1", "blocks 2:"), "c_weight"),        # index == range
     ({"ab": 0.1, ("a", "b"): 0.2}, ("ab", "(a, b)"), "a_weight"),    # path == tuple
     ({"c": {"wd_mult": 1.0}, "re:^c": {"lr_mult": 1.0, "wd_mult": 0}}, ("c", "re:^c"),
      "c_weight"),                                                   # the weight decay group
@@ -259,15 +259,25 @@ def test_duplicate_keys_with_bad_values_give_one_message_in_any_order():
     assert len(messages) == 1
 
 
-@pytest.mark.parametrize("pairs", [[("1", 0.5), (1, 2.0)], [("0:2", 0.5), (slice(0, 2), 2.0)]])
-def test_conflict_message_tells_the_two_rules_apart(pairs):
+def test_conflict_message_tells_the_two_rules_apart():
     names = ["p0", "p1", "p2"]
     paths = {str(i): frozenset([n]) for i, n in enumerate(names)}
     block_list = list(paths.items())
     with pytest.raises(RuleError) as err:
-        resolve(pairs, names, paths=paths, block_list=block_list)
+        resolve([("1", 0.5), (1, 2.0)], names, paths=paths, block_list=block_list)
     first, second = re.search(r"rules '(.*?)' and '(.*?)'", str(err.value)).groups()
-    assert first != second
+    assert {first, second} == {"1", "block 1"}
+
+
+@pytest.mark.parametrize("text", ["0:2", " 0 : 2 ", "0:2:"])
+def test_a_range_string_and_its_slice_are_one_rule_with_one_label(text):
+    names = ["p0", "p1", "p2"]
+    paths = {str(i): frozenset([n]) for i, n in enumerate(names)}
+    block_list = list(paths.items())
+    same = resolve([(text, 0.5), (slice(0, 2), 0.5)], names, paths=paths, block_list=block_list)
+    assert [s.rule for s in same] == ["blocks 0:2", "blocks 0:2", None]
+    with pytest.raises(RuleError, match=r"rule 'blocks 0:2' is given twice with different"):
+        resolve([(text, 0.5), (slice(0, 2), 2.0)], names, paths=paths, block_list=block_list)
 
 
 # ----------------------------------------------------------------- rules that match nothing
@@ -448,18 +458,18 @@ BAD = [
     ("index too large", {3: 1.0}, {}, RuleError, ["block index 3", "3 blocks"]),
     ("index too small", {-4: 1.0}, {}, RuleError, ["block index -4"]),
     ("empty slice", [(slice(2, 2), 1.0)], {}, RuleError, ["'blocks 2:2'", "selects no blocks"]),
-    ("empty slice string", {"3:3": 1.0}, {}, RuleError, ["'3:3'", "selects no blocks"]),
+    ("empty slice string", {"3:3": 1.0}, {}, RuleError, ["'blocks 3:3'", "selects no blocks"]),
     ("float slice bound", [(slice(0.5, 2), 1.0)], {}, TypeError, ["0.5"]),
     ("str slice bound", [(slice("a", None), 1.0)], {}, TypeError, ["'a'"]),
     ("slice step 0", [(slice(0, 2, 0), 1.0)], {}, ValueError, ["'blocks 0:2:0'", "zero"]),
-    ("slice string step 0", {"0:3:0": 1.0}, {}, ValueError, ["'0:3:0'", "zero"]),
+    ("slice string step 0", {"0:3:0": 1.0}, {}, ValueError, ["'blocks 0:3:0'", "zero"]),
     ("invalid regex", {"re:(": 1.0}, {}, ValueError, ["'re:('"]),
     ("path without net", {"ab": 1.0}, {"paths": None, "block_list": None}, RuleError,
      ["'ab'", "net="]),
     ("index without net", {0: 1.0}, {"paths": None, "block_list": None}, RuleError,
      ["'block 0'", "net="]),
     ("range without net", {"0:2": 1.0}, {"paths": None, "block_list": None}, RuleError,
-     ["'0:2'", "net="]),
+     ["'blocks 0:2'", "net="]),
     ("slice without net", [(slice(1, None), 1.0)], {"paths": None, "block_list": None},
      RuleError, ["'blocks 1:'", "net="]),
     ("empty string", {"": 1.0}, {}, ValueError, ["rule ''", "empty"]),
@@ -611,3 +621,14 @@ def test_each_group_resolves_as_if_the_other_were_not_there(rules, data):
         return
     assert fields(full, RATE_FIELDS) == fields(by_rate, RATE_FIELDS)
     assert fields(full, WD_FIELDS) == fields(by_wd, WD_FIELDS)
+
+
+def test_a_rule_that_matches_nothing_is_a_public_error_type():
+    import traceback
+
+    from gluon_finetune import NoMatchError
+    with pytest.raises(NoMatchError) as err:
+        table({"nothing_like_this": 1.0})
+    assert isinstance(err.value, RuleError)
+    shown = "".join(traceback.format_exception(err.type, err.value, err.tb))
+    assert "_NoMatchError" not in shown and "NoMatchError: rule 'nothing_like_this'" in shown

@@ -191,3 +191,36 @@ def test_a_hand_edit_a_rule_cannot_honour_is_an_error_at_the_next_step(value):
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
     net.l1.weight.lr_mult = trainer.rates[0].lr_mult
     train_step(net, trainer, 1)
+
+
+@pytest.mark.parametrize("optimizer, params, key", [
+    ("sgd", {"learning_rate": 0.1, "wd": float("nan")}, "wd"),
+    ("sgd", {"momentum": float("inf")}, "momentum"),
+    ("sgd", {"rescale_grad": float("-inf")}, "rescale_grad"),
+    ("sgd", {"clip_gradient": float("inf")}, "clip_gradient"),
+    ("adam", {"beta1": np.float32("nan")}, "beta1"),
+    ("adam", {"epsilon": "1e-8"}, "epsilon"),
+    ("rmsprop", {"gamma1": None}, "gamma1"),
+    ("nag", {"wd": np.nan, "momentum": 0.9}, "wd"),
+])
+def test_non_finite_optimizer_numbers_are_refused_at_construction(optimizer, params, key):
+    net = three_layers()
+    before = param_state(net)
+    with pytest.raises(ValueError, match=rf"optimizer parameter {key} must be a finite number"):
+        LayerwiseTrainer(net, optimizer, params)
+    assert param_state(net) == before
+
+
+def test_numpy_optimizer_numbers_are_accepted():
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": np.float32(0.5), "wd": np.float64(0),
+                                            "momentum": np.float32(0.5), "clip_gradient": None,
+                                            "begin_num_update": np.int64(0)})
+    train_step(net, trainer, 0)
+    assert trainer.optimizer.num_update == 1
+
+
+def test_an_optimizer_instance_with_non_finite_numbers_is_refused():
+    net = three_layers()
+    with pytest.raises(ValueError, match="SGD: wd must be a finite number"):
+        LayerwiseTrainer(net, mx.optimizer.SGD(wd=float("nan")))

@@ -44,3 +44,38 @@ def test_fit_checks_its_arguments():
         fit(net, trainer, [1, 2], 1)
     with pytest.raises(TypeError, match="trainer must be a gluon.Trainer"):
         fit(net, "sgd", loader(), 1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(np.zeros((0, 4), "float32"),
+                                                                np.zeros((0,), "float32")),
+                                     batch_size=4),
+    lambda: mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(np.zeros((3, 4), "float32"),
+                                                                np.zeros((3,), "float32")),
+                                     batch_size=4, last_batch="discard"),
+])
+def test_an_empty_loader_is_refused_before_anything_trains(make):
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+    before = {k: p.data().asnumpy().copy() for k, p in net.collect_params().items()}
+    calls = []
+    with pytest.raises(ValueError, match="train_data is empty: its DataLoader gives no "
+                                         "batches"):
+        fit(net, trainer, make(), 2, on_epoch=calls.append, progress=False)
+    with pytest.raises(ValueError, match="val_data is empty"):
+        fit(net, trainer, loader(), 2, make(), on_epoch=calls.append, progress=False)
+    assert calls == [] and trainer.optimizer.num_update == 0
+    assert all(np.array_equal(p.data().asnumpy(), before[k])
+               for k, p in net.collect_params().items())
+
+
+def test_fit_takes_numpy_epochs_and_checks_the_rest():
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+    assert len(fit(net, trainer, loader(), np.int64(2), progress=False)) == 2
+    with pytest.raises(TypeError, match="val_data must be a gluon.data.DataLoader"):
+        fit(net, trainer, loader(), 1, [1, 2])
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        fit(net, trainer, loader(), 1, progress="no")
+    with pytest.raises(ValueError, match="epochs must be a positive integer, got True"):
+        fit(net, trainer, loader(), True)

@@ -49,11 +49,19 @@ def test_spread_is_geometric_from_lo_to_hi():
     (lambda n: layer_decay(n, 0.1, decay=0), "decay"),
     (lambda n: layer_decay(n, float("nan")), "base_lr"),
     (lambda n: spread(n, -1e-3, 1e-2), "lo"),
-    (lambda n: spread(n, 1e-3, "0.1"), "hi"),
+    (lambda n: spread(n, 1e-3, float("inf")), "hi"),
 ])
 def test_rate_spreads_reject_bad_numbers(call, message):
     with pytest.raises(ValueError, match=message):
         call(four_blocks())
+
+
+def test_rate_spreads_take_numpy_numbers_and_refuse_strings():
+    net = four_blocks()
+    assert spread(net, np.float32(0.25), np.float64(0.5)) == spread(net, 0.25, 0.5)
+    assert layer_decay(net, np.float32(0.5), np.int64(1)) == layer_decay(net, 0.5, 1)
+    with pytest.raises(TypeError, match="hi must be a finite number > 0, got str '0.1'"):
+        spread(net, 1e-3, "0.1")
 
 
 def test_slanted_triangular_and_one_cycle_shapes():
@@ -230,10 +238,51 @@ def test_unfreezing_errors_leave_the_trainer_alone():
     trainer = LayerwiseTrainer(net, "sgd")
     unfreezer = GradualUnfreezing(trainer, lambda epoch: 7)
     before = trainer.rates
-    with pytest.raises(ValueError, match="unfreeze=7 is out of range"):
+    with pytest.raises(ValueError, match=r"schedule\(0\) returned 7, .* the network has 4 "
+                                         r"blocks \(0:0, 1:1, 2:2, 3:3\)"):
         unfreezer.on_epoch(0)
     assert trainer.rates == before and trainer.trainable_blocks is None
     with pytest.raises(ValueError, match="net="):
         GradualUnfreezing(LayerwiseTrainer(three_layers().collect_params(), "sgd"), every=1)
     with pytest.raises(TypeError, match="LayerwiseTrainer"):
         GradualUnfreezing(gluon.Trainer(net.collect_params(), "sgd"), every=1)
+
+
+@pytest.mark.parametrize("schedule, message", [
+    ({0: 7}, r"schedule\[0\] = 7 trainable blocks, but the network has only 4 blocks "
+             r"\(0:0, 1:1, 2:2, 3:3\)"),
+    ({0: 1, 3: 5}, r"schedule\[3\] = 5 trainable blocks, but the network has only 4 blocks"),
+])
+def test_a_schedule_beyond_the_networks_blocks_is_refused_when_built(schedule, message):
+    trainer = LayerwiseTrainer(four_blocks(), "sgd")
+    with pytest.raises(ValueError, match=message):
+        GradualUnfreezing(trainer, schedule)
+    assert trainer.trainable_blocks is None
+    GradualUnfreezing(trainer, {0: 4})  # all four: the most there is
+
+
+def test_a_callable_schedule_is_checked_in_its_own_words_at_each_epoch():
+    trainer = LayerwiseTrainer(four_blocks(), "sgd")
+    unfreezer = GradualUnfreezing(trainer, lambda epoch: 2 if epoch == 0 else -1)
+    assert unfreezer.on_epoch(0) == 2
+    with pytest.raises(ValueError, match=r"schedule\(1\) returned -1"):
+        unfreezer.on_epoch(1)
+    with pytest.raises(ValueError, match=r"schedule\(0\) returned 2.0"):
+        GradualUnfreezing(trainer, lambda epoch: 2.0).on_epoch(0)
+    assert trainer.trainable_blocks == 2
+
+
+def test_numpy_integers_work_wherever_gradual_unfreezing_takes_an_int():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd")
+    unfreezer = GradualUnfreezing(trainer, {np.int64(0): np.int64(1), np.int32(2): np.int64(3)})
+    assert [unfreezer.on_epoch(np.int64(e)) for e in range(3)] == [1, 1, 3]
+    assert type(unfreezer.blocks_at(2)) is int and trainer.trainable_blocks == 3
+    every = GradualUnfreezing(trainer, every=np.int64(2))
+    assert every.blocks_at(np.int64(3)) == 2
+    with pytest.raises(TypeError, match="every must be an int >= 1, got bool True"):
+        GradualUnfreezing(trainer, every=True)
+    with pytest.raises(ValueError, match="schedule keys must be epochs"):
+        GradualUnfreezing(trainer, {0: 1, True: 2})
+    assert SlantedTriangular(np.int64(10)).max_update == 10
+    assert OneCycle(np.int64(10), pct_start=np.float32(0.5)).pct_start == 0.5

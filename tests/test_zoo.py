@@ -9,6 +9,7 @@ from mxnet import gluon
 
 from gluon_finetune import LayerwiseTrainer, blocks, freeze, get_model, unfreeze
 from gluon_finetune.freezing import batchnorm_layers
+from gluon_finetune.zoo import check_input_size
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -120,7 +121,10 @@ def test_missing_weights_error_says_what_where_and_how(tmp_path):
     ({"unfreeze": 1.5}, TypeError, "1.5"),
     ({"unfreeze": True}, TypeError, "True"),
     ({"classes": 0}, ValueError, "classes must be an int >= 1.*0"),
-    ({"classes": "3"}, ValueError, "'3'"),
+    ({"classes": "3"}, TypeError, "classes must be an int >= 1, got str '3'"),
+    ({"classes": np.int64(0)}, ValueError, "classes must be an int >= 1, got 0"),
+    ({"classes": True}, TypeError, "got bool True"),
+    ({"unfreeze": np.int64(12)}, ValueError, "unfreeze=12 is out of range"),
     ({"bn": "fixed"}, ValueError, "fixed"),
     ({"granularity": "layer"}, ValueError, "layer"),
     ({"pretrained": 1}, TypeError, "pretrained"),
@@ -148,8 +152,8 @@ def test_freeze_and_unfreeze_on_any_block():
     assert freeze(net, "*_bias") == sorted([net[0].bias.name, net[2].bias.name])
     assert net[0].weight.grad_req == "write" and net[0].bias.grad_req == "null"
     unfreeze(net, None)
-    assert sorted(freeze(net, slice(0, -1))) == sorted(
-        p.name for i in (0, 1) for p in net[i].collect_params().values())
+    assert sorted(freeze(net, slice(0, -1))) == sorted(  # not BatchNorm's running statistics
+        [net[0].weight.name, net[0].bias.name, net[1].gamma.name, net[1].beta.name])
     assert trainable_names(net) == {net[2].weight.name, net[2].bias.name}
     with pytest.raises(ValueError, match="3 blocks"):
         unfreeze(net, 4)
@@ -163,3 +167,116 @@ def test_a_new_head_is_named_under_the_networks_prefix():
     head = [p.name for p in net.output.collect_params().values()]
     assert head and all(name.startswith("deep_dog_conv") for name in head)
     assert len(set(names)) == len(names)
+
+
+# ----------------------------------------------------------------- reloading one's own weights
+
+def saved_model(path, name="resnet18_v1", classes=None, side=32, seed=0):
+    """A model saved as fine-tuning leaves it: ``classes`` outputs (None: the zoo's)."""
+    mx.random.seed(seed)
+    net = get_model(name, classes=classes)
+    net(mx.nd.zeros((1, 3, side, side)))
+    mx.nd.waitall()
+    net.save_parameters(str(path))
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+def loaded(net):
+    mx.nd.waitall()
+    return {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}
+
+
+@pytest.mark.parametrize("name, head, side", [("resnet18_v1", "output", 32),
+                                              ("squeezenet1.1", "output.0", 224)])
+def test_a_file_whose_head_has_classes_outputs_loads_into_the_new_head(tmp_path, name, head,
+                                                                        side):
+    path = tmp_path / "my_3class.params"
+    saved = saved_model(path, name, classes=3, side=side)
+    net = get_model(name, classes=3, pretrained=str(path), unfreeze=1)
+    got = loaded(net)
+    assert got.keys() == saved.keys()
+    assert all(np.array_equal(got[k], saved[k]) for k in saved)  # head included
+    assert got[f"{head}.weight"].shape[0] == 3
+    assert trainable_names(net) == {p.name for p in head_of(net, head).collect_params().values()}
+
+
+def test_a_file_with_the_zoos_head_loads_the_trunk_and_gets_a_new_head(tmp_path):
+    path = tmp_path / "resnet18_v1.params"
+    saved = saved_model(path)
+    for pretrained, root in ((str(path), None), (True, str(tmp_path))):
+        got = loaded(get_model("resnet18_v1", classes=3, pretrained=pretrained, root=root))
+        trunk = [k for k in saved if not k.startswith("output.")]
+        assert all(np.array_equal(got[k], saved[k]) for k in trunk)
+        assert got["output.weight"].shape == (3, 512)
+
+
+def test_ones_own_weights_from_the_model_store_load_with_their_head(tmp_path):
+    saved = saved_model(tmp_path / "resnet18_v1.params", classes=4)
+    got = loaded(get_model("resnet18_v1", classes=4, pretrained=True, root=str(tmp_path)))
+    assert np.array_equal(got["output.weight"], saved["output.weight"])
+
+
+def test_a_head_of_another_size_is_a_clear_error(tmp_path):
+    path = tmp_path / "five.params"
+    saved_model(path, classes=5)
+    with pytest.raises(ValueError) as err:
+        get_model("resnet18_v1", classes=3, pretrained=str(path))
+    message = str(err.value)
+    assert str(path) in message and "5 outputs" in message
+    assert "1000 (the zoo's) or 3 (classes)" in message
+    with pytest.raises(ValueError, match=r"5 outputs.*pass classes=5"):
+        get_model("resnet18_v1", pretrained=str(path))
+
+
+def test_a_file_of_another_model_or_not_of_weights_is_a_clear_error(tmp_path):
+    other = tmp_path / "resnet34.params"
+    net = gluon.model_zoo.vision.resnet34_v1()
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    net.save_parameters(str(other))
+    with pytest.raises(ValueError, match=r"cannot load '.*resnet34.params' into resnet18_v1: "):
+        get_model("resnet18_v1", classes=2, pretrained=str(other))
+    junk = tmp_path / "junk.params"
+    junk.write_bytes(np.random.RandomState(0).bytes(256))
+    with pytest.raises(ValueError) as err:
+        get_model("resnet18_v1", pretrained=str(junk))
+    assert "cannot read weights from" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        get_model("resnet18_v1", pretrained=str(tmp_path))  # a folder is not a file
+
+
+def test_numpy_integers_for_classes_and_unfreeze():
+    net = get_model("resnet18_v1", classes=np.int64(3), unfreeze=np.int32(1))
+    assert net.output._units == 3 and type(net.output._units) is int
+    assert trainable_names(net) == {net.output.weight.name, net.output.bias.name}
+
+
+# ----------------------------------------------------------------- input size
+
+@pytest.mark.parametrize("name, size, smallest", [("squeezenet1.1", 32, 209),
+                                                  ("squeezenet1.1", 200, 209),
+                                                  ("alexnet", 32, 63)])
+def test_too_small_an_input_says_which_layer_and_the_size_that_works(name, size, smallest):
+    net = get_model(name, classes=2)
+    with pytest.raises(ValueError) as err:
+        check_input_size(net, size, name)
+    message = str(err.value)
+    assert message.startswith(f"{name} cannot take {size}x{size} images (")
+    assert "kernel size" in message and message.endswith(f"that works is {smallest}")
+    check_input_size(net, smallest, name)
+    mx.nd.waitall()
+    assert net(mx.nd.zeros((1, 3, smallest, smallest))).shape == (1, 2)  # it really works
+    with pytest.raises(mx.base.MXNetError):
+        net(mx.nd.zeros((1, 3, smallest - 1, smallest - 1))).wait_to_read()
+
+
+def test_input_size_with_loaded_weights_fixes_a_dense_layers_input(tmp_path):
+    path = tmp_path / "alexnet.params"
+    saved_model(path, "alexnet", side=224)
+    net = get_model("alexnet", classes=2, pretrained=str(path))
+    check_input_size(net, 224)
+    with pytest.raises(ValueError, match=r"cannot take 300x300 images \(.*Shape inconsistent"
+                                         r".*no larger size works; the largest smaller one "
+                                         r"that does is 254"):
+        check_input_size(net, 300, "alexnet")
+    check_input_size(get_model("resnet18_v1"), 16)  # global pooling: any size
