@@ -20,13 +20,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mxnet import gluon
 
-from .checks import check_bool, check_int, check_real
+from .checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from .recipes import no_weight_decay
 from .rules import resolve, rule_items
 from .schedules import OneCycle, spread
 from .structure import block_names, structural_paths
 from .trainer import LayerwiseTrainer
-from .training import EpochResult, fit
+from .training import EpochResult, check_loader, fit
 from .values import GROUPS, parse_value
 
 __all__ = ["fine_tune", "phase_rules"]
@@ -102,14 +102,16 @@ def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
     Examples
     --------
     >>> from mxnet.gluon import nn
-    >>> net = nn.HybridSequential()
-    >>> net.add(nn.Dense(4, in_units=3), nn.Dense(2, in_units=4))
+    >>> net = nn.HybridSequential(prefix="net_")
+    >>> with net.name_scope():
+    ...     net.add(nn.Dense(4, in_units=3), nn.Dense(2, in_units=4))
     >>> rules = phase_rules(net, "all", steps=10, base_lr=0.1, lr_mult=10, no_decay=False)
     >>> [(key, value["learning_rate"]) for key, value in rules]
     [(0, 0.01), (1, 0.05)]
     """
     if phase not in ("head", "all"):
-        raise ValueError(f"phase must be 'head' or 'all', got {phase!r}")
+        raise InvalidValueError(f"phase must be 'head' or 'all', got {phase!r}",
+                                argument="phase")
     granularity = granularity or getattr(net, "finetune_granularity", "unit")
     scope = _scope(net, granularity, trainable)
     if phase == "head":
@@ -137,48 +139,57 @@ def _start_phase(trainer: LayerwiseTrainer, rules, trainable: Optional[int]) -> 
 
 
 def _check_args(net, train_data, epochs, freeze_epochs, base_lr, lr_mult, pct_start, val_data,
-                loss_fn, trainer, progress, no_decay) -> None:
+                loss_fn, progress, no_decay) -> None:
     if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
-    for name, data in (("train_data", train_data), ("val_data", val_data)):
-        if not isinstance(data, gluon.data.DataLoader) and (data is not None or
-                                                            name == "train_data"):
-            raise TypeError(f"{name} must be a gluon.data.DataLoader, got {type(data).__name__}")
-    if len(train_data) == 0:
-        raise ValueError("train_data has no batches")
+        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}",
+                               argument="net")
+    check_loader("train_data", train_data)
+    if val_data is not None:
+        check_loader("val_data", val_data)
     if check_int("epochs", epochs, minimum=0) + check_int("freeze_epochs", freeze_epochs,
                                                           minimum=0) == 0:
-        raise ValueError("epochs and freeze_epochs are both 0: nothing to train")
+        raise InvalidValueError("epochs and freeze_epochs are both 0: nothing to train",
+                                argument="epochs")
     check_real("base_lr", base_lr, positive=True)
     check_real("lr_mult", lr_mult, positive=True)
     if not 0 < check_real("pct_start", pct_start) < 1:
-        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+        raise InvalidValueError(f"pct_start must be in (0, 1), got {pct_start!r}",
+                                argument="pct_start")
     if loss_fn is not None and not callable(loss_fn):
-        raise TypeError(f"loss_fn must be a callable (a gluon.loss.Loss), got "
-                        f"{type(loss_fn).__name__}")
-    if trainer is not None and not isinstance(trainer, LayerwiseTrainer):
-        raise TypeError(f"trainer must be a LayerwiseTrainer (fine_tune installs rules on it), "
-                        f"got {type(trainer).__name__}")
-    if trainer is not None and trainer.net is not net:
-        raise ValueError("trainer was built for another network (or without net=); build it "
-                         "as LayerwiseTrainer(net, ...)")
-    if trainer is not None and {id(p) for p in trainer.params} != \
-            {id(p) for p in net.collect_params().values()}:
-        raise ValueError("trainer must hold all of net's parameters (fine_tune trains them all "
-                         "in its second phase)")
+        raise InvalidTypeError(f"loss_fn must be a callable (a gluon.loss.Loss), got "
+                               f"{type(loss_fn).__name__}", argument="loss_fn")
     check_bool("progress", progress)
     check_bool("no_decay", no_decay)
 
 
+def _check_trainer(net, trainer, optimizer_params) -> None:
+    if trainer is None:
+        return
+    if not isinstance(trainer, LayerwiseTrainer):
+        raise InvalidTypeError(f"trainer must be a LayerwiseTrainer (fine_tune installs rules "
+                               f"on it), got {type(trainer).__name__}", argument="trainer")
+    if trainer.net is not net:
+        raise InvalidValueError("trainer was built for another network (or without net=); "
+                                "build it as LayerwiseTrainer(net, ...)", argument="trainer")
+    if {id(p) for p in trainer.params} != {id(p) for p in net.collect_params().values()}:
+        raise InvalidValueError("trainer must hold all of net's parameters (fine_tune trains "
+                                "them all in its second phase)", argument="trainer")
+    if optimizer_params is not None:
+        raise InvalidValueError("optimizer_params is for the trainer fine_tune builds; with "
+                                "trainer= set them on that trainer", argument="optimizer_params")
+
+
 def _make_trainer(net, optimizer, optimizer_params, base_lr) -> LayerwiseTrainer:
     if optimizer_params is not None and not isinstance(optimizer_params, dict):
-        raise TypeError(f"optimizer_params must be a dict, got "
-                        f"{type(optimizer_params).__name__}: {optimizer_params!r}")
+        raise InvalidTypeError(f"optimizer_params must be a dict, got "
+                               f"{type(optimizer_params).__name__}: {optimizer_params!r}",
+                               argument="optimizer_params")
     params = dict(optimizer_params or {})
     for key in ("learning_rate", "lr_scheduler"):
         if key in params:
-            raise ValueError(f"optimizer_params must not contain {key!r}: fine_tune sets the "
-                             f"rates (base_lr) and their schedules")
+            raise InvalidValueError(f"optimizer_params must not contain {key!r}: fine_tune "
+                                    f"sets the rates (base_lr) and their schedules",
+                                    argument="optimizer_params")
     if isinstance(optimizer, str) and optimizer.lower() in ("sgd", "nag"):
         params.setdefault("momentum", 0.9)
     if isinstance(optimizer, str):
@@ -197,8 +208,8 @@ def _trainable_before_rules(net, trainer: Optional[LayerwiseTrainer]) -> List[st
 def _context(net):
     contexts = next(iter(net.collect_params().values())).list_ctx()
     if len(contexts) != 1:
-        raise ValueError(f"fine_tune trains on one context (fit's loop); the network is on "
-                         f"{contexts}: pass ctx=")
+        raise InvalidValueError(f"fine_tune trains on one context (fit's loop); the network "
+                                f"is on {contexts}: pass ctx=", argument="ctx")
     return contexts[0]
 
 
@@ -264,14 +275,12 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
     >>> history = fine_tune(net, train_loader, epochs=3, val_data=val_loader)  # doctest: +SKIP
     """
     _check_args(net, train_data, epochs, freeze_epochs, base_lr, lr_mult, pct_start, val_data,
-                loss_fn, trainer, progress, no_decay)
-    if trainer is not None and optimizer_params is not None:
-        raise ValueError("optimizer_params is for the trainer fine_tune builds; with trainer= "
-                         "set them on that trainer")
+                loss_fn, progress, no_decay)
+    _check_trainer(net, trainer, optimizer_params)
     ctx = ctx if ctx is not None else _context(net)
     args = dict(base_lr=base_lr, lr_mult=lr_mult, pct_start=pct_start, layers=layers,
-                no_decay=no_decay, granularity=trainer.granularity if trainer is not None else None,
-                trainable=_trainable_before_rules(net, trainer))
+                no_decay=no_decay, trainable=_trainable_before_rules(net, trainer),
+                granularity=None if trainer is None else trainer.granularity)
     per_epoch = len(train_data)
     phases = [(p, n, phase_rules(net, p, max(1, n * per_epoch), **args))
               for p, n in (("head", freeze_epochs), ("all", epochs))]

@@ -24,7 +24,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from tqdm.auto import tqdm
 
-from .checks import check_bool, check_int, check_real
+from .checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from .optimizer import base_class, layerwise_class, preview_lrs
 from .rates import LayerwiseState
 from .snapshots import Snapshot, unique_params
@@ -128,22 +128,25 @@ def _kvstore_kind(trainer: gluon.Trainer) -> Optional[str]:
 def _check_trainer(net: gluon.Block, trainer: gluon.Trainer) -> None:
     kind = _kvstore_kind(trainer)
     if kind is not None and ("dist" in kind or kind in ("horovod", "byteps")):
-        raise ValueError(f"lr_find runs in one process, but the trainer's kvstore is {kind!r}; "
-                         f"run the range test in a single-process job (one or several "
-                         f"contexts, kvstore 'device' or 'local') and give its rate to the "
-                         f"distributed job")
+        raise InvalidValueError(
+            f"lr_find runs in one process, but the trainer's kvstore is {kind!r}; run the "
+            f"range test in a single-process job (one or several contexts, kvstore 'device' "
+            f"or 'local') and give its rate to the distributed job", argument="trainer")
     in_net = {id(p) for p in net.collect_params().values()}
     outside = [p.name for p in trainer._params if id(p) not in in_net]
     if outside:
-        raise ValueError(f"the trainer has parameters that are not in net: {outside[:5]}"
-                         f"{' ...' if len(outside) > 5 else ''}; pass the network they belong to")
+        raise InvalidValueError(
+            f"the trainer has parameters that are not in net: {outside[:5]}"
+            f"{' ...' if len(outside) > 5 else ''}; pass the network they belong to",
+            argument="trainer")
     for p in unique_params(net.collect_params().values()):
         if p._data is None:
-            raise ValueError(f"parameter {p.name!r} is not initialized yet (deferred shape or "
-                             f"no initialize()); run one forward pass before lr_find")
+            raise InvalidValueError(
+                f"parameter {p.name!r} is not initialized yet (deferred shape or no "
+                f"initialize()); run one forward pass before lr_find", argument="net")
         if p._stype != "default":
-            raise ValueError(f"parameter {p.name!r} has storage type {p._stype!r}; lr_find "
-                             f"supports dense weights only")
+            raise InvalidValueError(f"parameter {p.name!r} has storage type {p._stype!r}; "
+                                    f"lr_find supports dense weights only", argument="net")
 
 
 def relative_rates(trainer: gluon.Trainer) -> Tuple[float, List[float]]:
@@ -160,8 +163,9 @@ def relative_rates(trainer: gluon.Trainer) -> Tuple[float, List[float]]:
     base = opt.lr if opt.lr_scheduler is None else \
         copy.deepcopy(opt.lr_scheduler)(opt.num_update + 1)
     if base is None or not math.isfinite(base) or base == 0:
-        raise ValueError(f"lr_find scales every rate by (swept rate / the trainer's base rate), "
-                         f"but the trainer's base rate at its next update is {base!r}")
+        raise InvalidValueError(f"lr_find scales every rate by (swept rate / the trainer's "
+                                f"base rate), but the trainer's base rate at its next update "
+                                f"is {base!r}", argument="trainer")
     return float(base), [0.0 if params[i].grad_req == "null" else float(r) / base
                          for i, r in enumerate(rates)]
 
@@ -216,9 +220,9 @@ def _cycle(data: Iterable) -> Iterator:
 def _step(net, trainer, loss_fn, batch, contexts, accumulating) -> float:
     """One training iteration of the sweep; the batch's mean loss."""
     if not (isinstance(batch, (list, tuple)) and len(batch) == 2):
-        raise TypeError(f"lr_find: data must yield (x, label) batches, got "
-                        f"{type(batch).__name__}" + (f" of length {len(batch)}"
-                                                     if isinstance(batch, (list, tuple)) else ""))
+        length = f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else ""
+        raise InvalidTypeError(f"lr_find: data must yield (x, label) batches, got "
+                               f"{type(batch).__name__}{length}", argument="data")
     x, y = (b if isinstance(b, nd.NDArray) else nd.array(b) for b in batch)
     for param in accumulating:  # grad_req 'add': one batch's gradient per step
         param.zero_grad()
@@ -256,27 +260,30 @@ def _sweep(net, trainer, data, loss_fn, lrs, smooth, diverge, bar):
 
 def _check_args(net, trainer, data, loss_fn, start_lr, end_lr, num_iter, smooth, diverge,
                 progress) -> None:
-    if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
-    if not isinstance(trainer, gluon.Trainer):
-        raise TypeError(f"trainer must be a gluon.Trainer, got {type(trainer).__name__}")
+    for name, value, kind, expected in (
+            ("net", net, gluon.Block, "a gluon.Block"),
+            ("trainer", trainer, gluon.Trainer, "a gluon.Trainer")):
+        if not isinstance(value, kind):
+            raise InvalidTypeError(f"{name} must be {expected}, got {type(value).__name__}",
+                                   argument=name)
     if not hasattr(data, "__iter__"):
-        raise TypeError(f"data must be an iterable of (x, label) batches such as a "
-                        f"DataLoader, got {type(data).__name__}")
+        raise InvalidTypeError(f"data must be an iterable of (x, label) batches such as a "
+                               f"DataLoader, got {type(data).__name__}", argument="data")
     if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be a callable (a gluon.loss.Loss), got "
-                        f"{type(loss_fn).__name__}")
+        raise InvalidTypeError(f"loss_fn must be a callable (a gluon.loss.Loss), got "
+                               f"{type(loss_fn).__name__}", argument="loss_fn")
     start_lr = check_real("start_lr", start_lr, positive=True)
     if check_real("end_lr", end_lr, positive=True) <= start_lr:
-        raise ValueError(f"end_lr must be greater than start_lr, got start_lr={start_lr!r}, "
-                         f"end_lr={end_lr!r}")
+        raise InvalidValueError(f"end_lr must be greater than start_lr, got start_lr="
+                                f"{start_lr!r}, end_lr={end_lr!r}", argument="end_lr")
     check_int("num_iter", num_iter, minimum=2)
     if not 0 < check_real("smooth", smooth) <= 1:
-        raise ValueError(f"smooth must be in (0, 1] (the weight of each new loss; 1: no "
-                         f"smoothing), got {smooth!r}")
+        raise InvalidValueError(f"smooth must be in (0, 1] (the weight of each new loss; 1: "
+                                f"no smoothing), got {smooth!r}", argument="smooth")
     if check_real("diverge", diverge) <= 1:
-        raise ValueError(f"diverge must be > 1 (stop once the smoothed loss exceeds diverge "
-                         f"times its minimum), got {diverge!r}")
+        raise InvalidValueError(f"diverge must be > 1 (stop once the smoothed loss exceeds "
+                                f"diverge times its minimum), got {diverge!r}",
+                                argument="diverge")
     check_bool("progress", progress)
 
 
@@ -343,7 +350,7 @@ def lr_find(net: gluon.Block, trainer: gluon.Trainer, data: Iterable,
     --------
     >>> import mxnet as mx
     >>> from gluon_finetune import LayerwiseTrainer
-    >>> net = mx.gluon.nn.Dense(2, in_units=4)
+    >>> net = mx.gluon.nn.Dense(2, in_units=4, prefix="dense_")
     >>> net.initialize()
     >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9})
     >>> x, y = mx.nd.random.normal(shape=(32, 4)), mx.nd.array([0, 1] * 16)
@@ -369,7 +376,7 @@ def lr_find(net: gluon.Block, trainer: gluon.Trainer, data: Iterable,
         snapshot.restore()
         nd.waitall()
     if not raw:
-        raise ValueError("lr_find: data yielded no batches")
+        raise InvalidValueError("lr_find: data yielded no batches", argument="data")
     losses = smoothed_losses(raw, float(smooth))
     used = lrs[:len(raw)]
     return LRFinderResult(tuple(used), tuple(losses), tuple(raw), suggest_lr(used, losses),

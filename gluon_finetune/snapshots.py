@@ -75,7 +75,7 @@ class Snapshot:
     Examples
     --------
     >>> import mxnet as mx
-    >>> net = mx.gluon.nn.Dense(2, in_units=3)
+    >>> net = mx.gluon.nn.Dense(2, in_units=3, prefix="dense_")
     >>> net.initialize()
     >>> before = net.weight.data().asnumpy()
     >>> snap = Snapshot(net)

@@ -17,12 +17,13 @@ from tqdm.auto import tqdm
 
 from .checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
-__all__ = ["fit", "evaluate", "EpochResult"]
+__all__ = ["fit", "evaluate", "check_loader", "EpochResult"]
 
 EpochResult = Dict[str, float]
 
 
-def _check_loader(name: str, data) -> None:
+def check_loader(name: str, data) -> None:
+    """``data`` must be a ``DataLoader`` that gives at least one batch."""
     if not isinstance(data, gluon.data.DataLoader):
         raise InvalidTypeError(f"{name} must be a gluon.data.DataLoader, got "
                                f"{type(data).__name__}", argument=name)
@@ -40,9 +41,9 @@ def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int
     if not isinstance(trainer, gluon.Trainer):
         raise InvalidTypeError(f"trainer must be a gluon.Trainer, got "
                                f"{type(trainer).__name__}", argument="trainer")
-    _check_loader("train_data", train_data)
+    check_loader("train_data", train_data)
     if val_data is not None:
-        _check_loader("val_data", val_data)
+        check_loader("val_data", val_data)
     check_bool("progress", progress)
     return check_positive_int("epochs", epochs)
 
