@@ -1,7 +1,9 @@
-"""The ``gluon-finetune`` command: ``train``, ``explain``, ``plot`` and ``launch``.
+"""The ``gluon-finetune`` command: ``train``, ``lr-find``, ``explain``, ``plot``, ``launch``.
 
     gluon-finetune train data/ --model resnet18_v1 --unfreeze 3 --lr 0.01 \\
         --layer-lr output=10 --layer-lr -1=10 --epochs 5 --save model.params
+    gluon-finetune train data/ --model resnet18_v1 --recipe fine_tune --freeze-epochs 1
+    gluon-finetune lr-find data/ --model resnet18_v1 --unfreeze 1 --out lr_find.png
     gluon-finetune explain --model resnet18_v1 --classes 2 --config rules.yaml
     gluon-finetune plot --model resnet18_v1 --classes 2 --config rules.yaml --steps 500
     gluon-finetune launch -n 2 -s 1 -- python train.py      (see launch.py)
@@ -20,21 +22,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 import sys
 from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 from .checks import InputError, InvalidValueError
-from .config import Config, ConfigError, check_optimizer, load_config, rule_key
+from .commands import COMMANDS
+from .config import RECIPES, Config, ConfigError, check_optimizer, load_config, rule_key
 from .rules import RuleError
 
 _DEFAULTS = {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 5, "batch_size": 32,
              "image_size": 224, "bn": "frozen", "granularity": "unit"}
-_MOMENTUM_OPTIMIZERS = ("sgd", "nag")
-_GRADUAL = {"schedule": ("gradual_unfreezing", "schedule"),
-            "every": ("gradual_unfreezing", "every"),
-            "restart": ("gradual_unfreezing", "restart")}
+_FINE_TUNE_LR = 2e-3  # fine_tune's own default base_lr
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -118,6 +117,19 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                         help="BatchNorm in frozen blocks (default frozen)")
 
 
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    """The image folder, the model's weights and the run's settings (train, lr-find)."""
+    parser.add_argument("data", help="the image folder")
+    _add_model_args(parser)
+    parser.add_argument("--batch-size", type=_positive_int, help="default 32")
+    parser.add_argument("--image-size", type=_positive_int, help="resize to this (default 224)")
+    parser.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                        help="start from the zoo's weights (default: yes)")
+    parser.add_argument("--root", help="folder of pretrained weights (default: MXNet's)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="gluon-finetune", description=(
         "Per-layer learning rates and freezing for MXNet Gluon fine-tuning."))
@@ -125,21 +137,29 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune a zoo model on an image folder",
                                 description="Fine-tune a zoo model on an image folder: "
                                 "DATA/<class>/<image>, or DATA/train/... and DATA/val/...")
-    train.add_argument("data", help="the image folder")
-    _add_model_args(train)
-    train.add_argument("--epochs", type=_positive_int, help="default 5")
-    train.add_argument("--batch-size", type=_positive_int, help="default 32")
-    train.add_argument("--image-size", type=_positive_int, help="resize to this (default 224)")
+    _add_data_args(train)
+    train.add_argument("--epochs", type=_positive_int, help="default 5 (with --recipe "
+                       "fine_tune: the epochs after the head-only ones)")
     train.add_argument("--gradual", type=_positive_int, metavar="EVERY",
                        help="gradual unfreezing: the head first, one more block every EVERY "
                        "epochs")
-    train.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
-                       help="start from the zoo's weights (default: yes)")
-    train.add_argument("--root", help="folder of pretrained weights (default: MXNet's)")
+    train.add_argument("--recipe", choices=RECIPES, help="fine_tune: the head alone for "
+                       "--freeze-epochs, then every block with discriminative one-cycle "
+                       "rates (default --lr 0.002)")
+    train.add_argument("--freeze-epochs", type=_count, metavar="N",
+                       help="with --recipe fine_tune: head-only epochs (default 1)")
     train.add_argument("--save", metavar="FILE", help="write the parameters here (and the "
                        "trainer state to FILE.states)")
-    train.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
-    train.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    find = commands.add_parser("lr-find", help="learning-rate range test on an image folder",
+                               description="Sweep the base learning rate geometrically over "
+                               "--num-iter training batches, print the suggested rate and "
+                               "plot loss against rate. The network is left untouched.")
+    _add_data_args(find)
+    find.add_argument("--start-lr", type=_positive_rate, default=1e-7, help="default 1e-7")
+    find.add_argument("--end-lr", type=_positive_rate, default=10.0, help="default 10")
+    find.add_argument("--num-iter", type=_number_type("an integer >= 2", lambda v: v >= 2, int),
+                      default=100, help="rates to try, one batch each (default 100)")
+    find.add_argument("--out", default="lr_find.png", help="the plot (default lr_find.png)")
     explain = commands.add_parser("explain", help="print the rule table for a zoo model")
     _add_model_args(explain)
     plot = commands.add_parser("plot", help="write each layer's learning rate over the "
@@ -188,7 +208,8 @@ class _Steps:
         return text
 
 
-# ----------------------------------------------------------------- settings
+# ----------------------------------------------------------------- settings (the commands
+# themselves: commands.py)
 
 def _settings(args, config: Optional[Config]) -> Tuple[Dict[str, Any], _Origin]:
     """Defaults < config < flags given on the command line; and what the config gave."""
@@ -198,6 +219,9 @@ def _settings(args, config: Optional[Config]) -> Tuple[Dict[str, Any], _Origin]:
     if config is not None:
         settings.update(config.settings)
     settings.update(flags)
+    if settings.get("recipe") == "fine_tune" and "learning_rate" not in \
+            set(flags) | set(config.settings if config is not None else ()):
+        settings["learning_rate"] = _FINE_TUNE_LR
     rules = dict(config.layers or ()) if config is not None else {}
     flag_rules = dict(args.layer_lr)
     rules.update(flag_rules)  # a flag replaces the config's rule for the same key
@@ -214,149 +238,6 @@ def _settings(args, config: Optional[Config]) -> Tuple[Dict[str, Any], _Origin]:
                              tuple(k for k, _ in config.layers or () if k not in flag_rules))
 
 
-def _optimizer_params(settings: Dict[str, Any]) -> Dict[str, Any]:
-    params = dict(settings.get("optimizer_params") or {})
-    params["learning_rate"] = settings["learning_rate"]
-    if settings.get("momentum") is not None:
-        params["momentum"] = settings["momentum"]
-    elif settings["optimizer"] in _MOMENTUM_OPTIMIZERS:
-        params.setdefault("momentum", 0.9)
-    if settings.get("wd") is not None:
-        params["wd"] = settings["wd"]
-    if settings.get("lr_scheduler") is not None:
-        params["lr_scheduler"] = settings["lr_scheduler"]
-    return params
-
-
-def _check_rules(net, settings: Dict[str, Any]) -> None:
-    """Resolve the rules on the network first: ``resolve`` is pure and its only input
-    here is the user's, so any error it raises is about the rules."""
-    from .rules import resolve
-    from .structure import block_names, structural_paths
-    try:
-        resolve(settings["layers"] or (), list(net.collect_params().keys()),
-                paths=structural_paths(net), base_lr=settings["learning_rate"],
-                block_list=block_names(net, net.finetune_granularity))
-    except (ValueError, TypeError) as err:
-        wrapped = InvalidValueError(str(err), argument="layers")
-        wrapped.rule_keys = getattr(err, "rule_keys", None)  # which rules are at fault
-        raise wrapped from err
-
-
-def _build(settings: Dict[str, Any], steps: _Steps, classes: Optional[int] = None,
-           pretrained: bool = False):
-    """(net, trainer) for the settings."""
-    from .trainer import LayerwiseTrainer
-    from .zoo import get_model
-    steps.now(name="model", classes="classes", unfreeze="unfreeze", pretrained="pretrained",
-              root="root", granularity="granularity", bn="bn")
-    net = get_model(settings["model"], classes=settings.get("classes", classes),
-                    unfreeze=settings.get("unfreeze"), pretrained=pretrained,
-                    root=settings.get("root"), granularity=settings["granularity"],
-                    bn=settings["bn"])
-    steps.now(layers="layers")
-    _check_rules(net, settings)
-    steps.now(optimizer_params="optimizer_params", layers="layers")
-    trainer = LayerwiseTrainer(net, settings["optimizer"], _optimizer_params(settings),
-                               layers=settings["layers"], bn=settings["bn"])
-    if settings.get("unfreeze") is not None:  # a limit on top of the rules: "*" cannot thaw
-        steps.now(unfreeze="unfreeze")
-        trainer.set_trainable_blocks(settings["unfreeze"])
-    return net, trainer
-
-
-def _check_writable(path: str, flag: str) -> None:
-    """Refuse an output file that cannot be written, before the work that fills it."""
-    if os.path.isdir(path):
-        raise InvalidValueError(f"{flag} {path!r} is a folder; give a file name", argument=flag)
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(folder):  # missing folders are made when writing
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise InvalidValueError(f"{flag} {path!r} cannot be written: {folder!r} is a file, "
-                                f"not a folder", argument=flag)
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InvalidValueError(f"{flag} {path!r} cannot be written: no permission to write "
-                                f"in {folder!r}", argument=flag)
-
-
-# ----------------------------------------------------------------- commands
-
-def _explain(settings: Dict[str, Any], args, steps: _Steps) -> None:
-    _, trainer = _build(settings, steps)
-    print(trainer.explain())
-
-
-def _plot(settings: Dict[str, Any], args, steps: _Steps) -> None:
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    from .plots import plot_schedules
-    _check_writable(args.out, "--out")
-    kind = os.path.splitext(args.out)[1][1:].lower()
-    if kind and kind not in FigureCanvasBase.get_supported_filetypes():
-        raise InvalidValueError(f"--out {args.out!r}: matplotlib cannot write .{kind} files; "
-                                f"use .png (or .pdf, .svg)", argument="out")
-    _, trainer = _build(settings, steps)
-    steps.now()
-    print(f"wrote {plot_schedules(trainer, args.steps, args.out)}")
-
-
-def _unfreezer(trainer, settings: Dict[str, Any]):
-    from .unfreezing import GradualUnfreezing
-    spec = dict(settings.get("gradual_unfreezing") or {})
-    if settings.get("gradual") is not None:
-        spec = {"every": settings["gradual"], "restart": spec.get("restart")}
-    if not spec:
-        return None
-    return GradualUnfreezing(trainer, **spec).on_epoch
-
-
-def _save(net, trainer, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    net.save_parameters(path)
-    trainer.save_states(path + ".states")
-
-
-def _train(settings: Dict[str, Any], args, steps: _Steps) -> None:
-    import mxnet as mx
-    import numpy as np
-
-    from .data import image_folders
-    from .training import fit
-    from .zoo import check_input_size
-    if args.save:
-        _check_writable(args.save, "--save")
-    mx.random.seed(args.seed)
-    np.random.seed(args.seed)
-    steps.now(image_size="image_size", batch_size="batch_size")
-    data = image_folders(args.data, settings["image_size"], settings["batch_size"])
-    steps.now(classes="classes")
-    if settings.get("classes") not in (None, len(data.classes)):
-        raise InvalidValueError(f"classes is {settings['classes']}, but {args.data!r} has "
-                                f"{len(data.classes)} class folders: {data.classes}",
-                                argument="classes")
-    net, trainer = _build(settings, steps, classes=len(data.classes),
-                          pretrained=settings.get("pretrained", True))
-    steps.now(image_size="image_size")
-    check_input_size(net, settings["image_size"], settings["model"])
-    steps.now(**_GRADUAL)
-    on_epoch = _unfreezer(trainer, settings)
-    steps.now()
-    history = fit(net, trainer, data.train, settings["epochs"], data.val,
-                  on_epoch=on_epoch, progress=not args.no_progress)
-    if args.save:
-        _save(net, trainer, args.save)
-    last = history[-1]
-    val = f"  val_acc {last['val_acc']:.4f}" if "val_acc" in last else ""
-    saved = f"  saved {args.save}" if args.save else ""
-    print(f"final: epochs {len(history)}  train_loss {last['train_loss']:.4f}  "
-          f"train_acc {last['train_acc']:.4f}{val}  seconds {last['seconds']:.1f}{saved}")
-
-
-_COMMANDS = {"train": _train, "explain": _explain, "plot": _plot}
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command: 0 on success; 2, with a one-line message, when an input (a flag,
     the config, the data, a file) cannot be used. Anything else is a bug: it raises."""
@@ -369,7 +250,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = load_config(args.config) if args.config else None
         settings, steps.origin = _settings(args, config)
-        _COMMANDS[args.command](settings, args, steps)
+        COMMANDS[args.command](settings, args, steps)
     except (InputError, RuleError) as err:
         print(f"gluon-finetune: error: {steps.message(err)}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ from .config_text import fail as _fail
 from .rules import VALUE_KEYS
 
 __all__ = ["Config", "ConfigError", "load_config", "rule_key", "check_optimizer",
-           "SCHEDULERS", "SETTINGS"]
+           "SCHEDULERS", "SETTINGS", "RECIPES"]
 
 # Known top-level keys, with the Python types each accepts.
 SETTINGS: Dict[str, tuple] = {
@@ -44,8 +44,10 @@ SETTINGS: Dict[str, tuple] = {
     "root": (str,), "optimizer": (str,), "learning_rate": (int, float),
     "optimizer_params": (dict,), "lr_scheduler": (dict,), "layers": (dict,),
     "gradual_unfreezing": (dict,), "epochs": (int,), "batch_size": (int,),
-    "bn": (str,), "granularity": (str,), "image_size": (int,),
+    "bn": (str,), "granularity": (str,), "image_size": (int,), "recipe": (str,),
+    "freeze_epochs": (int,),
 }
+RECIPES = ("fine_tune",)  # train's recipes besides the plain loop (cli.py)
 _POSITIVE = {"classes", "epochs", "batch_size", "image_size"}
 _INDEX = re.compile(r"^\s*-?\d+\s*$")
 _UNFREEZING_KEYS = ("every", "schedule", "restart")
@@ -231,8 +233,11 @@ def _check_setting(key: str, value, path: str, lines) -> None:
         _check_number(value, (key,), path, lines, positive=True)
     if key in _POSITIVE and value < 1:
         raise _fail(path, lines, (key,), f"must be at least 1, got {value!r}")
-    if key == "unfreeze" and value < 0:
+    if key in ("unfreeze", "freeze_epochs") and value < 0:
         raise _fail(path, lines, (key,), f"must be >= 0, got {value!r}")
+    if key == "recipe" and value not in RECIPES:
+        raise _fail(path, lines, (key,), f"expected one of {', '.join(RECIPES)}, got "
+                    f"{value!r}")
     if key in ("bn", "granularity") and value not in _choices(key):
         raise _fail(path, lines, (key,), f"expected one of {', '.join(_choices(key))}, "
                     f"got {value!r}")

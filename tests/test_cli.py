@@ -372,3 +372,88 @@ def test_launch_errors_are_one_line_too(capsys):
         main(["launch", "-n", "0", "--", "python"])
     assert exit_info.value.code == 2
     assert "num_workers must be an int >= 1, got 0" in error_line(capsys)
+
+
+# ----------------------------------------------------------------- lr-find and the fine_tune recipe
+
+def test_lr_find_prints_the_suggestion_and_writes_the_plot(images, weights, tmp_path):
+    root, source = weights
+    out = tmp_path / "plots" / "lr_find.png"
+    cmd = [BIN, "lr-find", str(images), "--model", "resnet18_v1", "--root", str(root),
+           "--image-size", "32", "--batch-size", "4", "--num-iter", "12", "--start-lr", "1e-4",
+           "--end-lr", "1", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("lr-find: ") and " rates from 0.0001 to " in lines[0]
+    assert lines[1].startswith("suggested learning rate: ")
+    assert lines[2] == f"wrote {out}" and out.read_bytes()[:4] == b"\x89PNG"
+    assert "lr_find:" in done.stderr  # the tqdm bar
+
+
+def test_lr_find_with_the_recipe_measures_the_head_and_without_weights(images, tmp_path, capsys):
+    config = tmp_path / "ft.yaml"
+    config.write_text("model: resnet18_v1\npretrained: false\nimage_size: 32\nbatch_size: 4\n"
+                      "recipe: fine_tune\nfreeze_epochs: 2\n")
+    assert main(["lr-find", str(images), "--config", str(config), "--num-iter", "5",
+                 "--out", str(tmp_path / "lr.png"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("lr-find (the head alone: recipe fine_tune's first phase): 5 rates")
+
+
+def test_train_with_the_fine_tune_recipe_trains_the_head_then_everything(images, weights,
+                                                                        tmp_path):
+    root, source = weights
+    saved = tmp_path / "model.params"
+    cmd = [BIN, "train", str(images), "--model", "resnet18_v1", "--root", str(root),
+           "--recipe", "fine_tune", "--freeze-epochs", "1", "--epochs", "1", "--lr", "0.01",
+           "--batch-size", "4", "--image-size", "32", "--save", str(saved)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("final: epochs 2  train_loss ")
+    assert "fine_tune (head):" in done.stderr and "fine_tune (all):" in done.stderr
+    trained = mx.gluon.model_zoo.vision.resnet18_v1(classes=2)
+    trained.load_parameters(str(saved))
+    assert not np.array_equal(trained.features[0].weight.data().asnumpy(),  # thawed: trained
+                              source.features[0].weight.data().asnumpy())
+
+
+def test_the_recipe_from_a_config(images, tmp_path, capsys):
+    config = tmp_path / "ft.yaml"
+    config.write_text("model: resnet18_v1\npretrained: false\nimage_size: 32\nbatch_size: 6\n"
+                      "recipe: fine_tune\nfreeze_epochs: 2\nepochs: 1\n"
+                      "layers:\n  '*_bias': {wd_mult: 0.0}\n")
+    assert main(["train", str(images), "--config", str(config), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip().startswith("final: epochs 3  train_loss ")
+
+
+@pytest.mark.parametrize("text, flags, message", [
+    ("", ["--freeze-epochs", "1"], "freeze_epochs is for recipe fine_tune"),
+    ("freeze_epochs: 1\n", [], "line 2: freeze_epochs: freeze_epochs is for recipe fine_tune"),
+    ("recipe: fine_tune\nunfreeze: 3\n", [], "line 3: unfreeze: unfreeze does not combine "
+     "with recipe fine_tune"),
+    ("", ["--recipe", "fine_tune", "--gradual", "1"], "gradual does not combine with recipe"),
+    ("recipe: fine_tune\nlr_scheduler: {type: cosine, max_update: 10}\n", [],
+     "line 3: lr_scheduler: lr_scheduler does not combine"),
+    ("recipe: fine\n", [], "line 2: recipe: expected one of fine_tune, got 'fine'"),
+    ("recipe: fine_tune\nfreeze_epochs: -1\n", [], "line 3: freeze_epochs: must be >= 0"),
+])
+def test_recipe_settings_that_cannot_work_are_refused(images, tmp_path, capsys, text, flags,
+                                                      message):
+    config = tmp_path / "ft.yaml"
+    config.write_text("model: resnet18_v1\n" + text)
+    assert main(["train", str(images), "--config", str(config), "--no-pretrained",
+                 "--image-size", "32"] + flags) == 2
+    assert message in error_line(capsys)
+
+
+def test_lr_find_errors_are_one_line_and_status_2(images, tmp_path, capsys):
+    base = ["lr-find", str(images), "--model", "resnet18_v1", "--no-pretrained",
+            "--image-size", "32"]
+    assert main(base + ["--start-lr", "1", "--end-lr", "0.1"]) == 2
+    assert "--end-lr (0.1) must be greater than --start-lr (1)" in error_line(capsys)
+    assert main(base + ["--out", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in error_line(capsys)
+    with pytest.raises(SystemExit) as exit_info:
+        main(base + ["--num-iter", "1"])
+    assert exit_info.value.code == 2 and "an integer >= 2" in capsys.readouterr().err
