@@ -89,14 +89,22 @@ def smoothed_losses(raw: Sequence[float], smooth: float) -> List[float]:
     return out
 
 
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """The least-squares slope of ``y`` against ``x``."""
+    dx = x - x.mean()
+    return float((dx * (y - y.mean())).sum() / (dx * dx).sum())
+
+
 def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> Optional[float]:
     """The rate where the smoothed loss falls fastest (steepest descent against log(lr)).
 
-    Slopes are central differences over the finite losses; the first tenth
-    of the points is skipped (the moving average is still settling there, as
-    fastai also skips it), and only points up to the lowest loss are
-    candidates (after it the loss rises towards divergence). None when fewer
-    than two points remain or the loss never fell.
+    The slope is a least-squares line through a window of a tenth of the
+    points (at least 3), so that one noisy batch cannot make a descent; the
+    suggestion is the middle of the steepest window. Windows end at the
+    lowest loss at the latest (after it the loss rises towards divergence),
+    and the first tenth of the points is skipped (the moving average is still
+    settling there; fastai skips it too). None when the loss never fell below
+    its first value there.
 
     Examples
     --------
@@ -106,14 +114,14 @@ def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> Optional[float]
     start = end = len(losses) // 10
     while end < len(losses) and math.isfinite(losses[end]):
         end += 1
-    if end - start < 2:
-        return None
     values = np.asarray(losses[start:end], dtype=float)
-    lowest = int(np.argmin(values))
-    if values[lowest] >= values[0]:
+    if len(values) < 2 or values.min() >= values[0]:
         return None
-    slopes = np.gradient(values, np.log(np.asarray(lrs[start:end], dtype=float)))
-    return float(lrs[start + int(np.argmin(slopes[:lowest + 1]))])
+    span = int(np.argmin(values)) + 1  # the points up to the lowest loss
+    width = min(max(3, round(len(losses) / 10)), span)
+    x = np.log(np.asarray(lrs[start:start + span], dtype=float))
+    slopes = [_slope(x[k:k + width], values[k:k + width]) for k in range(span - width + 1)]
+    return float(lrs[start + int(np.argmin(slopes)) + width // 2])
 
 
 # ----------------------------------------------------------------- the trainer side
@@ -342,9 +350,10 @@ def lr_find(net: gluon.Block, trainer: gluon.Trainer, data: Iterable,
     LRFinderResult
         ``lrs``, ``losses`` (smoothed), ``raw_losses``, ``suggestion`` and
         ``plot(path)``. The suggestion is the base rate at which the smoothed
-        loss falls fastest against log(lr), among the rates up to the loss's
-        minimum (``suggest_lr``); None if the loss never fell. A common
-        choice is that rate, or one about ten times below the minimum's.
+        loss falls fastest against log(lr): the middle of the steepest
+        least-squares line through a tenth of the points, before the loss's
+        minimum (``suggest_lr``); None if the loss never fell. Train at about
+        that rate; the minimum's rate is where training is about to diverge.
 
     Examples
     --------

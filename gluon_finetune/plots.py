@@ -89,11 +89,11 @@ def lr_curves(trainer, steps: int) -> Curves:
     return curves
 
 
-def _figure(title: str, xlabel: str, ylabel: str):
+def _figure(title: str, xlabel: str, ylabel: str, size=(10, 4.5), dpi: int = 100):
     import matplotlib
     matplotlib.use("Agg")  # files only: works without a display
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
     return plt, fig, ax
@@ -183,7 +183,7 @@ def plot_lr_find(result, path: str, title: str = "learning-rate range test") -> 
     batch's loss faintly, the suggestion marked; returns ``path``."""
     if not result.lrs:
         raise ValueError("plot_lr_find: the result has no points")
-    plt, fig, ax = _figure(title, "base learning rate", "loss")
+    plt, fig, ax = _figure(title, "base learning rate", "loss", size=(9, 4), dpi=80)
     ax.plot(result.lrs, result.raw_losses, color="tab:blue", alpha=0.25, linewidth=0.8,
             label="loss per batch")
     ax.plot(result.lrs, result.losses, color="tab:blue", linewidth=1.8, label="smoothed loss")
@@ -193,6 +193,10 @@ def plot_lr_find(result, path: str, title: str = "learning-rate range test") -> 
         lowest, first = min(finite), finite[0]
         pad = 0.25 * (first - lowest) or 0.1 * abs(first) or 1.0
         ax.set_ylim(lowest - pad, max(first, lowest) + pad)
+    if finite:
+        k = result.losses.index(lowest)
+        ax.plot([result.lrs[k]], [lowest], "x", color="0.3",
+                label=f"lowest loss at {result.lrs[k]:.2g} (divergence near)")
     if result.suggestion is not None:
         k = result.lrs.index(result.suggestion)
         ax.axvline(result.suggestion, color="tab:red", linestyle="--", linewidth=1)

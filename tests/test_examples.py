@@ -17,7 +17,7 @@ def run_example(name, argv):
 
 def test_every_example_has_a_test():
     tested = {"gradual_unfreezing.py", "frozen_layer_both_orders.py", "lenet_transfer.py",
-              "gluoncv_finetune.py", "rfc_snippet.py",
+              "gluoncv_finetune.py", "rfc_snippet.py", "lr_find_then_fine_tune.py",
               "dist_train.py"}  # launched by test_dist.py (it needs a parameter server)
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -30,6 +30,16 @@ def test_gradual_unfreezing_example_prints_both_curves(capsys):
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert [row[0] for row in rows] == ["0", "1"]
     assert [float(row[1]) for row in rows] == [round(p, 3) for p, _ in history]
+
+
+def test_lr_find_then_fine_tune_leaves_the_net_alone_and_plots(tmp_path, capsys):
+    out = tmp_path / "lr.png"
+    result = run_example("lr_find_then_fine_tune.py", ["--num-iter", "30", "--epochs", "1",
+                                                        "--per-class", "5", "--out", str(out)])
+    (found, kept, accuracy), = result["runs"]
+    assert kept and found.suggestion is not None and 1e-5 <= found.suggestion <= 10
+    assert set(accuracy) == {"suggested", "default"} and out.stat().st_size > 10_000
+    assert f"wrote {out}" in capsys.readouterr().out
 
 
 def test_frozen_layer_in_both_rule_orders(capsys):

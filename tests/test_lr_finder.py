@@ -200,13 +200,25 @@ def test_geometric_rates_and_smoothing():
 def test_the_suggestion_is_the_steepest_descent_before_the_minimum():
     lrs = geometric_rates(1e-5, 1.0, 20)
     losses = [2.0] * 5 + [1.9, 1.7, 1.2, 0.9, 0.8, 0.75, 0.7, 0.69, 0.68, 0.7, 0.9, 1.5, 3, 6, 9]
-    # central slopes (equal steps in log lr): at 1.7 -0.35, at 1.2 -0.40, at 0.9 -0.20
+    # 3-point windows (a tenth of 20, at least 3), equal steps in log lr: centred on 1.7
+    # the slope is -0.35 a step, on 1.2 -0.40, on 0.9 -0.20
     assert suggest_lr(lrs, losses) == lrs[7]
     assert suggest_lr(lrs, sorted(losses)) is None                # never falls
     assert suggest_lr(lrs[:2], [1.0, float("nan")]) is None       # one finite point
     assert suggest_lr(lrs[:4], [3.0, 2.8, 1.0, 1.5]) == lrs[1]    # not the minimum itself
     steep_start = [9.0, 1.0] + [0.9 - 0.01 * k for k in range(18)]
     assert suggest_lr(lrs, steep_start) != lrs[1]                 # the first tenth is skipped
+
+
+def test_one_noisy_batch_does_not_make_the_suggestion():
+    lrs = geometric_rates(1e-6, 1.0, 40)
+    losses = [2.0] * 40
+    losses[8] = 1.6                                  # a dip: -0.2 a step on each side
+    for k in range(20, 31):
+        losses[k] = 2.0 - 0.15 * (k - 20)            # the real descent: -0.15 a step
+    losses[31:] = [1.0 + 0.5 * k for k in range(9)]  # then divergence
+    assert np.argmin(np.gradient(losses[4:31])) + 4 == 7  # point slopes would pick the dip
+    assert 20 <= lrs.index(suggest_lr(lrs, losses)) <= 30
 
 
 def test_a_failing_sweep_restores_everything_and_raises():
