@@ -82,8 +82,44 @@ def bn_modes(net):
     return [b._kwargs["use_global_stats"] for b in bn_layers(net)]
 
 
-MODES = [("layerwise", None, None), ("layerwise", CPU2, False), ("layerwise", CPU2, True),
+MODES = [("layerwise", None, None), ("layerwise", None, True), ("layerwise", CPU2, False),
+         ("layerwise", CPU2, True), ("adam", CPU2, False), ("scheduled", None, None),
          ("gluon", None, None), ("gluon", CPU2, True)]
+
+
+def make_trainer(kind, net, update_on_kvstore):
+    if kind == "layerwise":
+        return layerwise(net, update_on_kvstore)
+    if kind == "adam":
+        return LayerwiseTrainer(net, "adam", {"learning_rate": 0.01}, layers=RULES,
+                                update_on_kvstore=update_on_kvstore)
+    if kind == "scheduled":  # the trainer's own schedule (FactorScheduler mutates itself)
+        return LayerwiseTrainer(net, "sgd", {"momentum": 0.9, "lr_scheduler":
+                                mx.lr_scheduler.FactorScheduler(2, 0.5, base_lr=0.1)},
+                                layers=RULES)
+    return gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+                         update_on_kvstore=update_on_kvstore)
+
+
+def observed(net, trainer):
+    """What lr_find must not change. (Reading it is not free: save_states sets up the
+    kvstore, so the run without lr_find reads it at the same points.)"""
+    return arrays(net), trainer_state(trainer), bn_modes(net), np.random.get_state()
+
+
+def assert_observed_same(a, b):
+    assert_same(a[0], b[0])
+    assert a[1] == b[1] and a[2] == b[2]
+    assert a[3][0] == b[3][0] and np.array_equal(a[3][1], b[3][1]) and a[3][2:] == b[3][2:]
+
+
+def maybe_lr_find(use, net, trainer, seed):
+    before = observed(net, trainer)
+    if use:
+        result = lr_find(net, trainer, loader(seed), LOSS, start_lr=1e-3, end_lr=1.0,
+                         num_iter=12, progress=False)
+        assert len(result.raw_losses) == 12 and len(set(result.raw_losses)) > 1  # it trained
+        assert_observed_same(observed(net, trainer), before)
 
 
 @pytest.mark.parametrize("kind,ctx,update_on_kvstore", MODES)
@@ -92,24 +128,34 @@ def test_training_after_lr_find_equals_training_without_it(kind, ctx, update_on_
     runs = []
     for use_lr_find in (False, True):
         net = bn_chain(ctx=ctx, hybridize=True)
-        trainer = layerwise(net, update_on_kvstore) if kind == "layerwise" else \
-            gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1, "momentum": 0.9},
-                          update_on_kvstore=update_on_kvstore)
+        trainer = make_trainer(kind, net, update_on_kvstore)
         np.random.seed(0)
+        maybe_lr_find(use_lr_find, net, trainer, 3)  # before the first step
         train(net, trainer, loader(), contexts)  # momentum, counts, clocks, BN statistics
-        if use_lr_find:
-            before, state, modes = arrays(net), trainer_state(trainer), bn_modes(net)
-            rng = np.random.get_state()
-            result = lr_find(net, trainer, loader(2), LOSS, start_lr=1e-3, end_lr=1.0,
-                             num_iter=12, progress=False)
-            assert len(result.raw_losses) == 12 and len(set(result.raw_losses)) > 1
-            assert_same(arrays(net), before)
-            assert trainer_state(trainer) == state and bn_modes(net) == modes
-            after = np.random.get_state()
-            assert all(np.array_equal(a, b) for a, b in zip(rng[1:2], after[1:2]))
+        maybe_lr_find(use_lr_find, net, trainer, 2)
         train(net, trainer, loader(), contexts)  # shuffles with NumPy's generator
         runs.append(arrays(net))
     assert_same(runs[1], runs[0])
+
+
+def test_a_trainer_over_part_of_the_net_trains_only_its_part_in_the_sweep():
+    net = bn_chain()
+    trainer = LayerwiseTrainer(net[6].collect_params(), "sgd",
+                               {"learning_rate": 0.1, "momentum": 0.9}, net=net)
+    before = arrays(net)
+    seen = []
+
+    def loss(out, label):
+        seen.append([p.data().asnumpy().copy() for p in net.collect_params().values()])
+        return LOSS(out, label)
+
+    lr_find(net, trainer, loader(), loss, start_lr=0.01, end_lr=1.0, num_iter=6,
+            progress=False)
+    assert_same(arrays(net), before)
+    head = {id(p) for p in net[6].collect_params().values()}
+    for i, p in enumerate(net.collect_params().values()):
+        moved = not np.array_equal(seen[0][i], seen[-1][i])
+        assert moved == (id(p) in head or "running" in p.name), p.name
 
 
 def test_the_sweep_trains_at_the_scaled_rates_of_every_rule():
