@@ -27,6 +27,7 @@ _EXPORTS = {
     "layer_decay": "gluon_finetune.schedules",
     "spread": "gluon_finetune.schedules",
     "no_weight_decay": "gluon_finetune.recipes",
+    "combine": "gluon_finetune.recipes",
     "SlantedTriangular": "gluon_finetune.schedules",
     "OneCycle": "gluon_finetune.schedules",
     "GradualUnfreezing": "gluon_finetune.unfreezing",

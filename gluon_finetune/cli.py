@@ -27,7 +27,7 @@ from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 from .checks import InputError, InvalidValueError
 from .config import Config, ConfigError, check_optimizer, load_config, rule_key
-from .rules import RuleError
+from .rules import RuleError, rule_items
 
 _DEFAULTS = {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 5, "batch_size": 32,
              "image_size": 224, "bn": "frozen", "granularity": "unit"}
@@ -116,6 +116,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wd", type=_finite, help="weight decay")
     parser.add_argument("--bn", choices=("frozen", "stats", "train"),
                         help="BatchNorm in frozen blocks (default frozen)")
+    parser.add_argument("--no-weight-decay", action="store_const", const=True, default=None,
+                        help="no weight decay on biases and normalization layers "
+                        "(no_weight_decay(net) rules, merged with the others)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +258,10 @@ def _build(settings: Dict[str, Any], steps: _Steps, classes: Optional[int] = Non
                     root=settings.get("root"), granularity=settings["granularity"],
                     bn=settings["bn"])
     steps.now(layers="layers")
+    if settings.get("no_weight_decay"):
+        from .recipes import combine, no_weight_decay
+        settings = dict(settings, layers=rule_items(combine(settings["layers"] or {},
+                                                             no_weight_decay(net))))
     _check_rules(net, settings)
     steps.now(optimizer_params="optimizer_params", layers="layers")
     trainer = LayerwiseTrainer(net, settings["optimizer"], _optimizer_params(settings),

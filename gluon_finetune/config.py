@@ -44,7 +44,7 @@ SETTINGS: Dict[str, tuple] = {
     "root": (str,), "optimizer": (str,), "learning_rate": (int, float),
     "optimizer_params": (dict,), "lr_scheduler": (dict,), "layers": (dict,),
     "gradual_unfreezing": (dict,), "epochs": (int,), "batch_size": (int,),
-    "bn": (str,), "granularity": (str,), "image_size": (int,),
+    "bn": (str,), "granularity": (str,), "image_size": (int,), "no_weight_decay": (bool,),
 }
 _POSITIVE = {"classes", "epochs", "batch_size", "image_size"}
 _INDEX = re.compile(r"^\s*-?\d+\s*$")
