@@ -150,11 +150,11 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
     'output'
     """
     check_block(net)
-    split = _first_trainable(net)
     own = [p.name for p in net._reg_params.values()]
     if own and not _is_container(net):
         raise ValueError(f"cannot cut {type(net).__name__}: its forward uses its own "
                          f"parameters {own}, so it is not a chain of its children")
+    split = _first_trainable(net)
     before, after = _cut(net, split.split("."), 0)
     return _chain(before, "frozen_prefix_"), _chain(after, "trainable_suffix_"), split
 

@@ -21,7 +21,7 @@ Curves = Dict[str, List[float]]
 
 def _param_blocks(trainer) -> List[str]:
     """The block label of each parameter index (its name where no block holds it)."""
-    where = block_labels(trainer.net, trainer._granularity)
+    where = block_labels(trainer.net, trainer._granularity, trainer._blocks)
     return [where.get(p.name, p.name) for p in trainer._params]
 
 

@@ -65,12 +65,12 @@ def _cell(value) -> str:
     return str(value)
 
 
-def block_labels(net, granularity: str) -> Dict[str, str]:
+def block_labels(net, granularity: Optional[str] = None, blocks=None) -> Dict[str, str]:
     """Parameter name -> ``"i:path"`` of its block in the block list (empty without a net)."""
     if net is None:
         return {}
     out = {}
-    for i, (path, names) in enumerate(block_names(net, granularity)):
+    for i, (path, names) in enumerate(block_names(net, granularity, blocks)):
         for name in names:
             out[name] = f"{i}:{path}"
     return out
@@ -85,7 +85,7 @@ def _row(param, block: Optional[str], rule, lr_mult, wd_mult, lr, schedule, froz
 def _from_trainer(trainer) -> Explanation:
     rates = trainer.rates
     lrs = trainer.current_lrs()
-    where = block_labels(trainer.net, trainer._granularity)
+    where = block_labels(trainer.net, trainer._granularity, trainer._blocks)
     rows = []
     for i, param in enumerate(trainer._params):
         rate = rates.get(i)
@@ -95,12 +95,12 @@ def _from_trainer(trainer) -> Explanation:
     return Explanation(rows)
 
 
-def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Explanation:
+def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> Explanation:
     params = list(net.collect_params().values())
     table = resolve(rules or {}, [p.name for p in params], paths=structural_paths(net),
-                    block_list=block_names(net, granularity), base_lr=learning_rate,
+                    block_list=block_names(net, granularity, blocks), base_lr=learning_rate,
                     strict=strict)
-    where = block_labels(net, granularity)
+    where = block_labels(net, granularity, blocks)
     rows = []
     for param, s in zip(params, table):
         mult = s.lr_mult if s.rule is not None else param.lr_mult
@@ -116,7 +116,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Expl
 
 
 def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: bool = True,
-            granularity: str = "unit") -> Explanation:
+            granularity: Optional[str] = None, blocks=None) -> Explanation:
     """What each parameter gets: block, winning rule, multipliers, rate, schedule, frozen.
 
     Parameters
@@ -128,8 +128,9 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
         Rules to explain for a network (not allowed with a trainer).
     learning_rate : float, optional
         For a network: the base rate, so that the ``lr`` column can be filled.
-    strict, granularity
-        As for ``LayerwiseTrainer``.
+    strict, granularity, blocks
+        As for ``LayerwiseTrainer`` (for a network; a trainer shows its own):
+        by default the net's own block list, the one a trainer on it numbers.
 
     Returns
     -------
@@ -142,11 +143,11 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
     """
     from .trainer import LayerwiseTrainer
     if isinstance(obj, LayerwiseTrainer):
-        if rules is not None:
-            raise ValueError("explain(trainer) shows the trainer's own rules; to try other "
-                             "rules use trainer.set_layers or explain(net, rules)")
+        if rules is not None or granularity is not None or blocks is not None:
+            raise ValueError("explain(trainer) shows the trainer's own rules and block list; "
+                             "to try others use trainer.set_layers or explain(net, rules, ...)")
         return _from_trainer(obj)
     if isinstance(obj, gluon.Block):
-        return _from_net(obj, rules, learning_rate, strict, granularity)
+        return _from_net(obj, rules, learning_rate, strict, granularity, blocks)
     raise TypeError(f"explain expects a LayerwiseTrainer or a gluon Block, got "
                     f"{type(obj).__name__}: {obj!r}")

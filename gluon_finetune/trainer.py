@@ -32,10 +32,11 @@ from .optimizer import Rate, layerwise
 from .rules import Setting, resolve, rule_items
 from .schedules import rebased_copy
 from .structure import (
-    GRANULARITIES,
     block_names,
+    can_train,
     last_blocks_names,
     param_paths,
+    resolve_granularity,
     structural_paths,
 )
 from .update_paths import apply_update_path, check_update_path, choose_update_path
@@ -181,6 +182,9 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
+    blocks : list, optional
+        An explicit block list for index keys and ``set_trainable_blocks``
+        (see ``structure.blocks``); default: the net's own.
 
     Examples
     --------
@@ -191,17 +195,19 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
     def __init__(self, params, optimizer, optimizer_params=None, kvstore="device",
                  compression_params=None, update_on_kvstore=None, *, layers=None, net=None,
                  strict: bool = True, bn: str = "frozen", granularity: Optional[str] = None,
-                 update_path: str = "auto"):
+                 update_path: str = "auto", blocks=None):
         if isinstance(params, gluon.Block):
             if net is not None and net is not params:
                 raise ValueError("params is a Block and net is another Block; pass one network")
             net, params = params, params.collect_params()
         if net is not None and not isinstance(net, gluon.Block):
             raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
-        if granularity is None:  # get_model's numbering, so that indices mean the same blocks
-            granularity = getattr(net, "finetune_granularity", "unit")
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        # get_model's numbering, so that indices mean the same blocks
+        granularity = resolve_granularity(net, granularity)
+        if blocks is not None:  # checked now: a bad list is an error here, not at a refresh
+            if net is None:
+                raise ValueError("blocks= needs the network: pass net= (or the Block itself)")
+            block_names(net, granularity, blocks)
         if not isinstance(strict, bool):
             raise TypeError(f"strict must be True or False, got {strict!r}")
         check_bn_policy(bn)
@@ -213,9 +219,10 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         check_update_path(update_path, opt)
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
+        self._blocks = blocks
         self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
         self._check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
-        self._own = [(p.lr_mult, p.wd_mult, p.grad_req, p._differentiable) for p in param_list]
+        self._own = [(p.lr_mult, p.wd_mult, p.grad_req, can_train(p, net)) for p in param_list]
         table = self._resolve(layers, param_list, opt) if layers is not None else None
 
         previous = [p._trainer for p in param_list]
@@ -243,7 +250,7 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         paths = block_list = None
         if self._net is not None:
             paths = structural_paths(self._net)
-            block_list = block_names(self._net, self._granularity)
+            block_list = block_names(self._net, self._granularity, self._blocks)
         table = resolve(layers, names, paths=paths, block_list=block_list,
                         base_lr=_base_lr(opt), strict=self._strict)
         for s in {id(s.lr_scheduler): s for s in table if s.lr_scheduler is not None}.values():
@@ -361,7 +368,7 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         n = self.trainable_blocks
         if n is None:
             return rates
-        allowed = last_blocks_names(block_names(self._net, self._granularity), n)
+        allowed = last_blocks_names(block_names(self._net, self._granularity, self._blocks), n)
         return {i: r if self._params[i].name in allowed or r.frozen
                 else r._replace(lr_mult=0.0, frozen=True) for i, r in rates.items()}
 
@@ -395,7 +402,7 @@ class LayerwiseTrainer(ParameterServerSync, gluon.Trainer):
         if self._net is None:
             raise ValueError("set_trainable_blocks needs the network: pass net= (or the Block "
                              "itself) to LayerwiseTrainer")
-        check_unfreeze(n, block_names(self._net, self._granularity))
+        check_unfreeze(n, block_names(self._net, self._granularity, self._blocks))
         if not isinstance(restart, bool):
             raise TypeError(f"restart must be True or False, got {restart!r}")
         previous = self.trainable_blocks

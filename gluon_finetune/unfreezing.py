@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Optional, Union
 
 from mxnet.gluon.contrib.estimator.event_handler import EpochBegin
 
-from .structure import blocks
+from .structure import block_names
 from .trainer import LayerwiseTrainer
 
 __all__ = ["GradualUnfreezing"]
@@ -67,7 +67,7 @@ class GradualUnfreezing(EpochBegin):
         if restart not in _RESTARTS:
             raise ValueError(f"restart must be one of {_RESTARTS}, got {restart!r}")
         self.trainer, self.schedule, self.every, self.restart = trainer, schedule, every, restart
-        self.block_count = len(blocks(trainer.net, trainer._granularity))
+        self.block_count = len(block_names(trainer.net, trainer._granularity, trainer._blocks))
         self.next_epoch = 0
 
     def blocks_at(self, epoch: int) -> int:

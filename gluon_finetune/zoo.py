@@ -15,9 +15,14 @@ import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .freezing import check_bn_policy, check_unfreeze, clear_cached_graphs
-from .freezing import unfreeze as unfreeze_blocks
-from .structure import GRANULARITIES, blocks
+from .freezing import (
+    check_bn_policy,
+    check_unfreeze,
+    clear_cached_graphs,
+    prepare_for_finetuning,
+)
+from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
+from .structure import GRANULARITIES, block_names, blocks
 
 __all__ = ["get_model", "model_names"]
 
@@ -42,7 +47,7 @@ def _gluoncv_names() -> List[str]:
 def model_names() -> List[str]:
     """Every name ``get_model`` accepts (MXNet's zoo first, then GluonCV's)."""
     mx_names = _mxnet_names()
-    return mx_names + [n for n in _gluoncv_names() if n not in set(mx_names)]
+    return mx_names + [n for n in _gluoncv_names() if n not in set(mx_names)] + list(NLP_MODELS)
 
 
 def _zoo_of(name: str) -> str:
@@ -159,14 +164,17 @@ def _check_args(name, classes, pretrained, granularity, bn) -> None:
 
 def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] = None,
               pretrained: Union[bool, str] = False, root: Optional[str] = None, ctx=None,
-              granularity: str = "unit", bn: str = "frozen", **kwargs) -> gluon.HybridBlock:
+              granularity: str = "unit", bn: str = "frozen", blocks=None,
+              **kwargs) -> gluon.HybridBlock:
     """A zoo network ready for fine-tuning.
 
     Parameters
     ----------
     name : str
         A name from MXNet's ``gluon.model_zoo.vision`` or GluonCV's
-        classification zoo (``model_names()`` lists them).
+        classification zoo, or a GluonNLP encoder (``bert_12_768_12``,
+        ``roberta_12_768_12`` ...: a sentence classifier, see ``nlp.py``;
+        ``model_names()`` lists them all).
     classes : int, optional
         Replace the classifier head (wherever the architecture keeps it:
         ``output``, ``fc``, a conv head) by a fresh one with ``classes``
@@ -186,6 +194,9 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     granularity : {"unit", "stage"}
     bn : {"frozen", "stats", "train"}
         BatchNorm policy for frozen blocks (see ``freezing.py``).
+    blocks : list, optional
+        An explicit block list (see ``structure.blocks``), recorded on the
+        net (``net.finetune_block_list``) for every later call.
     **kwargs
         Passed to the zoo's constructor (e.g. ``norm_kwargs`` for GluonCV).
 
@@ -202,10 +213,13 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)  # doctest: +SKIP
     """
     _check_args(name, classes, pretrained, granularity, bn)
+    if is_nlp_model(name):
+        return get_nlp_model(name, classes, unfreeze, pretrained, root, ctx, granularity, bn,
+                             blocks, **kwargs)
     zoo = _zoo_of(name)
     ctx = ctx or mx.cpu()
     net = _build(name.lower(), zoo, kwargs)
-    check_unfreeze(unfreeze, [(p, None) for p, _ in blocks(net, granularity)])
+    check_unfreeze(unfreeze, block_names(net, granularity, blocks))
     if pretrained is False:
         net.initialize(mx.init.Xavier(), ctx=ctx)
     else:
@@ -216,8 +230,4 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
         net.load_parameters(str(path), ctx=ctx)
     if classes is not None:
         _swap_head(net, classes, ctx)
-    net.finetune_granularity = granularity
-    net.finetune_blocks = tuple(path for path, _ in blocks(net, granularity))
-    if unfreeze is not None:
-        unfreeze_blocks(net, unfreeze, bn=bn, granularity=granularity)
-    return net
+    return prepare_for_finetuning(net, unfreeze, granularity, bn, blocks)
