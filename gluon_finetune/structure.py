@@ -211,7 +211,7 @@ def _explicit(net, items: Tuple[Tuple[str, ...], ...]) -> List[Entry]:
         names = set()
         for path in paths:
             if path not in table:
-                close = difflib.get_close_matches(path, list(table), n=3, cutoff=0.6)
+                close = difflib.get_close_matches(path, list(table), n=3, cutoff=0.5)
                 hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
                 raise ValueError(f"blocks[{i}]: no block path or parameter is named "
                                  f"{path!r}.{hint}")
