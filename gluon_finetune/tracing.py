@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import warnings
-from typing import List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import mxnet as mx
 from mxnet import gluon
@@ -45,25 +45,32 @@ def _symbols(out) -> List[mx.sym.Symbol]:
 
 
 def _variables(symbol) -> List[str]:
-    """Variable names by the depth of their first use (operators on the longest path
-    from the inputs), ties in MXNet's topological node order.
+    """Variable names by the depth of their first use on the data's path (operators on
+    the longest path from the inputs), ties in MXNet's topological node order.
 
-    Depth, not node order alone: node order lists one output's whole graph before
-    the next output's, which would put a branch (an auxiliary head) after the trunk
-    it leaves; by depth it stays where it branches off.
+    Depth, not node order alone: node order lists one output's whole graph before the
+    next output's, which would put a branch (an auxiliary head) after the trunk it
+    leaves. Only operators that read the data count: GluonNLP concatenates its q/k/v
+    weights before use, and those weights are used where the concatenation is.
     """
     nodes = json.loads(symbol.tojson())["nodes"]
-    depth = [0] * len(nodes)
-    used: dict = {}
+    depth: Dict[int, int] = {}       # operators on the data's path
+    feeds: Dict[int, Set[int]] = {}  # elsewhere: the variables a node is made of
+    used: Dict[int, int] = {}
     for i, node in enumerate(nodes):
+        inputs = [j for j, *_ in node["inputs"]]
         if node["op"] == "null":
-            continue
-        depth[i] = 1 + max((depth[j] for j, *_ in node["inputs"]), default=0)
-        for j, *_ in node["inputs"]:
-            if nodes[j]["op"] == "null":
-                used[j] = min(used.get(j, depth[i]), depth[i])
-    order = sorted(used, key=lambda j: (used[j], j))
-    return [nodes[j]["name"] for j in order]
+            if node["name"].startswith(_INPUT[:-2]):
+                depth[i] = 0
+            else:
+                feeds[i] = {i}
+        elif any(j in depth for j in inputs):
+            depth[i] = 1 + max(depth[j] for j in inputs if j in depth)
+            for var in set().union(*(feeds.get(j, set()) for j in inputs)):
+                used[var] = min(used.get(var, depth[i]), depth[i])
+        else:
+            feeds[i] = set().union(*(feeds.get(j, set()) for j in inputs))
+    return [nodes[j]["name"] for j in sorted(used, key=lambda j: (used[j], j))]
 
 
 def forward_order(block) -> Tuple[Optional[List[str]], Optional[str]]:
