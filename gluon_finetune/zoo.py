@@ -134,16 +134,26 @@ def _parent(net, path: str) -> Tuple[gluon.Block, str, gluon.Block]:
     return block, parts[-1], scope
 
 
+def _registrations(block, child) -> List[Tuple[gluon.Block, str]]:
+    """Every (parent, key) under which ``child`` is registered below ``block``."""
+    found = [(block, key) for key, c in block._children.items() if c is child]
+    for c in block._children.values():
+        if c is not child:
+            found.extend(_registrations(c, child))
+    return found
+
+
 def _swap_head(net, classes: int, ctx) -> str:
     path, old = blocks(net)[-1]
     parent, key, scope = _parent(net, path)
     with scope.name_scope():
         head = _new_head(old, classes)
     head.initialize(mx.init.Xavier(), ctx=ctx)
-    if key.isdigit():  # a Sequential child: replace it in place, keeping its position
-        parent._children[key] = head
-    else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
-        setattr(parent, key, head)
+    for parent, key in _registrations(net, old):  # GluonCV's GoogLeNet: head.2 is output
+        if key.isdigit():  # a Sequential child: replace it in place, keeping its position
+            parent._children[key] = head
+        else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
+            setattr(parent, key, head)
     clear_cached_graphs(net)
     return path
 

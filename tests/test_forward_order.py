@@ -389,3 +389,11 @@ def test_every_function_numbers_stage_blocks_like_the_trainer():
                         ["block"])
     assert unfreeze(net, 2) == ["features.7", "output"]
     assert freeze(net, 0) == sorted(net.features[0].collect_params().keys())
+
+
+def test_a_head_registered_twice_is_one_block_and_replaced_everywhere():
+    # GluonCV's GoogLeNet registers its classifier as head.2 and as output
+    net = get_model("googlenet", classes=3, unfreeze=1)
+    assert paths_of(net)[-1] == "head.2" and "output" not in paths_of(net)
+    assert net.output is net.head[2] and net.output.weight.shape == (3, 1024)
+    assert net(mx.nd.zeros((1, 3, 224, 224))).shape == (1, 3)
