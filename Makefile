@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/fused_sgd.py
 	$(PY) bench/freezing_payoff.py
 	$(PY) bench/feature_cache.py
+	$(PY) bench/bert_step.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gluon_finetune tests examples bench

@@ -201,7 +201,7 @@ def test_a_block_of_constants_is_no_block():
 @pytest.fixture(scope="module")
 def exported_resnet(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exported")
-    net = gluon.model_zoo.vision.resnet18_v1(classes=3)
+    net = gluon.model_zoo.vision.resnet18_v1(classes=3, prefix="r18_")  # names fixed
     net.initialize(mx.init.Xavier())
     net.hybridize()
     net(mx.nd.zeros((1, 3, 32, 32)))
@@ -221,16 +221,16 @@ def test_symbol_block_has_one_block_per_layer(exported_resnet):
     layers = [label for label, _ in listed]
     # 20 convolutions, 20 BatchNorms and the head, in graph order
     assert len(layers) == 41
-    assert layers[:3] == ["resnetv10_conv0", "resnetv10_batchnorm0", "resnetv10_stage1_conv0"]
-    assert listed[-1] == ("resnetv10_dense0",
-                          frozenset({"resnetv10_dense0_weight", "resnetv10_dense0_bias"}))
+    assert layers[:3] == ["r18_conv0", "r18_batchnorm0", "r18_stage1_conv0"]
+    assert listed[-1] == ("r18_dense0",
+                          frozenset({"r18_dense0_weight", "r18_dense0_bias"}))
     assert all(len(names) in (1, 2, 4) for _, names in listed)
 
 
 def test_symbol_block_head_only_training(exported_resnet):
     net = imported(exported_resnet)
     unfreeze(net, 1)
-    head = {"resnetv10_dense0_weight", "resnetv10_dense0_bias"}
+    head = {"r18_dense0_weight", "r18_dense0_bias"}
     assert {n for n, p in net.collect_params().items() if p.grad_req != "null"} == head
     before = weights(net)
     trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9})
