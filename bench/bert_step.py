@@ -16,6 +16,7 @@ import warnings
 import gluonnlp as nlp
 import mxnet as mx
 from mxnet import autograd, gluon
+from step_overhead import mark_fresh, path_of
 from timing import interleaved, table
 
 from gluon_finetune import LayerwiseTrainer, get_model, layer_decay
@@ -45,18 +46,6 @@ def rules(net, lr, scheduled):
                                               final_lr=0.0, warmup_steps=MAX_UPDATE // 10)
         found = {k: dict(v, lr_scheduler=sched) for k, v in found.items()}
     return found
-
-
-def mark_fresh(net):
-    """What backward does to each gradient: without it step() would skip every array."""
-    for p in net.collect_params().values():
-        if p.grad_req != "null":
-            for data in p.list_data():
-                data._fresh_grad = True
-
-
-def path_of(trainer) -> str:
-    return "fused" if trainer._optimizer.aggregate_num > 0 else "per_array"
 
 
 def cases(net, optimizer, args):

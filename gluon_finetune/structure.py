@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import difflib
 import weakref
-from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 from mxnet import gluon
 
+from .block_specs import declare_blocks, declared_spec, explicit_entries, hook_key, spec_items
+from .block_specs import version as declarations_version
 from .grouping import Entry, automatic, is_container, join
 from .tracing import symbol_aux_names, symbol_layers
 
@@ -35,7 +37,6 @@ GRANULARITIES = ("unit", "stage")
 Spec = Sequence[Union[str, Sequence[str]]]
 _is_container = is_container  # caching.py cuts only through what this descends into
 _AUX: weakref.WeakSet[gluon.Parameter] = weakref.WeakSet()
-_DECLARED: Dict[object, Callable] = {}
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -175,125 +176,7 @@ def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon
     return [params[n] for n in layers[layer]]
 
 
-# ----------------------------------------------------------------- explicit lists
-
-def _lookup(net) -> Dict[str, FrozenSet[str]]:
-    """What a path in a block list may be: a structural path, a parameter's path or name."""
-    table = dict(structural_paths(net))
-    for name, path in param_paths(net).items():
-        table.setdefault(path, frozenset([name]))
-        table.setdefault(name, frozenset([name]))
-    return table
-
-
-def _spec_items(spec) -> Tuple[Tuple[str, ...], ...]:
-    if isinstance(spec, (str, bytes)) or not isinstance(spec, (list, tuple)):
-        raise TypeError(f"blocks must be a list of structural paths (a tuple of paths makes "
-                        f"one block of several), got {type(spec).__name__}: {spec!r}")
-    if not spec:
-        raise ValueError("blocks must list at least one block, got an empty list")
-    items = []
-    for i, item in enumerate(spec):
-        paths = (item,) if isinstance(item, str) else item
-        if not isinstance(paths, (list, tuple)) or not paths or \
-                not all(isinstance(p, str) for p in paths):
-            raise TypeError(f"blocks[{i}] must be a structural path or a non-empty tuple of "
-                            f"paths, got {item!r}")
-        items.append(tuple(paths))
-    return tuple(items)
-
-
-def _explicit(net, items: Tuple[Tuple[str, ...], ...]) -> List[Entry]:
-    table, params = _lookup(net), net.collect_params()
-    owner: Dict[str, int] = {}
-    out = []
-    for i, paths in enumerate(items):
-        names = set()
-        for path in paths:
-            if path not in table:
-                close = difflib.get_close_matches(path, list(table), n=3, cutoff=0.5)
-                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                raise ValueError(f"blocks[{i}]: no block path or parameter is named "
-                                 f"{path!r}.{hint}")
-            names |= table[path]
-        for name in sorted(names):
-            if name in owner:
-                raise ValueError(f"blocks[{owner[name]}] ({'+'.join(items[owner[name]])}) and "
-                                 f"blocks[{i}] ({'+'.join(paths)}) both hold parameter "
-                                 f"{name!r}; a parameter belongs to one block")
-            owner[name] = i
-        block = _single_block(net, paths)
-        out.append(Entry(paths, tuple(params[n] for n in params.keys() if n in names), block))
-    _check_covered(net, items, owner)
-    return out
-
-
-def _single_block(net, paths: Tuple[str, ...]) -> Optional[gluon.Block]:
-    if len(paths) != 1:
-        return None
-    block = net
-    for part in paths[0].split(".") if paths[0] else []:
-        block = block._children.get(part) if isinstance(block, gluon.Block) else None
-        if block is None:
-            return None
-    return block
-
-
-def _check_covered(net, items, owner: Dict[str, int]) -> None:
-    params, paths = net.collect_params(), param_paths(net)
-    trainable = {n for n in owner if can_train(params[n])}
-    for i, group in enumerate(items):
-        if not any(owner[n] == i for n in trainable):
-            raise ValueError(f"blocks[{i}] ({'+'.join(group)}) holds no trainable parameter")
-    missing = [paths.get(p.name, p.name) for p in params.values()
-               if can_train(p) and p.name not in owner]
-    if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"blocks leaves trainable parameters in no block: {missing[:5]}{more}; "
-                         f"every trainable parameter must be in one block")
-
-
 # ----------------------------------------------------------------- the block list
-
-def declare_blocks(cls: type, rule: Callable) -> None:
-    """Register ``rule(net, granularity) -> block list`` for networks of class ``cls``.
-
-    For model classes you cannot edit (timm's ``group_matcher`` idea); a class
-    you write can define ``finetune_block_list(self, granularity)`` instead.
-    The list has the form of ``blocks=`` (paths; a tuple of paths is one
-    block); ``automatic_blocks(net, granularity)`` is a starting point.
-    """
-    if not isinstance(cls, type):
-        raise TypeError(f"cls must be a class, got {cls!r}")
-    if not callable(rule):
-        raise TypeError(f"rule must be a callable (net, granularity) -> list, got {rule!r}")
-    _DECLARED[cls] = rule
-    _CACHE.clear()
-
-
-def _rcnn_rule(net, granularity: str):
-    # parallel heads: forward order puts the box regressor after the class scores;
-    # the class predictor is the classification head, so it is last
-    spec = automatic_blocks(net, granularity)
-    return [s for s in spec if s != "class_predictor"] + \
-        (["class_predictor"] if "class_predictor" in spec else [])
-
-
-_BUILTIN = {"gluoncv.model_zoo.rcnn.rcnn.RCNN": _rcnn_rule}
-
-
-def _declared(net, granularity: str):
-    own = getattr(net, "finetune_block_list", None)
-    if callable(own):
-        own = own(granularity)
-    if own is not None:
-        return own
-    for cls in type(net).__mro__:
-        rule = _DECLARED.get(cls) or _BUILTIN.get(f"{cls.__module__}.{cls.__qualname__}")
-        if rule is not None:
-            return rule(net, granularity)
-    return None
-
 
 def _trainable_only(net, found: List[Entry]) -> List[Entry]:
     """Each parameter in the first block that holds it; blocks that cannot train dropped."""
@@ -312,25 +195,28 @@ def _signature(net) -> tuple:
                  for b in _descendants(net))
 
 
-def _hook_key(net):
-    """What the cached list depends on of the net's own declaration."""
-    own = net.__dict__.get("finetune_block_list", getattr(type(net), "finetune_block_list", None))
-    return repr(own) if isinstance(own, (list, tuple)) else id(own)
+def _explicit(net, items) -> List[Entry]:
+    table = dict(structural_paths(net))  # a path in a list: of a block or a parameter, or a name
+    paths = param_paths(net)
+    for name, path in paths.items():
+        table.setdefault(path, frozenset([name]))
+        table.setdefault(name, frozenset([name]))
+    return explicit_entries(net, items, table, paths, can_train)
 
 
 def _entries(net, granularity: Optional[str], spec) -> List[Entry]:
     check_block(net)
     granularity = resolve_granularity(net, granularity)
-    items = _spec_items(spec) if spec is not None else None
-    key = (granularity, items, _hook_key(net))
+    items = spec_items(spec) if spec is not None else None
+    key = (granularity, items, hook_key(net), declarations_version())
     signature = _signature(net)
     cached = _CACHE.setdefault(net, {}).get(key)
     if cached is not None and cached[0] == signature:
         return cached[1]
     _register_aux(net)
     if items is None:
-        declared = _declared(net, granularity)
-        items = _spec_items(declared) if declared is not None else None
+        declared = declared_spec(net, granularity)
+        items = spec_items(declared) if declared is not None else None
     found = _explicit(net, items) if items is not None else \
         _trainable_only(net, automatic(net, granularity))
     _CACHE[net][key] = (signature, found)
