@@ -164,10 +164,14 @@ def _forward_names(block, path: str, opened: Set[str]) -> List[str]:
 
 
 def _sorted(units: List[Entry], position: Dict[str, int]) -> List[Entry]:
-    """Stable sort by first use; a unit the graph never reads stays after its predecessor."""
-    keys, last = [], -1
+    """Stable sort by first use of a unit's own parameters (a weight it shares with an
+    earlier unit, as BERT's decoder shares the word embedding, does not place it); a
+    unit the graph never reads stays after its predecessor."""
+    keys, last, seen = [], -1, set()
     for unit in units:
-        known = [position[p.name] for p in unit.params if p.name in position]
+        own = [p.name for p in unit.params if p.name not in seen]
+        seen.update(own)
+        known = [position[n] for n in own if n in position]
         last = min(known) if known else last
         keys.append(last)
     return [u for _, _, u in sorted(zip(keys, range(len(units)), units), key=lambda t: t[:2])]

@@ -24,16 +24,28 @@ __all__ = ["forward_order", "symbol_layers", "symbol_aux_names"]
 _INPUT = "__finetune_trace_input{}"
 
 
-def _input_count(block) -> int:
-    """Required positional inputs of the forward (parameters passed by Gluon excluded)."""
+def _input_counts(block) -> List[int]:
+    """How many symbols to try: the required positional inputs of the forward, then all
+    positional ones (BERT's decoder runs only given ``masked_positions``)."""
     if isinstance(block, gluon.SymbolBlock):
-        return len(block._cached_graph[0])
+        return [len(block._cached_graph[0])]
     hybrid = isinstance(block, gluon.HybridBlock)
     func = block.hybrid_forward if hybrid else block.forward
     listed = list(inspect.signature(func).parameters.values())[1 if hybrid else 0:]
     own = set(block._reg_params) if hybrid else set()
-    return max(1, sum(1 for p in listed if p.name not in own and p.default is p.empty
-                      and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)))
+    positional = [p for p in listed if p.name not in own
+                  and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = max(1, sum(1 for p in positional if p.default is p.empty))
+    return list(dict.fromkeys([required, max(required, len(positional))]))
+
+
+def _trace(block, count: int) -> List[str]:
+    inputs = [mx.sym.var(_INPUT.format(i)) for i in range(count)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = block(*inputs)
+    symbols = _symbols(out)
+    return _variables(symbols[0] if len(symbols) == 1 else mx.sym.Group(symbols))
 
 
 def _symbols(out) -> List[mx.sym.Symbol]:
@@ -90,17 +102,15 @@ def forward_order(block) -> Tuple[Optional[List[str]], Optional[str]]:
     ['n_dense0_weight', 'n_dense0_bias', 'n_dense1_weight', 'n_dense1_bias']
     """
     params = {p.name for p in block.collect_params().values()}
-    try:
-        inputs = [mx.sym.var(_INPUT.format(i)) for i in range(_input_count(block))]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = block(*inputs)
-        symbols = _symbols(out)
-        graph = symbols[0] if len(symbols) == 1 else mx.sym.Group(symbols)
-        names = _variables(graph)
-    except Exception as err:  # any failure means: this forward does not run on symbols
-        return None, f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
-    return [n for n in dict.fromkeys(names) if n in params], None
+    why = ""
+    for count in _input_counts(block):
+        try:
+            names = _trace(block, count)
+        except Exception as err:  # any failure means: this forward does not run on symbols
+            why = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+            continue
+        return [n for n in dict.fromkeys(names) if n in params], None
+    return None, why
 
 
 def _graph(block: gluon.SymbolBlock):

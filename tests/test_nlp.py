@@ -130,3 +130,17 @@ def test_bad_arguments(vocab, kwargs, error, message):
     args.update(kwargs)
     with pytest.raises(error, match=message):
         get_model("bert_12_768_12", **args)
+
+
+def test_pretraining_model_traces_with_its_optional_inputs(vocab):
+    # the decoder runs only given masked_positions; its output layer shares the word embedding
+    model, _ = nlp.model.get_model("bert_12_768_12", dataset_name=None, vocab=vocab,
+                                   pretrained=False, use_decoder=True, use_classifier=True,
+                                   num_layers=2, hparam_allow_override=True, **SMALL)
+    listed = block_names(model)
+    assert [label for label, _ in listed] == [
+        "word_embed.0+token_type_embed.0+encoder.position_weight+encoder.layer_norm",
+        "encoder.transformer_cells.0", "encoder.transformer_cells.1", "pooler", "decoder.0",
+        "classifier", "decoder.2", "decoder.3"]
+    assert model.word_embed[0].weight.name in listed[0][1]
+    assert listed[-1][1] == {model.decoder[3].bias.name}
