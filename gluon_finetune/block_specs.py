@@ -74,7 +74,7 @@ def explicit_entries(net, items: Items, table: Dict[str, FrozenSet[str]],
 
 
 def _single_block(net, paths: Tuple[str, ...]) -> Optional[gluon.Block]:
-    if len(paths) != 1:
+    if len(paths) != 1 or not paths[0]:  # the root itself: structure.blocks gives the net
         return None
     block = net
     for part in paths[0].split(".") if paths[0] else []:

@@ -210,7 +210,8 @@ def automatic(net, granularity: str) -> List[Entry]:
     if isinstance(net, gluon.SymbolBlock):
         units = _layers(net, "")
     elif not any(owns_params(c) for c in net._children.values()):
-        return [Entry(("",), _params(net), net)] if owns_params(net) else []
+        # a lone layer is a one-block network (not holding net: the list is cached by it)
+        return [Entry(("",), _params(net))] if owns_params(net) else []
     else:
         units = _units(net, "", granularity == "stage")
     names = _forward_names(net, "", _opened(units))

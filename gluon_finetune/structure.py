@@ -37,7 +37,7 @@ GRANULARITIES = ("unit", "stage")
 Spec = Sequence[Union[str, Sequence[str]]]
 _is_container = is_container  # caching.py cuts only through what this descends into
 _AUX: weakref.WeakSet[gluon.Parameter] = weakref.WeakSet()
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE = "_finetune_block_lists"  # on the net: cached children reach back to the root
 
 
 def check_block(net) -> None:
@@ -210,7 +210,11 @@ def _entries(net, granularity: Optional[str], spec) -> List[Entry]:
     items = spec_items(spec) if spec is not None else None
     key = (granularity, items, hook_key(net), declarations_version())
     signature = _signature(net)
-    cached = _CACHE.setdefault(net, {}).get(key)
+    cache = net.__dict__.get(_CACHE)
+    if cache is None:
+        cache = {}
+        object.__setattr__(net, _CACHE, cache)  # not Block.__setattr__: no child, no parameter
+    cached = cache.get(key)
     if cached is not None and cached[0] == signature:
         return cached[1]
     _register_aux(net)
@@ -219,7 +223,7 @@ def _entries(net, granularity: Optional[str], spec) -> List[Entry]:
         items = spec_items(declared) if declared is not None else None
     found = _explicit(net, items) if items is not None else \
         _trainable_only(net, automatic(net, granularity))
-    _CACHE[net][key] = (signature, found)
+    cache[key] = (signature, found)
     return found
 
 
@@ -264,7 +268,8 @@ def blocks(net, granularity: Optional[str] = None,
     >>> [path for path, _ in blocks(net)]
     ['0', '1']
     """
-    return [(e.label, _shown(e)) for e in _entries(net, granularity, blocks)]
+    return [(e.label, net if e.paths == ("",) else _shown(e))
+            for e in _entries(net, granularity, blocks)]
 
 
 def block_names(net, granularity: Optional[str] = None,
