@@ -397,3 +397,14 @@ def test_a_head_registered_twice_is_one_block_and_replaced_everywhere():
     assert paths_of(net)[-1] == "head.2" and "output" not in paths_of(net)
     assert net.output is net.head[2] and net.output.weight.shape == (3, 1024)
     assert net(mx.nd.zeros((1, 3, 224, 224))).shape == (1, 3)
+
+
+def test_a_block_list_does_not_keep_its_network_alive():
+    import gc
+    import weakref
+    net = gluon.model_zoo.vision.resnet18_v1()
+    assert len(blocks(net)) == 11
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None
