@@ -8,9 +8,11 @@ keeps the outputs. Training ``suffix`` on them gives the weights that
 training the whole network would give, at the cost of the suffix alone.
 
 The cut must be a pure sequential cut: the network's output must equal
-``suffix(prefix(x))``. Below the root, ``blocks()`` only descends through
-``Sequential`` containers, which chain their children, so only the root can
-break that (a custom ``forward`` that adds a skip or reorders its children).
+``suffix(prefix(x))``. Below the root, the cut only goes through ``Sequential``
+containers, which chain their children, so only the root can break that (a
+custom ``forward`` that adds a skip or reorders its children); a first
+trainable block inside anything else (a BERT layer, a SymbolBlock's layer, a
+group of paths) is refused with a ValueError.
 A root that is not a plain ``Sequential`` is therefore checked: a
 ``HybridBlock`` root by tracing both with a symbol and comparing the graphs
 (free: no data runs), any other root on the first batch. A mismatch is an
@@ -108,7 +110,11 @@ def _cut(block, parts: List[str], depth: int) -> Tuple[list, list]:
         raise ValueError(f"cannot cut inside {type(block).__name__} at "
                          f"{'.'.join(parts[:depth])!r}: it is not a Sequential chain")
     children = list(block._children.items())
-    index = [name for name, _ in children].index(parts[depth])
+    names = [name for name, _ in children]
+    if parts[depth] not in names:  # a SymbolBlock's layer, or a block of several paths
+        raise ValueError(f"cannot cut {type(block).__name__} at {'.'.join(parts)!r}: the "
+                         f"first trainable block is not one of its child blocks")
+    index = names.index(parts[depth])
     before = [child for _, child in children[:index]]
     after = [child for _, child in children[index + 1:]]
     child = children[index][1]

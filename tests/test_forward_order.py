@@ -408,3 +408,12 @@ def test_a_block_list_does_not_keep_its_network_alive():
     del net
     gc.collect()
     assert ref() is None
+
+
+def test_cache_features_refuses_to_cut_a_symbol_block_layer(exported_resnet):
+    from gluon_finetune import split_frozen
+    net = imported(exported_resnet)
+    unfreeze(net, 1)
+    with pytest.raises(ValueError, match="cannot cut SymbolBlock at 'r18_dense0': the first "
+                                         "trainable block is not one of its child blocks"):
+        split_frozen(net)
