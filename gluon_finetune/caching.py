@@ -156,6 +156,9 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
     'output'
     """
     check_block(net)
+    if isinstance(net, gluon.SymbolBlock):
+        raise ValueError("cannot cut a SymbolBlock: its layers are one graph, not child "
+                         "blocks; wrap the frozen part and the rest as separate blocks")
     own = [p.name for p in net._reg_params.values()]
     if own and not _is_container(net):
         raise ValueError(f"cannot cut {type(net).__name__}: its forward uses its own "

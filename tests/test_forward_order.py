@@ -414,6 +414,10 @@ def test_cache_features_refuses_to_cut_a_symbol_block_layer(exported_resnet):
     from gluon_finetune import split_frozen
     net = imported(exported_resnet)
     unfreeze(net, 1)
-    with pytest.raises(ValueError, match="cannot cut SymbolBlock at 'r18_dense0': the first "
-                                         "trainable block is not one of its child blocks"):
+    with pytest.raises(ValueError, match="cannot cut a SymbolBlock: its layers are one graph"):
         split_frozen(net)
+    chain = nn.HybridSequential(prefix="wrapped_")
+    chain.add(net)  # inside a chain, the cut would fall inside the SymbolBlock
+    with pytest.raises(ValueError, match="cannot cut inside SymbolBlock at '0'"):
+        split_frozen(chain)
+
