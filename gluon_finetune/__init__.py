@@ -12,6 +12,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "blocks": "gluon_finetune.structure",
     "block_params": "gluon_finetune.structure",
+    "block_names": "gluon_finetune.structure",
+    "automatic_blocks": "gluon_finetune.structure",
+    "declare_blocks": "gluon_finetune.structure",
+    "can_train": "gluon_finetune.structure",
+    "BlockGroup": "gluon_finetune.structure",
     "resolve": "gluon_finetune.rules",
     "Setting": "gluon_finetune.rules",
     "RuleError": "gluon_finetune.rules",

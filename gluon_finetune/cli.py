@@ -25,7 +25,7 @@ import re
 import sys
 from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
-from .checks import InputError, InvalidValueError
+from .checks import ArgumentParser, InputError, InvalidValueError
 from .config import Config, ConfigError, check_optimizer, load_config, rule_key
 from .rules import RuleError, rule_items
 
@@ -35,22 +35,6 @@ _MOMENTUM_OPTIMIZERS = ("sgd", "nag")
 _GRADUAL = {"schedule": ("gradual_unfreezing", "schedule"),
             "every": ("gradual_unfreezing", "every"),
             "restart": ("gradual_unfreezing", "restart")}
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors, and values that may start with ``-<digit>``.
-
-    argparse takes ``--layer-lr -1=10`` for a missing value followed by an
-    option ``-1=10``: only plain negative numbers pass as values. No option
-    of ours starts with a digit, so every ``-<digit>...`` word is a value.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._negative_number_matcher = re.compile(r"^-\d")  # argparse's own hook
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parse_layer_rule(text: str) -> Tuple[object, Optional[float]]:
@@ -330,8 +314,8 @@ def _train(settings: Dict[str, Any], args, steps: _Steps) -> None:
     import numpy as np
 
     from .data import image_folders
+    from .input_size import check_input_size
     from .training import fit
-    from .zoo import check_input_size
     if args.save:
         _check_writable(args.save, "--save")
     mx.random.seed(args.seed)

@@ -10,14 +10,14 @@ so they compose field by field with any rate rules::
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List, Mapping, Set, Tuple
+from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
 from .checks import check_bool
 from .rules import rule_items
-from .structure import check_block
+from .structure import check_block, walk
 from .values import GROUPS
 
 __all__ = ["no_weight_decay", "combine", "norm_layers", "NORM_TYPES"]
@@ -33,12 +33,6 @@ _NORM_OPS = {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "_contrib_Sy
 _BIAS_OPS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}  # op -> bias input
 
 
-def _walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
-    yield prefix, block
-    for name, child in block._children.items():
-        yield from _walk(child, f"{prefix}.{name}" if prefix else name)
-
-
 def _wraps_batchnorm(block) -> bool:
     """A layer that runs MXNet's BatchNorm operator itself (e.g. GluonCV's GroupNorm):
     it keeps that operator's flags, ``use_global_stats`` among them."""
@@ -49,14 +43,14 @@ def _wraps_batchnorm(block) -> bool:
 def norm_layers(net) -> List[Tuple[str, gluon.Block]]:
     """``(structural path, layer)`` of every normalization layer of ``net``, by type."""
     check_block(net)
-    return [(path, block) for path, block in _walk(net)
+    return [(path, block) for path, block in walk(net)
             if isinstance(block, NORM_TYPES) or _wraps_batchnorm(block)]
 
 
 def _biases(net) -> Set[str]:
     """Names of the parameters registered as a layer's ``bias`` (or ``*_bias``: RNN cells)."""
     out = set()
-    for _, block in _walk(net):
+    for _, block in walk(net):
         for attr, param in block._reg_params.items():
             if attr == "bias" or attr.endswith("_bias"):
                 out.add(param.name)
