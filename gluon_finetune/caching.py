@@ -8,9 +8,11 @@ keeps the outputs. Training ``suffix`` on them gives the weights that
 training the whole network would give, at the cost of the suffix alone.
 
 The cut must be a pure sequential cut: the network's output must equal
-``suffix(prefix(x))``. Below the root, ``blocks()`` only descends through
-``Sequential`` containers, which chain their children, so only the root can
-break that (a custom ``forward`` that adds a skip or reorders its children).
+``suffix(prefix(x))``. Below the root, the cut only goes through ``Sequential``
+containers, which chain their children, so only the root can break that (a
+custom ``forward`` that adds a skip or reorders its children); a first
+trainable block inside anything else (a BERT layer, a SymbolBlock's layer, a
+group of paths) is refused with a ValueError.
 A root that is not a plain ``Sequential`` is therefore checked: a
 ``HybridBlock`` root by tracing both with a symbol and comparing the graphs
 (free: no data runs), any other root on the first batch. A mismatch is an
@@ -30,7 +32,7 @@ from mxnet.gluon import nn
 
 from .checks import InvalidTypeError, InvalidValueError, check_int
 from .freezing import batchnorm_layers
-from .structure import _is_container, blocks, check_block
+from .structure import _is_container, blocks, check_block, descendants
 
 __all__ = ["cache_features", "split_frozen", "FeatureCache"]
 
@@ -105,7 +107,11 @@ def _cut(block, parts: List[str], depth: int) -> Tuple[list, list]:
         raise ValueError(f"cannot cut inside {type(block).__name__} at "
                          f"{'.'.join(parts[:depth])!r}: it is not a Sequential chain")
     children = list(block._children.items())
-    index = [name for name, _ in children].index(parts[depth])
+    names = [name for name, _ in children]
+    if parts[depth] not in names:  # a SymbolBlock's layer, or a block of several paths
+        raise ValueError(f"cannot cut {type(block).__name__} at {'.'.join(parts)!r}: the "
+                         f"first trainable block is not one of its child blocks")
+    index = names.index(parts[depth])
     before = [child for _, child in children[:index]]
     after = [child for _, child in children[index + 1:]]
     child = children[index][1]
@@ -147,11 +153,14 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
     'output'
     """
     check_block(net)
-    split = _first_trainable(net)
+    if isinstance(net, gluon.SymbolBlock):
+        raise ValueError("cannot cut a SymbolBlock: its layers are one graph, not child "
+                         "blocks; wrap the frozen part and the rest as separate blocks")
     own = [p.name for p in net._reg_params.values()]
     if own and not _is_container(net):
         raise ValueError(f"cannot cut {type(net).__name__}: its forward uses its own "
                          f"parameters {own}, so it is not a chain of its children")
+    split = _first_trainable(net)
     before, after = _cut(net, split.split("."), 0)
     return _chain(before, "frozen_prefix_"), _chain(after, "trainable_suffix_"), split
 
@@ -159,7 +168,7 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
 def _warn_inexact(prefix) -> None:
     """Where the prefix is not deterministic in training mode it runs in inference mode:
     say where uncached training would differ."""
-    dropout = [b.name for b in _descendants(prefix) if isinstance(b, nn.Dropout)]
+    dropout = [b.name for b in descendants(prefix) if isinstance(b, nn.Dropout)]
     live_bn = [b.name for b in batchnorm_layers(prefix) if not b._kwargs["use_global_stats"]]
     if dropout:
         warnings.warn(f"the frozen prefix contains Dropout {dropout}: cached features are "
@@ -170,12 +179,6 @@ def _warn_inexact(prefix) -> None:
                       f"when training (use_global_stats=False); cached features use running "
                       f"statistics. Freeze with bn='frozen' for results equal to uncached "
                       f"training", stacklevel=3)
-
-
-def _descendants(block):
-    yield block
-    for child in block._children.values():
-        yield from _descendants(child)
 
 
 def _batches(dataset, batch_size: int):

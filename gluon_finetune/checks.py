@@ -12,6 +12,7 @@ Pure Python: safe to import on a kvstore server.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 import re
@@ -19,7 +20,7 @@ from typing import Any, Optional
 
 __all__ = ["InputError", "InvalidValueError", "InvalidTypeError", "MissingFileError",
            "is_int", "is_real", "check_int", "check_positive_int", "check_real", "check_bool",
-           "last_line"]
+           "last_line", "ArgumentParser"]
 
 
 class InputError(Exception):
@@ -143,3 +144,19 @@ def check_bool(name: str, value: Any) -> bool:
         raise InvalidTypeError(f"{name} must be True or False, got {_shown(value)}",
                                argument=name)
     return value
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors, and values that may start with ``-<digit>``.
+
+    argparse takes ``--layer-lr -1=10`` for a missing value followed by an
+    option ``-1=10``: only plain negative numbers pass as values. No option
+    of ours starts with a digit, so every ``-<digit>...`` word is a value.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d")  # argparse's own hook
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

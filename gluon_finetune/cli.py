@@ -26,7 +26,7 @@ import re
 import sys
 from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
-from .checks import InputError, InvalidValueError
+from .checks import ArgumentParser, InputError, InvalidValueError
 from .commands import COMMANDS
 from .config import RECIPES, Config, ConfigError, check_optimizer, load_config, rule_key
 from .rules import RuleError
@@ -34,22 +34,6 @@ from .rules import RuleError
 _DEFAULTS = {"optimizer": "sgd", "learning_rate": 0.01, "epochs": 5, "batch_size": 32,
              "image_size": 224, "bn": "frozen", "granularity": "unit"}
 _FINE_TUNE_LR = 2e-3  # fine_tune's own default base_lr
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors, and values that may start with ``-<digit>``.
-
-    argparse takes ``--layer-lr -1=10`` for a missing value followed by an
-    option ``-1=10``: only plain negative numbers pass as values. No option
-    of ours starts with a digit, so every ``-<digit>...`` word is a value.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._negative_number_matcher = re.compile(r"^-\d")  # argparse's own hook
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def parse_layer_rule(text: str) -> Tuple[object, Optional[float]]:
@@ -115,6 +99,9 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wd", type=_finite, help="weight decay")
     parser.add_argument("--bn", choices=("frozen", "stats", "train"),
                         help="BatchNorm in frozen blocks (default frozen)")
+    parser.add_argument("--no-weight-decay", action="store_const", const=True, default=None,
+                        help="no weight decay on biases and normalization layers "
+                        "(no_weight_decay(net) rules, merged with the others)")
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:

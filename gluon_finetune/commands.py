@@ -11,6 +11,7 @@ import os
 from typing import Any, Dict, Optional
 
 from .checks import InvalidValueError
+from .rules import rule_items
 
 __all__ = ["COMMANDS"]
 
@@ -64,6 +65,10 @@ def _build(settings: Dict[str, Any], steps, classes: Optional[int] = None,
                     root=settings.get("root"), granularity=settings["granularity"],
                     bn=settings["bn"])
     steps.now(layers="layers")
+    if settings.get("no_weight_decay") and with_rules:
+        from .recipes import combine, no_weight_decay
+        settings = dict(settings, layers=rule_items(combine(settings["layers"] or {},
+                                                             no_weight_decay(net))))
     _check_rules(net, settings)
     steps.now(optimizer_params="optimizer_params", layers="layers")
     trainer = LayerwiseTrainer(net, settings["optimizer"], _optimizer_params(settings),
@@ -152,7 +157,7 @@ def _prepare(settings: Dict[str, Any], args, steps, with_rules: bool = True):
     import numpy as np
 
     from .data import image_folders
-    from .zoo import check_input_size
+    from .input_size import check_input_size
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
     steps.now(image_size="image_size", batch_size="batch_size")
@@ -180,6 +185,7 @@ def _fit(settings: Dict[str, Any], args, steps):
         history = fine_tune(net, data.train, settings["epochs"], base_lr=trainer.learning_rate,
                             freeze_epochs=1 if freeze is None else freeze, val_data=data.val,
                             layers=settings["layers"], trainer=trainer,
+                            no_decay=settings.get("no_weight_decay") is not False,
                             progress=not args.no_progress)
         return net, trainer, history
     from .training import fit

@@ -44,8 +44,8 @@ SETTINGS: Dict[str, tuple] = {
     "root": (str,), "optimizer": (str,), "learning_rate": (int, float),
     "optimizer_params": (dict,), "lr_scheduler": (dict,), "layers": (dict,),
     "gradual_unfreezing": (dict,), "epochs": (int,), "batch_size": (int,),
-    "bn": (str,), "granularity": (str,), "image_size": (int,), "recipe": (str,),
-    "freeze_epochs": (int,),
+    "bn": (str,), "granularity": (str,), "image_size": (int,), "no_weight_decay": (bool,),
+    "recipe": (str,), "freeze_epochs": (int,),
 }
 RECIPES = ("fine_tune",)  # train's recipes besides the plain loop (cli.py)
 _POSITIVE = {"classes", "epochs", "batch_size", "image_size"}

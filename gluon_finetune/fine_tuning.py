@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from mxnet import gluon
 
 from .checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
-from .recipes import no_weight_decay
+from .recipes import combine, no_weight_decay
 from .rules import resolve, rule_items
 from .schedules import OneCycle, spread
 from .structure import block_names, structural_paths
@@ -35,15 +35,6 @@ __all__ = ["fine_tune", "phase_rules"]
 # one starts from base/5; both end at peak/1e5.
 _HEAD_CYCLE = {"pct_start": 0.99, "div": 25.0, "final_div": 1e5}
 _ALL_CYCLE = {"div": 5.0, "final_div": 1e5}
-
-
-def _as_dict(value: Any) -> Dict[str, Any]:
-    """A rule value as a dict of fields (a number is a multiplier, 0/None frozen)."""
-    if isinstance(value, dict):
-        return dict(value)
-    if value is None or value == 0:
-        return {"frozen": True}
-    return {"lr_mult": value}
 
 
 def _scope(net, granularity: str, trainable) -> Dict[str, Any]:
@@ -62,27 +53,31 @@ def _rated_names(layers, scope: Dict[str, Any]) -> frozenset:
                      if s.rule is not None)
 
 
+def _slot(key: Any) -> str:
+    """A key's identity as ``combine`` and the rule engine see it (``0`` is not ``"0"``)."""
+    return f"{type(key).__name__}:{key!r}"
+
+
 def _combine(ours: List[Tuple[Any, Dict]], layers, taken: frozenset,
              block_list) -> List[Tuple[Any, Any]]:
-    """The recipe's rules with the user's on top (see the module docstring)."""
-    user = list(rule_items(layers))
-    user_keys = {repr(k): v for k, v in user}
+    """The recipe's rules with the user's on top (see the module docstring): the recipe's
+    block rates leave out the parameters the user rates (``taken``), and under a key the
+    user gives too, the user's fields win; ``combine`` merges the rest."""
+    user = rule_items(layers)
+    user_fields = {_slot(k): {f for g in parse_value(str(k), v) for f in GROUPS[g]}
+                   for k, v in user}
     out = []
     for key, value in ours:
-        if "lr_scheduler" in value or "learning_rate" in value:  # a block's rate rule
-            names = block_list[key][1] if isinstance(key, int) else frozenset()
+        if "lr_scheduler" in value:  # a block's rate rule
+            names = block_list[key][1]
             left = sorted(names - taken)
             if not left:
                 continue
             key = key if len(left) == len(names) else tuple(left)
-        mine = user_keys.get(repr(key))
-        if mine is not None:  # the same key: the user's fields win, the others stay
-            sets = {f for g in parse_value(str(key), mine) for f in GROUPS[g]}
-            value = {k: v for k, v in value.items() if k not in sets}
-            user_keys[repr(key)] = {**value, **_as_dict(mine)}
-            continue
-        out.append((key, value))
-    return out + [(k, user_keys[repr(k)]) for k, _ in user]
+        value = {k: v for k, v in value.items() if k not in user_fields.get(_slot(key), ())}
+        if value:
+            out.append((key, value))
+    return list(rule_items(combine(out, user)))
 
 
 def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,

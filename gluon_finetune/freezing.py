@@ -12,12 +12,20 @@ only notices that after its cached graphs are cleared, which we do.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Dict, List, Optional, Sequence, Set
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
 from .checks import InvalidTypeError, InvalidValueError, is_int
+from .structure import (
+    block_names,
+    can_train,
+    check_block,
+    descendants,
+    last_blocks_names,
+    structural_paths,
+)
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
@@ -36,20 +44,14 @@ def check_bn_policy(bn: str) -> str:
     return bn
 
 
-def _descendants(block) -> Iterable[gluon.Block]:
-    yield block
-    for child in block._children.values():
-        yield from _descendants(child)
-
-
 def batchnorm_layers(net) -> List[nn.BatchNorm]:
     """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
-    return [b for b in _descendants(net)
+    return [b for b in descendants(net)
             if isinstance(getattr(b, "_kwargs", None), dict) and "use_global_stats" in b._kwargs]
 
 
 def _trainable_names(block) -> Set[str]:
-    return {p.name for p in block.collect_params().values() if p._differentiable}
+    return {p.name for p in block.collect_params().values() if can_train(p)}
 
 
 def trainable_req(grad_req: str, differentiable: bool) -> str:
@@ -109,7 +111,7 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
 
 def clear_cached_graphs(net) -> None:
     """Make hybridized blocks rebuild their graph (they cache BatchNorm's flags)."""
-    for block in _descendants(net):
+    for block in descendants(net):
         if isinstance(block, gluon.HybridBlock):
             block._clear_cached_op()
 
@@ -126,17 +128,20 @@ def bn_param_names(net) -> Dict[str, str]:
 def _set_block_freeze(net, frozen_names: Set[str], bn: str) -> None:
     params = list(net.collect_params().values())
     set_frozen(params, [p.name in frozen_names for p in params],
-               [trainable_req(p.grad_req, p._differentiable) for p in params])
+               [trainable_req(p.grad_req, can_train(p, net)) for p in params])
     apply_bn_policy(net, frozen_names, bn)
 
 
-def freeze(net, layers="*", bn: str = "frozen", granularity: str = "unit") -> List[str]:
+def freeze(net, layers="*", bn: str = "frozen", granularity: Optional[str] = None,
+           blocks=None) -> List[str]:
     """Freeze the parameters that ``layers`` names (any rule key; default all).
 
     Other parameters are left as they are. Frozen means ``grad_req='null'``;
-    fully frozen BatchNorm layers follow policy ``bn``. Returns the names of
-    the parameters this call froze: trainable ones that ``layers`` names (not
-    those already frozen, nor running statistics, which never train).
+    fully frozen BatchNorm layers follow policy ``bn``. Index and range keys
+    count ``blocks(net, granularity, blocks)`` (default: the net's own list).
+    Returns the names of the parameters ``layers`` names, now frozen (those it
+    froze and those already frozen; never running statistics, which
+    never train).
 
     Examples
     --------
@@ -144,40 +149,61 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: str = "unit") -> Li
     >>> freeze(net, slice(0, -1))        # all blocks but the head  # doctest: +SKIP
     """
     from .rules import resolve
-    from .structure import block_names, check_block, structural_paths
     check_bn_policy(bn)
     check_block(net)
     names = list(net.collect_params().keys())
     key = tuple(layers) if isinstance(layers, list) else layers
     # a list of pairs, not a dict: a slice key is unhashable before Python 3.12
     table = resolve([(key, 0)], names, paths=structural_paths(net),
-                    block_list=block_names(net, granularity))
+                    block_list=block_names(net, granularity, blocks))
     already = {p.name for p in net.collect_params().values()
-               if p._differentiable and p.grad_req == "null"}
-    differentiable = {p.name for p in net.collect_params().values() if p._differentiable}
-    newly = {s.name for s in table if s.frozen} & differentiable
+               if can_train(p, net) and p.grad_req == "null"}
+    trainable = {p.name for p in net.collect_params().values() if can_train(p, net)}
+    newly = {s.name for s in table if s.frozen} & trainable
     _set_block_freeze(net, already | newly, bn)
-    return sorted(newly - already)
+    return sorted(newly)
 
 
-def unfreeze(net, n=None, bn: str = "frozen", granularity: str = "unit") -> List[str]:
-    """Make exactly the last ``n`` blocks of ``blocks(net, granularity)`` trainable.
+def unfreeze(net, n=None, bn: str = "frozen", granularity: Optional[str] = None,
+             blocks=None) -> List[str]:
+    """Make exactly the last ``n`` blocks of ``blocks(net, granularity, blocks)`` trainable.
 
-    ``n=None`` makes everything trainable; ``0`` freezes everything. Blocks
-    before the last ``n`` are frozen (BatchNorm per ``bn``). Returns the
-    trainable block paths.
+    ``n=None`` makes every parameter that can train trainable; ``0`` freezes
+    everything. Blocks before the last ``n`` are frozen (BatchNorm per
+    ``bn``); running statistics and constants never train. The block list
+    is the net's own unless ``granularity`` or ``blocks`` say otherwise.
+    Returns the trainable block labels.
     """
-    from .structure import block_names, check_block, last_blocks_names
     check_bn_policy(bn)
     check_block(net)
-    listed = block_names(net, granularity)
+    listed = block_names(net, granularity, blocks)
     n = check_unfreeze(n, listed)
     n = len(listed) if n is None else n
     trainable = last_blocks_names(listed, n)
     frozen = {p.name for p in net.collect_params().values()
-              if p._differentiable and p.name not in trainable}
+              if can_train(p, net) and p.name not in trainable}
     _set_block_freeze(net, frozen, bn)
     return [path for path, _ in listed[len(listed) - n:]]
+
+
+def prepare_for_finetuning(net, n, granularity: str, bn: str, blocks=None):
+    """What ``get_model`` does last: record the block list on ``net`` and keep the last ``n``
+    blocks trainable (``None``: all).
+
+    Sets ``net.finetune_granularity``, ``net.finetune_blocks`` (the labels)
+    and, for an explicit ``blocks``, ``net.finetune_block_list``, so that every
+    later call on ``net`` (trainer, ``explain``, ``layer_decay`` ...) uses the
+    same list. Checks ``n`` before anything changes.
+    """
+    listed = block_names(net, granularity, blocks)
+    n = check_unfreeze(n, listed)
+    net.finetune_granularity = granularity
+    if blocks is not None:
+        net.finetune_block_list = blocks
+    net.finetune_blocks = tuple(label for label, _ in listed)
+    if n is not None:
+        unfreeze(net, n, bn=bn, granularity=granularity)
+    return net
 
 
 def check_unfreeze(n, listed) -> Optional[int]:

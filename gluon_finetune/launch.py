@@ -23,7 +23,7 @@ import threading
 import time
 from typing import IO, Dict, List, Mapping, Optional, Sequence
 
-from .checks import InvalidValueError, check_int, is_real
+from .checks import ArgumentParser, InvalidValueError, check_int, is_real
 
 __all__ = ["launch", "free_port", "main"]
 
@@ -193,7 +193,6 @@ def launch(command: Sequence[str], num_workers: int = 2, num_servers: int = 1,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import ArgumentParser  # one-line errors, as every gluon-finetune command
     parser = ArgumentParser(
         prog="gluon-finetune launch", usage="%(prog)s [-n N] [-s S] [--timeout T] -- COMMAND ...",
         description="Run COMMAND as the scheduler, servers and workers of an MXNet "

@@ -110,8 +110,9 @@ class Rate(NamedTuple):
 
     @property
     def governed(self) -> bool:
-        """Whether the rule fixes the rate itself (schedule or absolute rate)."""
-        return self.lr_scheduler is not None or self.fixed_lr is not None
+        """Whether the rule fixes the rate itself (schedule or absolute rate); a frozen
+        parameter's rate is 0 whatever its rule would give."""
+        return not self.frozen and (self.lr_scheduler is not None or self.fixed_lr is not None)
 
 
 def base_lr(optimizer) -> Optional[float]:
@@ -153,11 +154,10 @@ def rates_from(table: Sequence[Any], own: Sequence[Own], base: Optional[float],
 
 def limit_to(rates: Mapping[int, Rate], allowed: Sequence[bool], n: int) -> Dict[int, Rate]:
     """Freeze every index not ``allowed`` (outside the last ``n`` blocks), naming the limit
-    as its rule; its rate is 0 (no schedule) until it thaws and the rules apply again."""
+    as its rule; its rate is 0 until it thaws (the schedule it keeps is its rule's)."""
     label = LIMIT_RULE.format(n)
     return {i: r if allowed[i] or r.frozen else
-            r._replace(rule=label, lr_mult=0.0, frozen=True, lr_scheduler=None, fixed_lr=None,
-                       thawed=False)
+            r._replace(rule=label, lr_mult=0.0, frozen=True, thawed=False)
             for i, r in rates.items()}
 
 

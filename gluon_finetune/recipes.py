@@ -10,15 +10,17 @@ so they compose field by field with any rate rules::
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
 from .checks import check_bool
-from .structure import check_block
+from .rules import rule_items
+from .structure import check_block, walk
+from .values import GROUPS
 
-__all__ = ["no_weight_decay", "norm_layers", "NORM_TYPES"]
+__all__ = ["no_weight_decay", "combine", "norm_layers", "NORM_TYPES"]
 
 # MXNet's normalization layers (``_BatchNorm`` covers BatchNorm, BatchNormReLU and
 # SyncBatchNorm); GluonCV's and GluonNLP's subclass these or wrap the BatchNorm
@@ -31,12 +33,6 @@ _NORM_OPS = {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "_contrib_Sy
 _BIAS_OPS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}  # op -> bias input
 
 
-def _walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
-    yield prefix, block
-    for name, child in block._children.items():
-        yield from _walk(child, f"{prefix}.{name}" if prefix else name)
-
-
 def _wraps_batchnorm(block) -> bool:
     """A layer that runs MXNet's BatchNorm operator itself (e.g. GluonCV's GroupNorm):
     it keeps that operator's flags, ``use_global_stats`` among them."""
@@ -47,14 +43,14 @@ def _wraps_batchnorm(block) -> bool:
 def norm_layers(net) -> List[Tuple[str, gluon.Block]]:
     """``(structural path, layer)`` of every normalization layer of ``net``, by type."""
     check_block(net)
-    return [(path, block) for path, block in _walk(net)
+    return [(path, block) for path, block in walk(net)
             if isinstance(block, NORM_TYPES) or _wraps_batchnorm(block)]
 
 
 def _biases(net) -> Set[str]:
     """Names of the parameters registered as a layer's ``bias`` (or ``*_bias``: RNN cells)."""
     out = set()
-    for _, block in _walk(net):
+    for _, block in walk(net):
         for attr, param in block._reg_params.items():
             if attr == "bias" or attr.endswith("_bias"):
                 out.add(param.name)
@@ -127,3 +123,52 @@ def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, D
         rules.update({name: dict(zero) for name in sorted(_biases(net) - norm_params)
                       if name in params})
     return rules
+
+
+def _as_fields(value: Any) -> Dict[str, Any]:
+    """A rule value in dict form: a multiplier is ``lr_mult``, 0 or None freezes."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if value is None or value == 0:
+        return {"frozen": True}
+    return {"lr_mult": value}
+
+
+def _merged(key: Any, first: Any, second: Any) -> Any:
+    a, b = _as_fields(first), _as_fields(second)
+    for group, fields in GROUPS.items():
+        mine = {f: a[f] for f in fields if f in a}
+        theirs = {f: b[f] for f in fields if f in b}
+        if mine and theirs and mine != theirs:
+            raise ValueError(f"combine: rule {key!r} sets the {group} twice, to {mine} and "
+                             f"{theirs}; give one of them")
+    return {**a, **b}
+
+
+def combine(*rule_sets: Any) -> Any:
+    """One rule set from several, merging the values of a key given in more than one.
+
+    Values merge field by field (a rate from one, ``wd_mult`` from another); a
+    key whose rate, or whose weight decay, two sets give differently is an
+    error. A dict when every key can be one, else ``(key, value)`` pairs.
+
+    Examples
+    --------
+    >>> combine({"features.1": 0.1}, {"features.1": {"wd_mult": 0.0}, "output": 2.0})
+    {'features.1': {'lr_mult': 0.1, 'wd_mult': 0.0}, 'output': 2.0}
+    """
+    pairs: List[Tuple[Any, Any]] = []
+    where: Dict[str, int] = {}
+    for rules in rule_sets:
+        for key, value in rule_items(rules):
+            slot = f"{type(key).__name__}:{key!r}"
+            if slot in where:
+                i = where[slot]
+                pairs[i] = (key, _merged(key, pairs[i][1], value))
+            else:
+                where[slot] = len(pairs)
+                pairs.append((key, value))
+    try:
+        return dict(pairs)
+    except TypeError:  # a slice key (unhashable before Python 3.12)
+        return pairs

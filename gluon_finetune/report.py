@@ -7,7 +7,7 @@ from mxnet import gluon
 
 from .rules import resolve
 from .schedules import describe_schedule
-from .structure import block_names, structural_paths
+from .structure import block_names, can_train, structural_paths
 
 __all__ = ["explain", "Explanation", "COLUMNS"]
 
@@ -109,13 +109,14 @@ def _from_trainer(trainer) -> Explanation:
     return Explanation(rows)
 
 
-def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Explanation:
+def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> Explanation:
     params = list(net.collect_params().values())
-    was_frozen = {p.name for p in params if p._differentiable and p.grad_req == "null"}
+    was_frozen = {p.name for p in params if can_train(p, net) and p.grad_req == "null"}
+    listed = block_names(net, granularity, blocks)
     table = resolve(rules or {}, [p.name for p in params], paths=structural_paths(net),
-                    block_list=block_names(net, granularity), base_lr=learning_rate,
-                    strict=strict, trainable=[p.name for p in params if p.name not in was_frozen])
-    where = block_labels(block_names(net, granularity))
+                    block_list=listed, base_lr=learning_rate, strict=strict,
+                    trainable=[p.name for p in params if p.name not in was_frozen])
+    where = block_labels(listed)
     rows = []
     for param, s in zip(params, table):
         mult = s.lr_mult if s.rule is not None else param.lr_mult
@@ -131,7 +132,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity: str) -> Expl
 
 
 def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: bool = True,
-            granularity: str = "unit") -> Explanation:
+            granularity: Optional[str] = None, blocks=None) -> Explanation:
     """What each parameter gets: block, winning rule, multipliers, rate, schedule, frozen.
 
     Parameters
@@ -145,8 +146,9 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
         ``wd_rule`` the one that gave its weight decay.
     learning_rate : float, optional
         For a network: the base rate, so that the ``lr`` column can be filled.
-    strict, granularity
-        As for ``LayerwiseTrainer``.
+    strict, granularity, blocks
+        As for ``LayerwiseTrainer`` (for a network; a trainer shows its own):
+        by default the net's own block list, the one a trainer on it numbers.
 
     Returns
     -------
@@ -158,11 +160,11 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
     >>> print(explain(net, {"*": 0.1, "output": 1.0}, learning_rate=0.01))  # doctest: +SKIP
     """
     if isinstance(obj, gluon.Trainer) and hasattr(obj, "rates"):  # a LayerwiseTrainer
-        if rules is not None:
-            raise ValueError("explain(trainer) shows the trainer's own rules; to try other "
-                             "rules use trainer.set_layers or explain(net, rules)")
+        if rules is not None or granularity is not None or blocks is not None:
+            raise ValueError("explain(trainer) shows the trainer's own rules and block list; "
+                             "to try others use trainer.set_layers or explain(net, rules, ...)")
         return _from_trainer(obj)
     if isinstance(obj, gluon.Block):
-        return _from_net(obj, rules, learning_rate, strict, granularity)
+        return _from_net(obj, rules, learning_rate, strict, granularity, blocks)
     raise TypeError(f"explain expects a LayerwiseTrainer or a gluon Block, got "
                     f"{type(obj).__name__}: {obj!r}")

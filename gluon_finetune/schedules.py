@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 from mxnet.lr_scheduler import LRScheduler
 
@@ -76,22 +76,24 @@ def _fraction(name: str, value) -> float:
     return value
 
 
-def _block_count(net, granularity: str) -> int:
-    from .structure import blocks
-    count = len(blocks(net, granularity))
+def _block_count(net, granularity: Optional[str], blocks) -> int:
+    from .structure import block_names
+    count = len(block_names(net, granularity, blocks))
     if count == 0:
         raise InvalidValueError(f"{type(net).__name__} has no blocks with parameters",
                                 argument="net")
     return count
 
 
-def layer_decay(net, base_lr: float, decay: float = 0.75,
-                granularity: str = "unit") -> Dict[int, Dict[str, float]]:
+def layer_decay(net, base_lr: float, decay: float = 0.75, granularity: Optional[str] = None,
+                blocks=None) -> Dict[int, Dict[str, float]]:
     """Rules giving block ``i`` of ``L`` the rate ``base_lr * decay ** (L - 1 - i)``.
 
     The head (last block) gets ``base_lr``; each block before it ``decay``
     times the next one (BEiT/timm layer decay). A plain rule dict: edit it,
-    ``explain`` it, pass it as ``layers=``.
+    ``explain`` it, pass it as ``layers=``. Blocks are those of
+    ``blocks(net, granularity, blocks)``: by default the net's own list, the
+    one a trainer on ``net`` numbers.
 
     Examples
     --------
@@ -99,18 +101,20 @@ def layer_decay(net, base_lr: float, decay: float = 0.75,
     {0: {'learning_rate': 0.025}, 1: {'learning_rate': 0.05}, 2: {'learning_rate': 0.1}}
     """
     base_lr, decay = _positive("base_lr", base_lr), _positive("decay", decay)
-    count = _block_count(net, granularity)
+    count = _block_count(net, granularity, blocks)
     return {i: {"learning_rate": base_lr * decay ** (count - 1 - i)} for i in range(count)}
 
 
-def spread(net, lo: float, hi: float, granularity: str = "unit") -> Dict[int, Dict[str, float]]:
+def spread(net, lo: float, hi: float, granularity: Optional[str] = None,
+           blocks=None) -> Dict[int, Dict[str, float]]:
     """Rules spreading rates geometrically from ``lo`` (first block) to ``hi`` (head).
 
     Like fastai's ``slice(lo, hi)``: block ``i`` of ``L`` gets
     ``lo * (hi / lo) ** (i / (L - 1))``; a one-block network gets ``hi``.
+    Blocks as for :func:`layer_decay`.
     """
     lo, hi = _positive("lo", lo), _positive("hi", hi)
-    count = _block_count(net, granularity)
+    count = _block_count(net, granularity, blocks)
     if count == 1:
         return {0: {"learning_rate": hi}}
     return {i: {"learning_rate": lo * (hi / lo) ** (i / (count - 1))} for i in range(count)}

@@ -29,7 +29,13 @@ from .optimizer import layerwise, preview_lrs
 from .rates import Own, Rate, base_lr
 from .rules import Setting, resolve
 from .states import StatesFiles
-from .structure import GRANULARITIES, block_names, last_blocks_names, structural_paths
+from .structure import (
+    block_names,
+    can_train,
+    last_blocks_names,
+    resolve_granularity,
+    structural_paths,
+)
 from .update_paths import apply_update_path, check_update_path, choose_update_path
 
 __all__ = ["LayerwiseTrainer"]
@@ -81,6 +87,9 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         How MXNet applies updates; results are bit-identical. 'auto': per
         array for SGD with momentum on CPU (faster there), MXNet's default otherwise
         (``update_paths.choose_update_path``).
+    blocks : list, optional
+        An explicit block list for index keys and ``set_trainable_blocks``
+        (see ``structure.blocks``); default: the net's own.
 
     Examples
     --------
@@ -97,12 +106,12 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
     def __init__(self, params, optimizer, optimizer_params=None, kvstore="device",
                  compression_params=None, update_on_kvstore=None, *, layers=None, net=None,
                  strict: bool = True, bn: str = "frozen", granularity: Optional[str] = None,
-                 update_path: str = "auto"):
+                 update_path: str = "auto", blocks=None):
         net, params = _net_and_params(params, net)
-        if granularity is None:  # get_model's numbering, so that indices mean the same blocks
-            granularity = getattr(net, "finetune_granularity", "unit")
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        # get_model's numbering, so that indices mean the same blocks
+        granularity = resolve_granularity(net, granularity)
+        if blocks is not None and net is None:
+            raise ValueError("blocks= needs the network: pass net= (or the Block itself)")
         check_bool("strict", strict)
         check_bn_policy(bn)
         check_kvstore_args(kvstore, compression_params, update_on_kvstore)
@@ -112,11 +121,11 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         check_update_path(update_path, opt)
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
-        self._block_list = block_names(net, granularity) if net is not None else None
+        self._block_list = block_names(net, granularity, blocks) if net is not None else None
         self._update_path_choice = update_path
         self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
         self._check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
-        self._own = [Own(p.lr_mult, p.wd_mult, p.grad_req, p._differentiable) for p in params]
+        self._own = [Own(p.lr_mult, p.wd_mult, p.grad_req, can_train(p, net)) for p in params]
         table = self._resolve(layers, params, base_lr(opt), strict) if layers is not None \
             else None
 

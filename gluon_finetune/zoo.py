@@ -7,12 +7,9 @@ in GluonCV's classification zoo.
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
-import io
 import os
-import re
-from typing import Dict, List, Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import mxnet as mx
 from mxnet import gluon
@@ -23,17 +20,19 @@ from .checks import (
     InvalidValueError,
     MissingFileError,
     check_int,
-    check_positive_int,
     last_line,
 )
-from .freezing import check_bn_policy, check_unfreeze, clear_cached_graphs
-from .freezing import unfreeze as unfreeze_blocks
-from .structure import GRANULARITIES, blocks
+from .freezing import (
+    check_bn_policy,
+    check_unfreeze,
+    clear_cached_graphs,
+    prepare_for_finetuning,
+)
+from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
+from .structure import GRANULARITIES, block_names, blocks
 
-__all__ = ["get_model", "model_names", "check_input_size"]
+__all__ = ["get_model", "model_names"]
 
-_USUAL_SIZES = (224, 227, 299, 331)  # tried first when looking for a size that works
-_LARGEST = 4096
 
 
 def _mxnet_names() -> List[str]:
@@ -56,7 +55,7 @@ def _gluoncv_names() -> List[str]:
 def model_names() -> List[str]:
     """Every name ``get_model`` accepts (MXNet's zoo first, then GluonCV's)."""
     mx_names = _mxnet_names()
-    return mx_names + [n for n in _gluoncv_names() if n not in set(mx_names)]
+    return mx_names + [n for n in _gluoncv_names() if n not in set(mx_names)] + list(NLP_MODELS)
 
 
 def _zoo_of(name: str) -> str:
@@ -145,16 +144,26 @@ def _parent(net, path: str) -> Tuple[gluon.Block, str, gluon.Block]:
     return block, parts[-1], scope
 
 
+def _registrations(block, child) -> List[Tuple[gluon.Block, str]]:
+    """Every (parent, key) under which ``child`` is registered below ``block``."""
+    found = [(block, key) for key, c in block._children.items() if c is child]
+    for c in block._children.values():
+        if c is not child:
+            found.extend(_registrations(c, child))
+    return found
+
+
 def _swap_head(net, classes: int, ctx) -> str:
     path, old = blocks(net)[-1]
     parent, key, scope = _parent(net, path)
     with scope.name_scope():
         head = _new_head(old, classes)
     head.initialize(mx.init.Xavier(), ctx=ctx)
-    if key.isdigit():  # a Sequential child: replace it in place, keeping its position
-        parent._children[key] = head
-    else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
-        setattr(parent, key, head)
+    for parent, key in _registrations(net, old):  # GluonCV's GoogLeNet: head.2 is output
+        if key.isdigit():  # a Sequential child: replace it in place, keeping its position
+            parent._children[key] = head
+        else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
+            setattr(parent, key, head)
     clear_cached_graphs(net)
     return path
 
@@ -230,14 +239,17 @@ def _load_with_head(net, path: str, classes: Optional[int], ctx, name: str) -> N
 
 def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] = None,
               pretrained: Union[bool, str] = False, root: Optional[str] = None, ctx=None,
-              granularity: str = "unit", bn: str = "frozen", **kwargs) -> gluon.HybridBlock:
+              granularity: str = "unit", bn: str = "frozen", blocks=None,
+              **kwargs) -> gluon.HybridBlock:
     """A zoo network ready for fine-tuning.
 
     Parameters
     ----------
     name : str
         A name from MXNet's ``gluon.model_zoo.vision`` or GluonCV's
-        classification zoo (``model_names()`` lists them).
+        classification zoo, or a GluonNLP encoder (``bert_12_768_12``,
+        ``roberta_12_768_12`` ...: a sentence classifier, see ``nlp.py``;
+        ``model_names()`` lists them all).
     classes : int, optional
         Replace the classifier head (wherever the architecture keeps it:
         ``output``, ``fc``, a conv head) by a fresh one with ``classes``
@@ -265,6 +277,9 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     granularity : {"unit", "stage"}
     bn : {"frozen", "stats", "train"}
         BatchNorm policy for frozen blocks (see ``freezing.py``).
+    blocks : list, optional
+        An explicit block list (see ``structure.blocks``), recorded on the
+        net (``net.finetune_block_list``) for every later call.
     **kwargs
         Passed to the zoo's constructor (e.g. ``norm_kwargs`` for GluonCV).
 
@@ -281,10 +296,13 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)  # doctest: +SKIP
     """
     classes = _check_args(name, classes, pretrained, granularity, bn)
+    if is_nlp_model(name):
+        return get_nlp_model(name, classes, unfreeze, pretrained, root, ctx, granularity, bn,
+                             blocks, **kwargs)
     zoo = _zoo_of(name)
     ctx = ctx or mx.cpu()
     net = _build(name.lower(), zoo, kwargs)
-    unfreeze = check_unfreeze(unfreeze, [(p, None) for p, _ in blocks(net, granularity)])
+    unfreeze = check_unfreeze(unfreeze, block_names(net, granularity, blocks))
     if pretrained is False:
         net.initialize(mx.init.Xavier(), ctx=ctx)
         if classes is not None:
@@ -293,94 +311,4 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
         path = pretrained if not isinstance(pretrained, bool) else \
             _weights_file(name.lower(), zoo, root or _default_root())
         _load_with_head(net, os.fspath(path), classes, ctx, name)
-    net.finetune_granularity = granularity
-    net.finetune_blocks = tuple(path for path, _ in blocks(net, granularity))
-    if unfreeze is not None:
-        unfreeze_blocks(net, unfreeze, bn=bn, granularity=granularity)
-    return net
-
-
-# ----------------------------------------------------------------- input size
-
-def _failure(graph, size: int, shapes: Dict[str, tuple]) -> Optional[str]:
-    """Why ``graph`` cannot take a ``size`` x ``size`` image, or None if it can."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # infer_shape prints on failure
-            graph.infer_shape(data=(1, 3, size, size), **shapes)
-    except mx.base.MXNetError as err:
-        operator = re.search(r"Error in operator (\w+?)(?:_fwd)?:", str(err))
-        detail = last_line(err).rsplit(": ", 1)[-1]
-        return f"{operator.group(1)}: {detail}" if operator else detail
-    return None
-
-
-def _nearest(graph, size: int, shapes, up: bool) -> Optional[int]:
-    """The size nearest to the failing ``size``, above it (``up``) or below, that works:
-    candidates first, then bisection between the last failing one and the first that
-    works (the sizes between are assumed to fail, then work)."""
-    doubling = {size * 2 ** k if up else size // 2 ** k for k in range(1, 12)}
-    candidates = sorted(c for c in doubling | set(_USUAL_SIZES)
-                        if (size < c <= _LARGEST if up else 0 < c < size))
-    failing = size
-    for works in candidates if up else reversed(candidates):
-        if _failure(graph, works, shapes) is None:
-            while abs(works - failing) > 1:
-                middle = (works + failing) // 2
-                if _failure(graph, middle, shapes) is None:
-                    works = middle
-                else:
-                    failing = middle
-            return works
-        failing = works
-    return None
-
-
-def check_input_size(net: gluon.HybridBlock, image_size: int, name: Optional[str] = None
-                     ) -> None:
-    """Raise InvalidValueError if ``net`` cannot take ``image_size`` x ``image_size``
-    images, naming the layer that fails and the nearest size that works.
-
-    Shapes are inferred on the network's graph (no data runs), with the
-    shapes its parameters already have (loaded weights fix a Dense layer's
-    input size). A network that is not a HybridBlock is not checked.
-
-    Parameters
-    ----------
-    net : HybridBlock
-        The network, e.g. from ``get_model`` (3-channel images).
-    image_size : int
-        The side of the square images it will get.
-    name : str, optional
-        How the network is called in the message (default: its class name).
-
-    Raises
-    ------
-    InvalidValueError
-        A ``ValueError`` whose ``argument`` is ``"image_size"``.
-
-    Examples
-    --------
-    >>> check_input_size(get_model("squeezenet1.1"), 32)  # doctest: +SKIP
-    InvalidValueError: squeezenet1.1 cannot take 32x32 images (squeezenet0_pool3: kernel
-    size (13) exceeds input (1 padded to 1)); the smallest size above 32 that works is ...
-    """
-    image_size = check_positive_int("image_size", image_size)
-    if not isinstance(net, gluon.HybridBlock):
-        return
-    graph = net(mx.sym.var("data"))
-    arguments = set(graph.list_arguments())
-    shapes = {p.name: p.shape for p in net.collect_params().values()
-              if p.name in arguments and p.shape and all(d > 0 for d in p.shape)}
-    reason = _failure(graph, image_size, shapes)
-    if reason is None:
-        return
-    above = _nearest(graph, image_size, shapes, up=True)
-    below = None if above else _nearest(graph, image_size, shapes, up=False)
-    if above:
-        fix = f"the smallest size above {image_size} that works is {above}"
-    elif below:
-        fix = f"no larger size works; the largest smaller one that does is {below}"
-    else:
-        fix = f"no size up to {_LARGEST} works"
-    raise InvalidValueError(f"{name or type(net).__name__} cannot take {image_size}x"
-                            f"{image_size} images ({reason}); {fix}", argument="image_size")
+    return prepare_for_finetuning(net, unfreeze, granularity, bn, blocks)

@@ -374,6 +374,23 @@ def test_launch_errors_are_one_line_too(capsys):
     assert "num_workers must be an int >= 1, got 0" in error_line(capsys)
 
 
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_no_weight_decay_from_the_flag_or_the_config(tmp_path, capsys, how):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: resnet18_v1\nclasses: 2\nlayers:\n  '*': 0.1\n  features.1: 0.5\n"
+                      + ("no_weight_decay: true\n" if how == "config" else ""))
+    args = ["explain", "--config", str(config)] + (["--no-weight-decay"] if how == "flag" else [])
+    assert main(args) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    # columns: parameter shape block rule lr_mult wd_rule wd_mult ...
+    bn_gamma = next(v for k, v in rows.items() if k.endswith("batchnorm0_gamma"))
+    assert bn_gamma[3:7] == ["features.1", "0.5", "features.1", "0"]
+    bias = next(v for k, v in rows.items() if k.endswith("dense1_bias"))
+    assert bias[3:7] == ["*", "0.1", bias[0], "0"]
+    weight = next(v for k, v in rows.items() if k.endswith("dense1_weight"))
+    assert weight[3:7] == ["*", "0.1", "-", "1"]
+
+
 # ----------------------------------------------------------------- lr-find and the fine_tune recipe
 
 def test_lr_find_prints_the_suggestion_and_writes_the_plot(images, weights, tmp_path):

@@ -1,4 +1,5 @@
 """Every script in examples/ runs (short settings) and shows what it claims."""
+import os
 import runpy
 from pathlib import Path
 
@@ -17,7 +18,8 @@ def run_example(name, argv):
 
 def test_every_example_has_a_test():
     tested = {"gradual_unfreezing.py", "frozen_layer_both_orders.py", "lenet_transfer.py",
-              "gluoncv_finetune.py", "rfc_snippet.py", "lr_find_then_fine_tune.py",
+              "gluoncv_finetune.py", "rfc_snippet.py", "bert_finetune.py",
+              "lr_find_then_fine_tune.py",
               "dist_train.py"}  # launched by test_dist.py (it needs a parameter server)
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
@@ -101,3 +103,21 @@ def test_demo_study_table_ranks_fine_tuning_above_scratch(tmp_path, capsys):
     assert final["head only"] > final["scratch"]
     for png in ("learning_rates.png", "accuracy.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bert_recipe_thaws_top_layers_and_learns(capsys):
+    if not os.environ.get("CI"):  # `make test` installs GluonNLP: there it must run
+        pytest.importorskip("gluonnlp")
+    result = run_example("bert_finetune.py", ["--epochs", "4", "--layers", "2"])
+    history, table = result["history"], result["table"]
+    assert [trainable for trainable, _ in history] == [2, 4, 5, 5]  # embeddings, 2 layers, ...
+    assert history[-1][1] >= 0.9  # two classes: chance is 0.5
+    peaks = {}
+    for row in table:  # layer decay: each block's schedule peaks at 0.8x the next one's
+        index = int(row["block"].split(":")[0])
+        peaks[index] = float(row["schedule"].split("=")[1].rstrip(")"))
+        assert row["frozen"] == (index < 3)
+    assert [peaks[i] for i in range(5)] == pytest.approx([3e-3 * 0.8 ** (4 - i)
+                                                          for i in range(5)])
+    out = capsys.readouterr().out
+    assert "bert.encoder.transformer_cells.1" in out and "val acc" in out

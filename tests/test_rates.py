@@ -65,8 +65,10 @@ def test_one_declared_schedule_per_rule_peaking_at_the_rules_rate():
 
 def test_the_limit_freezes_what_lies_outside_and_names_itself():
     table = [Setting("a", "*", 0.5, lr_scheduler=factor()), Setting("b", "*", 0.5)]
-    rates = limit_to(rates_from(table, OWN[:1] * 2, 0.1, 0.1), [False, True], 1)
-    assert rates[0] == Rate("trainable_blocks=1", 0.0, 1.0, None, 0.1, 0, True)
+    fresh = rates_from(table, OWN[:1] * 2, 0.1, 0.1)
+    rates = limit_to(fresh, [False, True], 1)
+    assert rates[0] == fresh[0]._replace(rule="trainable_blocks=1", lr_mult=0.0, frozen=True)
+    assert not rates[0].governed  # frozen: rate 0, the schedule waits for the thaw
     assert rates[1].rule == "*" and not rates[1].frozen
 
 

@@ -141,3 +141,14 @@ def test_the_one_line_recipe_on_zoo_models(name, size):
         loss = net(x).sum()
     loss.backward()
     trainer.step(2)
+
+
+def test_combine_merges_the_values_of_one_key_field_by_field():
+    from gluon_finetune import combine
+    merged = combine({"features.1": 0.1, "output": 2.0}, {"features.1": {"wd_mult": 0.0}},
+                     {"output": {"lr_mult": 2.0}, "0": None}, {"0": {"wd_mult": 1.0}})
+    assert merged == {"features.1": {"lr_mult": 0.1, "wd_mult": 0.0},
+                      "output": {"lr_mult": 2.0}, "0": {"frozen": True, "wd_mult": 1.0}}
+    with pytest.raises(ValueError, match=r"combine: rule 'output' sets the rate twice"):
+        combine({"output": 2.0}, {"output": 3.0})
+    assert combine([(slice(0, 2), 0)], {"*": 0.5}) == [(slice(0, 2), 0), ("*", 0.5)]

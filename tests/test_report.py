@@ -47,3 +47,17 @@ def test_a_trainable_key_only_rates_what_is_trainable(frozen_by_get_model):
 def test_no_note_when_nothing_was_frozen_before():
     table = explain(three_layers(), {"*": 0.1})
     assert table.notes == [] and not any(row["thawed"] for row in table)
+
+
+def test_a_parameter_frozen_by_the_limit_names_the_limit():
+    """Stock trap: it showed the rule it would have had ('block 0'), not what froze it."""
+    from finetune_helpers import four_blocks
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={0: 0.5, "*": 1.0})
+    trainer.set_trainable_blocks(2)
+    table = explain(trainer)
+    first, last = table[net[0].weight.name], table[net[3].weight.name]
+    assert (first["rule"], first["frozen"], first["lr"]) == ("trainable_blocks=2", True, 0.0)
+    assert (last["rule"], last["frozen"]) == ("*", False)
+    trainer.set_trainable_blocks(None)
+    assert explain(trainer)[net[0].weight.name]["rule"] == "block 0"

@@ -9,7 +9,7 @@ from mxnet import gluon
 
 from gluon_finetune import LayerwiseTrainer, blocks, freeze, get_model, unfreeze
 from gluon_finetune.freezing import batchnorm_layers
-from gluon_finetune.zoo import check_input_size
+from gluon_finetune.input_size import check_input_size
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
