@@ -23,7 +23,7 @@ from mxnet import gluon
 from .checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from .recipes import combine, no_weight_decay
 from .rules import resolve, rule_items
-from .schedules import OneCycle, spread
+from .schedules import OneCycle, spread_rates
 from .structure import block_names, structural_paths
 from .trainer import LayerwiseTrainer
 from .training import EpochResult, check_loader, fit
@@ -37,10 +37,11 @@ _HEAD_CYCLE = {"pct_start": 0.99, "div": 25.0, "final_div": 1e5}
 _ALL_CYCLE = {"div": 5.0, "final_div": 1e5}
 
 
-def _scope(net, granularity: str, trainable) -> Dict[str, Any]:
+def _scope(net, block_list, trainable) -> Dict[str, Any]:
     """What ``resolve`` needs to match rules against ``net``."""
     return dict(names=list(net.collect_params().keys()), paths=structural_paths(net),
-                block_list=block_names(net, granularity), trainable=trainable)
+                block_list=block_names(net) if block_list is None else list(block_list),
+                trainable=trainable)
 
 
 def _rated_names(layers, scope: Dict[str, Any]) -> frozenset:
@@ -82,7 +83,7 @@ def _combine(ours: List[Tuple[Any, Dict]], layers, taken: frozenset,
 
 def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
                 lr_mult: float = 100.0, pct_start: float = 0.3, layers=None,
-                no_decay: bool = True, granularity: Optional[str] = None,
+                no_decay: bool = True, block_list=None,
                 trainable=None) -> List[Tuple[Any, Any]]:
     """The rules of one phase of :func:`fine_tune` (checked: they resolve on ``net``).
 
@@ -91,6 +92,8 @@ def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
     ``OneCycle(steps, pct_start, div=5)`` peaking at the ``spread`` of
     ``base_lr / lr_mult`` .. ``base_lr / 2``. Plus ``no_weight_decay(net)``
     (unless ``no_decay=False``) and the user's ``layers`` on top.
+    ``block_list``: the blocks to number, as ``trainer.block_list`` gives them
+    (default: the net's own list, the one ``LayerwiseTrainer(net, ...)`` uses).
     ``trainable``: the parameters trainable before any rule (for
     ``"trainable:"`` keys; default all).
 
@@ -107,16 +110,15 @@ def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
     if phase not in ("head", "all"):
         raise InvalidValueError(f"phase must be 'head' or 'all', got {phase!r}",
                                 argument="phase")
-    granularity = granularity or getattr(net, "finetune_granularity", "unit")
-    scope = _scope(net, granularity, trainable)
+    scope = _scope(net, block_list, trainable)
+    count = len(scope["block_list"])
     if phase == "head":
-        ours = [(len(scope["block_list"]) - 1, {
-            "learning_rate": base_lr, "lr_scheduler": OneCycle(steps, **_HEAD_CYCLE)})]
+        ours = [(count - 1, {"learning_rate": base_lr,
+                             "lr_scheduler": OneCycle(steps, **_HEAD_CYCLE)})]
     else:
-        peaks = spread(net, base_lr / lr_mult, base_lr / 2, granularity)
-        ours = [(i, {"learning_rate": rule["learning_rate"],
-                     "lr_scheduler": OneCycle(steps, pct_start, **_ALL_CYCLE)})
-                for i, rule in peaks.items()]
+        ours = [(i, {"learning_rate": peak, "lr_scheduler": OneCycle(steps, pct_start,
+                                                                      **_ALL_CYCLE)})
+                for i, peak in enumerate(spread_rates(base_lr / lr_mult, base_lr / 2, count))]
     if no_decay:
         ours += list(no_weight_decay(net).items())
     rules = _combine(ours, layers, _rated_names(layers, scope), scope["block_list"])
@@ -275,7 +277,7 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
     ctx = ctx if ctx is not None else _context(net)
     args = dict(base_lr=base_lr, lr_mult=lr_mult, pct_start=pct_start, layers=layers,
                 no_decay=no_decay, trainable=_trainable_before_rules(net, trainer),
-                granularity=None if trainer is None else trainer.granularity)
+                block_list=None if trainer is None else trainer.block_list)
     per_epoch = len(train_data)
     phases = [(p, n, phase_rules(net, p, max(1, n * per_epoch), **args))
               for p, n in (("head", freeze_epochs), ("all", epochs))]

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from mxnet.lr_scheduler import LRScheduler
 
 from .checks import InvalidValueError, check_int, check_real
 
 __all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "describe_schedule",
-           "layer_decay", "spread", "SlantedTriangular", "OneCycle"]
+           "layer_decay", "spread", "spread_rates", "SlantedTriangular", "OneCycle"]
 
 
 def is_mx_scheduler(schedule) -> bool:
@@ -114,10 +114,21 @@ def spread(net, lo: float, hi: float, granularity: Optional[str] = None,
     Blocks as for :func:`layer_decay`.
     """
     lo, hi = _positive("lo", lo), _positive("hi", hi)
-    count = _block_count(net, granularity, blocks)
+    rates = spread_rates(lo, hi, _block_count(net, granularity, blocks))
+    return {i: {"learning_rate": rate} for i, rate in enumerate(rates)}
+
+
+def spread_rates(lo: float, hi: float, count: int) -> List[float]:
+    """``spread``'s rates for ``count`` blocks: ``lo * (hi / lo) ** (i / (count - 1))``.
+
+    Examples
+    --------
+    >>> spread_rates(0.01, 1.0, 3)
+    [0.01, 0.1, 1.0]
+    """
     if count == 1:
-        return {0: {"learning_rate": hi}}
-    return {i: {"learning_rate": lo * (hi / lo) ** (i / (count - 1))} for i in range(count)}
+        return [hi]
+    return [lo * (hi / lo) ** (i / (count - 1)) for i in range(count)]
 
 
 # ----------------------------------------------------------------- schedules MXNet lacks

@@ -198,3 +198,19 @@ def test_phase_rules_are_plain_rules():
     assert any(value == {"wd_mult": 0.0} for value in head.values())  # no_weight_decay's
     with pytest.raises(ValueError, match="phase must be 'head' or 'all'"):
         phase_rules(net, "middle", 1, 0.1)
+
+
+def test_a_given_trainers_own_block_list_numbers_the_recipe(recorded):
+    net = bn_chain()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
+                               blocks=[("0", "1"), ("3", "4"), "6"])
+    fine_tune(net, loader(), epochs=1, freeze_epochs=0, trainer=trainer, base_lr=0.04,
+              lr_mult=4.0, progress=False)
+    peaks = [0.01, 0.01 * 2 ** 0.5, 0.02]  # three blocks from 0.04/4 to 0.04/2
+    blocks = block_of(trainer)
+    tops = {}
+    for rates in recorded["lrs"]:
+        for rate, block, p in zip(rates, blocks, trainer.params):
+            if p._differentiable:
+                tops[block] = max(tops.get(block, 0.0), rate)
+    assert [tops[i] for i in range(3)] == pytest.approx(peaks)
