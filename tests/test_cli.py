@@ -29,14 +29,21 @@ def weights(tmp_path_factory):
     return root, net
 
 
+def run_on_images(command, images, root, *flags):
+    """The console script on the image folder with the local resnet18_v1 weights, 32x32
+    images, batches of 4; it must succeed."""
+    cmd = [BIN, command, str(images), "--model", "resnet18_v1", "--root", str(root),
+           "--image-size", "32", "--batch-size", "4", *flags]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_train_one_epoch_from_local_weights_and_save(images, weights, tmp_path):
     root, source = weights
     saved = tmp_path / "model.params"
-    cmd = [BIN, "train", str(images), "--model", "resnet18_v1", "--root", str(root),
-           "--unfreeze", "2", "--layer-lr", "output=10", "--lr", "0.01", "--epochs", "1",
-           "--batch-size", "4", "--image-size", "32", "--save", str(saved)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = run_on_images("train", images, root, "--unfreeze", "2", "--layer-lr", "output=10",
+                         "--lr", "0.01", "--epochs", "1", "--save", str(saved))
     final = done.stdout.strip().splitlines()[-1]
     assert final.startswith("final: epochs 1  train_loss ") and " val_acc " in final
     assert "train:" in done.stderr  # the tqdm bar
@@ -396,11 +403,8 @@ def test_no_weight_decay_from_the_flag_or_the_config(tmp_path, capsys, how):
 def test_lr_find_prints_the_suggestion_and_writes_the_plot(images, weights, tmp_path):
     root, source = weights
     out = tmp_path / "plots" / "lr_find.png"
-    cmd = [BIN, "lr-find", str(images), "--model", "resnet18_v1", "--root", str(root),
-           "--image-size", "32", "--batch-size", "4", "--num-iter", "12", "--start-lr", "1e-4",
-           "--end-lr", "1", "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = run_on_images("lr-find", images, root, "--num-iter", "12", "--start-lr", "1e-4",
+                         "--end-lr", "1", "--out", str(out))
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("lr-find: ") and " rates from 0.0001 to " in lines[0]
     assert lines[1].startswith("suggested learning rate: ")
@@ -422,11 +426,8 @@ def test_train_with_the_fine_tune_recipe_trains_the_head_then_everything(images,
                                                                         tmp_path):
     root, source = weights
     saved = tmp_path / "model.params"
-    cmd = [BIN, "train", str(images), "--model", "resnet18_v1", "--root", str(root),
-           "--recipe", "fine_tune", "--freeze-epochs", "1", "--epochs", "1", "--lr", "0.01",
-           "--batch-size", "4", "--image-size", "32", "--save", str(saved)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = run_on_images("train", images, root, "--recipe", "fine_tune", "--freeze-epochs",
+                         "1", "--epochs", "1", "--lr", "0.01", "--save", str(saved))
     assert done.stdout.strip().splitlines()[-1].startswith("final: epochs 2  train_loss ")
     assert "fine_tune (head):" in done.stderr and "fine_tune (all):" in done.stderr
     trained = mx.gluon.model_zoo.vision.resnet18_v1(classes=2)
