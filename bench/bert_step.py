@@ -17,7 +17,7 @@ import gluonnlp as nlp
 import mxnet as mx
 from mxnet import autograd, gluon
 from step_overhead import mark_fresh, path_of
-from timing import interleaved, table
+from timing import STEP_HEADERS, interleaved, step_rows, table
 
 from gluon_finetune import LayerwiseTrainer, get_model, layer_decay
 
@@ -72,14 +72,11 @@ def main(argv=None):
         by_name = {name: fn for (name, _), fn in rows.items()}
         medians = interleaved(by_name, args.repeats, warmup=2,
                               before=lambda _name: mark_fresh(net))
-        base = medians["gluon.Trainer"]
-        out += [(optimizer, name, path, m.wall * 1e3, m.wall / base.wall, m.cpu * 1e3,
-                 m.cpu / base.cpu) for (name, path), m in zip(rows, medians.values())]
+        out += step_rows(optimizer, rows, medians)
     count = sum(p.data().size for p in net.collect_params().values())
     print(f"step on a BERT-base classifier's {count / 1e6:.1f}M parameters, median of "
           f"{args.repeats} interleaved repeats; ratio: to gluon.Trainer.step")
-    print(table(out, ["optimizer", "variant", "update path", "wall ms", "ratio",
-                      "CPU ms", "ratio"]))
+    print(table(out, STEP_HEADERS))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import warnings
 
 import mxnet as mx
 from mxnet import autograd, gluon
-from timing import interleaved, table
+from timing import STEP_HEADERS, interleaved, step_rows, table
 
 from gluon_finetune import LayerwiseTrainer, block_params
 
@@ -103,13 +103,10 @@ def main(argv=None):
         by_name = {name: fn for (name, _), fn in rows.items()}
         medians = interleaved(by_name, args.repeats, warmup=2,
                               before=lambda _name, net=net: mark_fresh(net))
-        base = medians["gluon.Trainer"]
-        out += [(optimizer, name, path, m.wall * 1e3, m.wall / base.wall, m.cpu * 1e3,
-                 m.cpu / base.cpu) for (name, path), m in zip(rows, medians.values())]
+        out += step_rows(optimizer, rows, medians)
     print(f"step on resnet50_v1's parameters, median of {args.repeats} interleaved repeats; "
           f"ratio: to gluon.Trainer.step")
-    print(table(out, ["optimizer", "variant", "update path", "wall ms", "ratio",
-                      "CPU ms", "ratio"]))
+    print(table(out, STEP_HEADERS))
 
 
 if __name__ == "__main__":

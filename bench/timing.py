@@ -59,3 +59,14 @@ def table(rows, headers) -> str:
 
 def _fmt(cell) -> str:
     return f"{cell:.2f}" if isinstance(cell, float) else str(cell)
+
+
+STEP_HEADERS = ["optimizer", "variant", "update path", "wall ms", "ratio", "CPU ms", "ratio"]
+
+
+def step_rows(optimizer: str, rows, medians: Dict[str, Median], base: str = "gluon.Trainer"):
+    """Table rows (optimizer, variant, path, wall ms, ratio, CPU ms, ratio) for the cases
+    ``rows`` ((variant, update path) in the order of ``medians``), against ``base``."""
+    ref = medians[base]
+    return [(optimizer, name, path, m.wall * 1e3, m.wall / ref.wall, m.cpu * 1e3,
+             m.cpu / ref.cpu) for (name, path), m in zip(rows, medians.values())]

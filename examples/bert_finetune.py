@@ -9,12 +9,14 @@ word. The recipe of BERT fine-tuning:
   block below it 0.8 times the one above, the embeddings lowest;
 - per layer a warm-up, then a linear decay to 0 (``PolyScheduler``, one copy
   per rule, peaking at that layer's rate);
+- weight decay 0.01, but none on biases and LayerNorm parameters
+  (``no_weight_decay``; its rules set only ``wd_mult``, so they compose with
+  the rate rules field by field);
 - gradual thawing of the top layers (``GradualUnfreezing``): the pooler and
   head first, then the top transformer layers, then everything; a thawed
   layer starts its warm-up again (``restart="schedule"``).
 
-(No weight decay here.) Prints the rule table, then the validation accuracy
-after each epoch.
+Prints the rule table, then the validation accuracy after each epoch.
 Run: ``python examples/bert_finetune.py [--epochs N] [--layers L]``.
 """
 import argparse
@@ -24,7 +26,13 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from gluon_finetune import GradualUnfreezing, LayerwiseTrainer, get_model, layer_decay
+from gluon_finetune import (
+    GradualUnfreezing,
+    LayerwiseTrainer,
+    get_model,
+    layer_decay,
+    no_weight_decay,
+)
 
 POSITIVE = ["good", "great", "fine", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "dull"]
@@ -64,11 +72,13 @@ def accuracy(net, data, batch_size=64):
 
 
 def recipe(net, base_lr, steps, warmup):
-    """Layer decay, each block with its own warm-up then linear decay (peak = its rate)."""
+    """Layer decay, each block with its own warm-up then linear decay (peak = its rate),
+    and no weight decay on biases and normalization layers."""
     schedule = mx.lr_scheduler.PolyScheduler(max_update=steps, base_lr=base_lr, pwr=1,
                                              final_lr=0.0, warmup_steps=warmup)
-    rules = layer_decay(net, base_lr, decay=0.8)
-    return {block: dict(rule, lr_scheduler=schedule) for block, rule in rules.items()}
+    rates = {block: dict(rule, lr_scheduler=schedule)
+             for block, rule in layer_decay(net, base_lr, decay=0.8).items()}
+    return {**rates, **no_weight_decay(net)}
 
 
 def build(layers, seed):
@@ -86,7 +96,7 @@ def run(epochs=4, layers=4, train_size=512, batch_size=32, base_lr=3e-3, seed=0)
     rng = np.random.RandomState(seed)
     train, val = sentences(train_size, 8, vocab, rng), sentences(256, 8, vocab, rng)
     steps = epochs * -(-train_size // batch_size)
-    trainer = LayerwiseTrainer(net, "bertadam", {"learning_rate": base_lr, "wd": 0.0},
+    trainer = LayerwiseTrainer(net, "bertadam", {"learning_rate": base_lr, "wd": 0.01},
                                layers=recipe(net, base_lr, steps, warmup=steps // 10))
     top = len(net.finetune_blocks)
     thaw = GradualUnfreezing(trainer, {0: 2, 1: 4, 2: top}, restart="schedule")
@@ -106,9 +116,10 @@ def run(epochs=4, layers=4, train_size=512, batch_size=32, base_lr=3e-3, seed=0)
 
 
 def per_block(table) -> str:
-    """The explain table with one row per block (every parameter of a block shares it)."""
+    """The explain table with one row per block: a weight's (every weight of a block
+    shares its rule; biases and norms differ only in having no weight decay)."""
     rows = {}
-    for row in table:
+    for row in sorted(table, key=lambda row: row["wd_rule"] is not None):
         rows.setdefault(row["block"], dict(row, parameter=f"{row['parameter']} ..."))
     ordered = sorted(rows.values(), key=lambda row: int(row["block"].split(":")[0]))
     return str(type(table)(ordered))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import difflib
 import weakref
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mxnet import gluon
 
@@ -38,7 +38,8 @@ from .tracing import symbol_aux_names, symbol_layers
 
 __all__ = ["blocks", "block_params", "structural_paths", "block_names", "last_blocks_names",
            "param_paths", "check_block", "GRANULARITIES", "BlockGroup", "automatic_blocks",
-           "declare_blocks", "can_train", "resolve_granularity"]
+           "declare_blocks", "can_train", "resolve_granularity", "BlockNames", "walk",
+           "descendants"]
 
 GRANULARITIES = ("unit", "stage")
 Spec = Sequence[Union[str, Sequence[str]]]
@@ -286,10 +287,17 @@ def blocks(net, granularity: Optional[str] = None,
             for e in _entries(net, granularity, blocks)]
 
 
+class BlockNames(NamedTuple):
+    """One entry of the block list as the rule engine sees it."""
+
+    label: str                # its structural path(s), e.g. "features.4" or "a+b"
+    names: FrozenSet[str]     # the names of its parameters
+
+
 def block_names(net, granularity: Optional[str] = None,
-                blocks: Optional[Spec] = None) -> List[Tuple[str, FrozenSet[str]]]:
-    """The block list as ``(label, parameter names)``: what the rule engine indexes."""
-    return [(e.label, frozenset(p.name for p in e.params))
+                blocks: Optional[Spec] = None) -> List[BlockNames]:
+    """The block list as ``BlockNames(label, names)``: what the rule engine indexes."""
+    return [BlockNames(e.label, frozenset(p.name for p in e.params))
             for e in _entries(net, granularity, blocks)]
 
 

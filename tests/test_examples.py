@@ -119,5 +119,9 @@ def test_bert_recipe_thaws_top_layers_and_learns(capsys):
         assert row["frozen"] == (index < 3)
     assert [peaks[i] for i in range(5)] == pytest.approx([3e-3 * 0.8 ** (4 - i)
                                                           for i in range(5)])
+    for row in table:  # no decay on biases and LayerNorm parameters, decay elsewhere
+        no_decay = row["parameter"].endswith(("_bias", "_beta", "_gamma"))
+        assert row["wd_mult"] == (0.0 if no_decay else 1.0), row["parameter"]
+        assert (row["wd_rule"] is not None) == no_decay
     out = capsys.readouterr().out
     assert "bert.encoder.transformer_cells.1" in out and "val acc" in out

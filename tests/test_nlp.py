@@ -13,7 +13,7 @@ else:
     nlp = pytest.importorskip("gluonnlp")
 
 from gluon_finetune import LayerwiseTrainer, blocks, get_model, layer_decay, model_names
-from gluon_finetune.structure import block_names
+from gluon_finetune.structure import block_names, walk
 
 SMALL = {"units": 16, "embed_size": 16, "hidden_size": 32, "num_heads": 2, "max_length": 16}
 WORDS = "the a movie film good bad great awful plot acting".split()
@@ -144,3 +144,29 @@ def test_pretraining_model_traces_with_its_optional_inputs(vocab):
         "classifier", "decoder.2", "decoder.3"]
     assert model.word_embed[0].weight.name in listed[0][1]
     assert listed[-1][1] == {model.decoder[3].bias.name}
+
+
+def test_the_weight_decay_recipe_on_bert(vocab):
+    """{**layer_decay, **no_weight_decay}: each block's rate, and no decay on exactly the
+    biases and LayerNorm parameters (found by type), on a 12-layer BERT."""
+    from gluon_finetune import no_weight_decay
+    net = bert(vocab)
+    decay = layer_decay(net, 1e-3, decay=0.8)
+    trainer = LayerwiseTrainer(net, "bertadam", {"learning_rate": 1e-3, "wd": 0.01},
+                               layers={**decay, **no_weight_decay(net)})
+    table = trainer.explain()
+    norms = {p.name for _, block in walk(net) if isinstance(block, gluon.nn.LayerNorm)
+             for p in block.collect_params().values()}
+    biases = {p.name for _, block in walk(net) for attr, p in block._reg_params.items()
+              if attr.endswith("bias")}
+    assert len(norms) == 2 * 25 and len(biases) > 12 * 6
+    for i, (_, names) in enumerate(block_names(net)):
+        for name in names:
+            row = table[name]
+            assert row["lr"] == pytest.approx(decay[i]["learning_rate"]), name
+            assert row["wd_mult"] == (0.0 if name in norms | biases else 1.0), name
+    tokens, types, length, y = batch(vocab)
+    with autograd.record():
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(tokens, types, length), y)
+    loss.backward()
+    trainer.step(4)
