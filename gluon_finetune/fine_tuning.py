@@ -70,7 +70,7 @@ def _combine(ours: List[Tuple[Any, Dict]], layers, taken: frozenset,
     out = []
     for key, value in ours:
         if "lr_scheduler" in value:  # a block's rate rule
-            names = block_list[key][1]
+            names = block_list[key].names
             left = sorted(names - taken)
             if not left:
                 continue
