@@ -7,6 +7,7 @@ the config's line only when the config gave the value at fault.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Dict, Optional
 
@@ -182,7 +183,7 @@ def _fit(settings: Dict[str, Any], args, steps):
         from .fine_tuning import fine_tune
         steps.now(layers="layers", freeze_epochs="freeze_epochs")
         freeze = settings.get("freeze_epochs")
-        history = fine_tune(net, data.train, settings["epochs"], base_lr=trainer.learning_rate,
+        history = fine_tune(net, data.train, settings["epochs"], base_lr=settings["learning_rate"],
                             freeze_epochs=1 if freeze is None else freeze, val_data=data.val,
                             layers=settings["layers"], trainer=trainer,
                             no_decay=settings.get("no_weight_decay") is not False,
@@ -210,6 +211,33 @@ def _train(settings: Dict[str, Any], args, steps) -> None:
           f"train_acc {last['train_acc']:.4f}{val}  seconds {last['seconds']:.1f}{saved}")
 
 
+def _finish_init(net, loader) -> None:
+    """Give deferred parameters their shapes with one recorded forward pass (an inference
+    pass would leave convolution weights in oneDNN's layout; nothing updates here)."""
+    import mxnet as mx
+    if any(p._data is None for p in net.collect_params().values()):
+        with mx.autograd.record():
+            net(next(iter(loader))[0])
+        mx.nd.waitall()
+
+
+def _summary(result, what: str) -> str:
+    """lr-find's report: what it swept, the suggestion."""
+    finite = [k for k, loss in enumerate(result.losses) if math.isfinite(loss)]
+    stop = " (stopped early: the loss diverged)" if result.diverged else ""
+    lowest = min(finite, key=lambda k: result.losses[k]) if finite else None
+    low = f"; lowest smoothed loss {result.losses[lowest]:.4f} at {result.lrs[lowest]:.3g}" \
+        if lowest is not None else "; no finite loss"
+    if result.suggestion is None:
+        advice = ("suggested learning rate: none (the smoothed loss never fell: try a "
+                  "larger --end-lr or more --num-iter)")
+    else:
+        advice = (f"suggested learning rate: {result.suggestion:.3g} (steepest descent of "
+                  f"the smoothed loss)")
+    return (f"lr-find{what}: {len(result.lrs)} rates from {result.lrs[0]:.3g} to "
+            f"{result.lrs[-1]:.3g}{stop}{low}\n{advice}")
+
+
 def _lr_find(settings: Dict[str, Any], args, steps) -> None:
     """The range test on the training images; with recipe fine_tune, of its first phase
     (the head alone), so that the suggestion is a base rate for the recipe."""
@@ -223,22 +251,11 @@ def _lr_find(settings: Dict[str, Any], args, steps) -> None:
     if head_only:
         trainer.set_trainable_blocks(1)
     steps.now()
-    if any(p._data is None for p in net.collect_params().values()):  # shapes not known yet
-        net(next(iter(data.train))[0])
+    _finish_init(net, data.train)
     result = lr_find(net, trainer, data.train, start_lr=args.start_lr, end_lr=args.end_lr,
                      num_iter=args.num_iter, progress=not args.no_progress)
-    stop = " (stopped early: the loss diverged)" if result.diverged else ""
-    lowest = min(range(len(result.losses)), key=lambda k: result.losses[k])
-    what = " (the head alone: recipe fine_tune's first phase)" if head_only else ""
-    print(f"lr-find{what}: {len(result.lrs)} rates from {result.lrs[0]:.3g} to "
-          f"{result.lrs[-1]:.3g}{stop}; lowest smoothed loss {result.losses[lowest]:.4f} "
-          f"at {result.lrs[lowest]:.3g}")
-    if result.suggestion is None:
-        print("suggested learning rate: none (the smoothed loss never fell: try a larger "
-              "--end-lr or more --num-iter)")
-    else:
-        print(f"suggested learning rate: {result.suggestion:.3g} (steepest descent of the "
-              f"smoothed loss)")
+    print(_summary(result, " (the head alone: recipe fine_tune's first phase)"
+                   if head_only else ""))
     print(f"wrote {result.plot(args.out)}")
 
 

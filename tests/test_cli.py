@@ -475,3 +475,17 @@ def test_lr_find_errors_are_one_line_and_status_2(images, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(base + ["--num-iter", "1"])
     assert exit_info.value.code == 2 and "an integer >= 2" in capsys.readouterr().err
+
+
+def test_the_lr_find_report_copes_with_divergence_and_no_suggestion():
+    from gluon_finetune import LRFinderResult
+    from gluon_finetune.commands import _summary
+    nan = float("nan")
+    text = _summary(LRFinderResult((1e-3, 1e-2, 1e-1), (1.0, 0.5, nan), (1.0, 0.5, nan),
+                                   None, True), "")
+    assert text.splitlines() == [
+        "lr-find: 3 rates from 0.001 to 0.1 (stopped early: the loss diverged); lowest "
+        "smoothed loss 0.5000 at 0.01",
+        "suggested learning rate: none (the smoothed loss never fell: try a larger --end-lr "
+        "or more --num-iter)"]
+    assert "no finite loss" in _summary(LRFinderResult((1e-3,), (nan,), (nan,), None, True), "")
