@@ -26,7 +26,7 @@ from gluon_finetune import LayerwiseTrainer  # noqa: E402
 GLOBAL_BATCH = 8
 STEPS = 6
 CHANGE_AT = 3  # the step before which a scenario changes the rates
-SCENARIOS = ("plain", "set_lr", "unfreeze", "fail")
+SCENARIOS = ("plain", "set_lr", "unfreeze", "fail", "lr_find")
 _LOSS = gluon.loss.SoftmaxCrossEntropyLoss()
 
 
@@ -66,7 +66,7 @@ def shard(step, rank, workers):
 
 def change(trainer, scenario, step):
     """What a scenario does before step ``step`` (the same on every worker)."""
-    if step != CHANGE_AT or scenario in ("plain", "fail"):
+    if step != CHANGE_AT or scenario in ("plain", "fail", "lr_find"):
         return
     if scenario == "set_lr":
         trainer.set_learning_rate(0.03)
@@ -95,12 +95,26 @@ def check_lambda_is_refused(trainer):
     assert trainer.rates == before
 
 
+def check_lr_find_is_refused(net, trainer):
+    """lr_find on a distributed kvstore: a clear error, and the trainer goes on unchanged."""
+    from gluon_finetune import lr_find
+    try:
+        lr_find(net, trainer, [global_batch(0)], _LOSS, num_iter=3, progress=False)
+    except ValueError as err:
+        assert "lr_find runs in one process, but the trainer's kvstore is 'dist_sync'" in \
+            str(err), err
+    else:
+        raise AssertionError("lr_find ran on a dist_sync kvstore")
+
+
 def train_worker(out_dir, kvstore, update_on_kvstore, scenario):
     kv = mx.kv.create(kvstore)
     net = build_net(seed=kv.rank)  # different seeds: the trainer must broadcast rank 0's
     trainer = make_trainer(net, kv, update_on_kvstore)
     if update_on_kvstore:
         check_lambda_is_refused(trainer)
+    if scenario == "lr_find":
+        check_lr_find_is_refused(net, trainer)
     start = weights(net)
     for step in range(STEPS):
         change(trainer, scenario, step)

@@ -57,6 +57,12 @@ def test_dist_sync_workers_match_a_single_process_run(tmp_path, update_on_kvstor
     assert_same(split(w0, "final"), reference, "dist vs single process")
 
 
+def test_lr_find_on_a_dist_kvstore_is_refused_and_training_goes_on(tmp_path):
+    w0, w1 = run_job(tmp_path, True, "lr_find")  # each worker checks the error itself
+    assert_same(split(w0, "final"), dw.train_reference("plain"), "dist after lr_find")
+    assert_same(split(w1, "final"), split(w0, "final"), "worker 0 vs worker 1")
+
+
 def test_dist_device_sync_on_cpu_is_dist_sync(tmp_path):
     w0, w1 = run_job(tmp_path, True, "plain", kvstore="dist_device_sync")
     assert_same(split(w0, "final"), split(w1, "final"), "worker 0 vs worker 1")
