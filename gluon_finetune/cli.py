@@ -117,10 +117,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog="gluon-finetune", description=(
-        "Per-layer learning rates and freezing for MXNet Gluon fine-tuning."))
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _add_train_command(commands) -> None:
     train = commands.add_parser("train", help="fine-tune a zoo model on an image folder",
                                 description="Fine-tune a zoo model on an image folder: "
                                 "DATA/<class>/<image>, or DATA/train/... and DATA/val/...")
@@ -137,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --recipe fine_tune: head-only epochs (default 1)")
     train.add_argument("--save", metavar="FILE", help="write the parameters here (and the "
                        "trainer state to FILE.states)")
+
+
+def _add_lr_find_command(commands) -> None:
     find = commands.add_parser("lr-find", help="learning-rate range test on an image folder",
                                description="Sweep the base learning rate geometrically over "
                                "--num-iter training batches, print the suggested rate and "
@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--num-iter", type=_number_type("an integer >= 2", lambda v: v >= 2, int),
                       default=100, help="rates to try, one batch each (default 100)")
     find.add_argument("--out", default="lr_find.png", help="the plot (default lr_find.png)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="gluon-finetune", description=(
+        "Per-layer learning rates and freezing for MXNet Gluon fine-tuning."))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_command(commands)
+    _add_lr_find_command(commands)
     explain = commands.add_parser("explain", help="print the rule table for a zoo model")
     _add_model_args(explain)
     plot = commands.add_parser("plot", help="write each layer's learning rate over the "
