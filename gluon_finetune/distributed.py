@@ -100,6 +100,15 @@ class ParameterServerSync:
     ``gluon.Trainer.__init__`` runs.
     """
 
+    def _active_updaters(self) -> list:
+        """The updaters that hold optimizer state: the trainer's, and the kvstore's when
+        it updates (``update_on_kvstore`` with a local kvstore)."""
+        updaters = list(self._updaters)
+        kv_updater = getattr(self._kvstore, "_updater", None) if self._kvstore else None
+        if self._update_on_kvstore and kv_updater is not None:
+            updaters.append(kv_updater)
+        return updaters
+
     def _check_sendable(self, what: str, schedule: Any) -> None:
         if self._to_servers:
             check_sendable(what, schedule)

@@ -197,7 +197,7 @@ def _make_trainer(net, optimizer, optimizer_params, base_lr) -> LayerwiseTrainer
 def _trainable_before_rules(net, trainer: Optional[LayerwiseTrainer]) -> List[str]:
     """What ``"trainable:"`` keys select: the parameters not frozen before any rule."""
     if trainer is not None:
-        return [p.name for p, own in zip(trainer.params, trainer._own) if not own.frozen]
+        return [p.name for p in trainer.params if p.name not in trainer.frozen_before]
     return [p.name for p in net.collect_params().values()
             if not (p._differentiable and p.grad_req == "null")]
 

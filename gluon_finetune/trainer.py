@@ -167,6 +167,12 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         return None if self._block_list is None else list(self._block_list)
 
     @property
+    def frozen_before(self) -> frozenset:
+        """Names of the parameters that were frozen before this trainer (by hand or by
+        ``get_model(unfreeze=)``): ``"trainable:"`` keys leave them out."""
+        return frozenset(p.name for p, own in zip(self._params, self._own) if own.frozen)
+
+    @property
     def layers(self):
         """The rules the rates come from (the constructor's, ``set_layers``', or a
         loaded states file's)."""
@@ -319,13 +325,6 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         path = choose_update_path(self._optimizer, [c.device_type for c in self._contexts],
                                   self._update_path_choice)
         apply_update_path(self._optimizer, path, self._updaters)
-
-    def _active_updaters(self) -> list:
-        updaters = list(self._updaters)
-        kv_updater = getattr(self._kvstore, "_updater", None) if self._kvstore else None
-        if self._update_on_kvstore and kv_updater is not None:
-            updaters.append(kv_updater)
-        return updaters
 
     def step(self, batch_size, ignore_stale_grad=False):
         """As ``gluon.Trainer.step``; first checks for hand edits of ``lr_mult`` that a
