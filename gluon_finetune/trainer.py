@@ -239,7 +239,7 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         if self._net is None:
             raise ValueError("set_trainable_blocks needs the network: pass net= (or the Block "
                              "itself) to LayerwiseTrainer")
-        check_unfreeze(n, self._block_list)
+        n = check_unfreeze(n, self._block_list)
         check_bool("restart", restart)
         state = self._optimizer.layerwise
         previous, state.trainable_blocks = state.trainable_blocks, n

@@ -224,3 +224,13 @@ def test_an_optimizer_instance_with_non_finite_numbers_is_refused():
     net = three_layers()
     with pytest.raises(ValueError, match="SGD: wd must be a finite number"):
         LayerwiseTrainer(net, mx.optimizer.SGD(wd=float("nan")))
+
+
+def test_numpy_counts_are_stored_as_ints():
+    from finetune_helpers import four_blocks
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+    trainer.set_trainable_blocks(np.int64(2))
+    assert trainer.trainable_blocks == 2 and type(trainer.trainable_blocks) is int
+    with pytest.raises(TypeError, match="unfreeze must be None or an int"):
+        trainer.set_trainable_blocks(True)
