@@ -7,7 +7,7 @@ from mxnet import gluon
 
 from .rules import resolve
 from .schedules import describe_schedule
-from .structure import block_names, can_train, structural_paths
+from .structure import block_names, can_train, param_shape, structural_paths
 
 __all__ = ["explain", "Explanation", "COLUMNS"]
 
@@ -89,7 +89,7 @@ def _thaw_notes(rows: List[Dict]) -> List[str]:
 
 def _row(param, block: Optional[str], rule, lr_mult, wd_rule, wd_mult, lr, schedule,
          frozen, thawed: bool = False) -> Dict:
-    return {"parameter": param.name, "shape": tuple(param.shape or ()), "block": block,
+    return {"parameter": param.name, "shape": param_shape(param), "block": block,
             "rule": rule, "lr_mult": lr_mult, "wd_rule": wd_rule, "wd_mult": wd_mult, "lr": lr,
             "schedule": describe_schedule(schedule), "frozen": frozen, "thawed": thawed}
 

@@ -28,7 +28,7 @@ from mxnet.optimizer import Optimizer
 from . import rates as rate_table
 from .optimizer import is_layerwise, layerwise
 from .rates import Rate, base_lr
-from .structure import param_paths
+from .structure import param_paths, param_shape
 
 __all__ = ["StatesError", "Signature", "Loaded", "signature", "write", "read", "StatesFiles"]
 
@@ -49,15 +49,8 @@ class Loaded(NamedTuple):
 
 def signature(params, paths: Optional[Dict[str, str]]) -> Signature:
     """Per parameter: structural path in the network (if known), shape, dtype."""
-    return [((paths or {}).get(p.name), _shape(p), _dtype(p.dtype)) for p in params]
+    return [((paths or {}).get(p.name), param_shape(p), _dtype(p.dtype)) for p in params]
 
-
-def _shape(param) -> Tuple[int, ...]:
-    """The parameter's shape: its data's once it has data (a SymbolBlock's parameters
-    keep ``shape=None`` even then), else the declared one (0: not known yet)."""
-    if param._data is not None:
-        return tuple(int(d) for d in param._data[0].shape)
-    return tuple(int(d) for d in (param.shape or ()))
 
 
 def _dtype(dtype) -> str:
@@ -188,7 +181,7 @@ def _check_arrays(fname, states: dict, params: Sequence, order: Sequence[int]) -
                             f"{len(params)} parameters")
             continue
         param = params[order[index]]
-        shape, dtype = _shape(param), _dtype(param.dtype)
+        shape, dtype = param_shape(param), _dtype(param.dtype)
         for array in _arrays(state):
             allowed = {dtype, "float32"} if dtype == "float16" else {dtype}
             if not _shapes_agree(tuple(array.shape), shape) or _dtype(array.dtype) not in allowed:

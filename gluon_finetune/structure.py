@@ -39,7 +39,7 @@ from .tracing import symbol_aux_names, symbol_layers
 __all__ = ["blocks", "block_params", "structural_paths", "block_names", "last_blocks_names",
            "param_paths", "check_block", "GRANULARITIES", "BlockGroup", "automatic_blocks",
            "declare_blocks", "can_train", "resolve_granularity", "BlockNames", "walk",
-           "descendants"]
+           "descendants", "param_shape"]
 
 GRANULARITIES = ("unit", "stage")
 Spec = Sequence[Union[str, Sequence[str]]]
@@ -78,6 +78,14 @@ class BlockGroup:
 
 
 # ----------------------------------------------------------------- trainability
+
+def param_shape(param: gluon.Parameter) -> Tuple[int, ...]:
+    """A parameter's shape: its data's once it has data (a SymbolBlock's parameters keep
+    ``shape=None`` even then), else the declared one (0: not known yet)."""
+    if param._data is not None:
+        return tuple(int(d) for d in param._data[0].shape)
+    return tuple(int(d) for d in (param.shape or ()))
+
 
 def walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
     """``block`` and every block below it, depth first in registration order, with its
