@@ -138,3 +138,18 @@ def ramp(t):
 def cosine(t):
     """A plain callable schedule: absolute rate at update t."""
     return 0.05 * (1 + math.cos(math.pi * min(t, 10) / 10)) / 2
+
+
+def exported_symbolblock(folder, prefix="exp_"):
+    """Conv -> BatchNorm -> Dense, exported and loaded back as a ``gluon.SymbolBlock``
+    (inputs: 3x8x8 images)."""
+    net = nn.HybridSequential(prefix=prefix)
+    with net.name_scope():
+        net.add(nn.Conv2D(4, 3, in_channels=3), nn.BatchNorm(in_channels=4), nn.Flatten(),
+                nn.Dense(2, in_units=4 * 6 * 6))
+    net.initialize()
+    net.hybridize()
+    net(nd.ones((1, 3, 8, 8)))
+    net.export(str(folder / "m"))
+    return gluon.SymbolBlock.imports(str(folder / "m-symbol.json"), ["data"],
+                                     str(folder / "m-0000.params"))

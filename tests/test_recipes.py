@@ -1,7 +1,7 @@
 """no_weight_decay and rules that compose field by field (a rate rule plus a decay rule)."""
 import numpy as np
 import pytest
-from finetune_helpers import sgd_step, three_layers
+from finetune_helpers import exported_symbolblock, sgd_step, three_layers
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
@@ -89,17 +89,7 @@ def test_norm_layers_are_found_by_type_and_biases_by_what_layers_register():
 
 
 def test_a_symbolblock_gets_its_decay_rules_from_the_graph(tmp_path):
-    net = nn.HybridSequential(prefix="exp_")
-    with net.name_scope():
-        net.add(nn.Conv2D(4, 3, in_channels=3), nn.BatchNorm(in_channels=4), nn.Flatten(),
-                nn.Dense(2, in_units=4 * 6 * 6))
-    net.initialize()
-    net.hybridize()
-    net(nd.ones((1, 3, 8, 8)))
-    net.export(str(tmp_path / "m"))
-    loaded = gluon.SymbolBlock.imports(str(tmp_path / "m-symbol.json"), ["data"],
-                                       str(tmp_path / "m-0000.params"))
-    rules = no_weight_decay(loaded)
+    rules = no_weight_decay(exported_symbolblock(tmp_path))
     names = {n.split("exp_")[-1] for n in rules}
     assert names == {"conv0_bias", "dense0_bias", "batchnorm0_gamma", "batchnorm0_beta",
                      "batchnorm0_running_mean", "batchnorm0_running_var"}

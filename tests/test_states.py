@@ -347,16 +347,9 @@ def test_resume_into_a_rebuilt_net_whose_names_sort_differently(tmp_path):
 def test_a_symbolblock_trainer_resumes_from_its_own_file(tmp_path):
     """A SymbolBlock's parameters keep shape=None after loading: their shapes must come
     from their data, or every state looks like another model's."""
+    from finetune_helpers import exported_symbolblock
     from mxnet import autograd, nd
-    net = gluon.nn.HybridSequential()
-    net.add(gluon.nn.Conv2D(4, 3, in_channels=3), gluon.nn.BatchNorm(in_channels=4),
-            gluon.nn.Flatten(), gluon.nn.Dense(2, in_units=4 * 6 * 6))
-    net.initialize()
-    net.hybridize()
-    net(nd.ones((1, 3, 8, 8)))
-    net.export(str(tmp_path / "m"))
-    loaded = gluon.SymbolBlock.imports(str(tmp_path / "m-symbol.json"), ["data"],
-                                       str(tmp_path / "m-0000.params"))
+    loaded = exported_symbolblock(tmp_path)
     trainer = LayerwiseTrainer(loaded, "sgd", dict(SGD), layers={-1: 2.0})
     with autograd.record():
         loss = gluon.loss.SoftmaxCrossEntropyLoss()(loaded(nd.ones((2, 3, 8, 8))),
