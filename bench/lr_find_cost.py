@@ -20,7 +20,7 @@ from timing import interleaved, table
 
 from gluon_finetune import LayerwiseTrainer, OneCycle, lr_find
 from gluon_finetune.demo import DigitsNet, digits_split
-from gluon_finetune.snapshots import Snapshot
+from gluon_finetune.recipes.snapshots import Snapshot
 
 warnings.filterwarnings("ignore")
 LOSS = gluon.loss.SoftmaxCrossEntropyLoss()

@@ -16,9 +16,14 @@ import argparse
 import mxnet as mx
 import numpy as np
 
-from gluon_finetune import GradualUnfreezing, LayerwiseTrainer, get_model, layer_decay
-from gluon_finetune.data import image_folders
-from gluon_finetune.training import fit
+from gluon_finetune import (
+    GradualUnfreezing,
+    LayerwiseTrainer,
+    fit,
+    get_model,
+    image_folders,
+    layer_decay,
+)
 
 
 def main(argv=None):

@@ -21,9 +21,8 @@ import argparse
 import mxnet as mx
 import numpy as np
 
-from gluon_finetune import GradualUnfreezing, LayerwiseTrainer, spread
+from gluon_finetune import GradualUnfreezing, LayerwiseTrainer, evaluate, fit, spread
 from gluon_finetune.demo import digits_split, loader, pretrain, transferred
-from gluon_finetune.training import evaluate, fit
 
 
 def compare(epochs=6, per_class=10, seed=0):

@@ -17,9 +17,8 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from gluon_finetune import LayerwiseTrainer, explain
+from gluon_finetune import LayerwiseTrainer, evaluate, explain, fit
 from gluon_finetune.demo import digits_split, loader
-from gluon_finetune.training import evaluate, fit
 
 
 class LeNet(gluon.HybridBlock):

@@ -19,9 +19,8 @@ import argparse
 import mxnet as mx
 import numpy as np
 
-from gluon_finetune import LayerwiseTrainer, fine_tune, lr_find
+from gluon_finetune import LayerwiseTrainer, evaluate, fine_tune, lr_find
 from gluon_finetune.demo import digits_split, loader, pretrain, transferred
-from gluon_finetune.training import evaluate
 
 
 def arrays(net):

@@ -1,63 +1,91 @@
 """gluon-finetune: per-layer learning rates, schedules and freezing for MXNet Gluon.
 
-Public API (imported lazily, PEP 562): nothing heavy happens at ``import
-gluon_finetune``. This also matters for distributed training: a kvstore server
-unpickles our optimizer while ``import mxnet`` is still running, so importing
-``gluon_finetune.optimizer`` must not pull in ``mxnet.gluon`` through here.
+The public API is imported lazily (PEP 562): nothing heavy happens at ``import
+gluon_finetune``. A kvstore server unpickles our optimizer while ``import
+mxnet`` is still running, so importing ``gluon_finetune.optim`` must not pull
+in ``mxnet.gluon`` through here. Type checkers and IDEs read the imports under
+``TYPE_CHECKING``; ``_EXPORTS`` maps the same names for the run time (a test
+keeps the two equal).
 """
-from importlib import import_module
+from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+try:
+    __version__ = version("gluon-finetune")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from .cli.config import load_config
+    from .errors import (
+        ConfigError,
+        FinetuneError,
+        NoMatchError,
+        RuleError,
+        StatesError,
+    )
+    from .models import get_model, model_names
+    from .optim import OneCycle, SlantedTriangular
+    from .recipes import (
+        FeatureCache,
+        GradualUnfreezing,
+        LRFinderResult,
+        cache_features,
+        evaluate,
+        fine_tune,
+        fit,
+        image_folders,
+        lr_find,
+        split_frozen,
+    )
+    from .reporting import (
+        Explanation,
+        RateRecorder,
+        explain,
+        lr_curves,
+        plot_lr_curves,
+        plot_schedules,
+    )
+    from .rules import Setting, combine, layer_decay, no_weight_decay, resolve, spread
+    from .structure import (
+        BlockGroup,
+        automatic_blocks,
+        block_names,
+        block_params,
+        blocks,
+        can_train,
+        declare_blocks,
+        structural_paths,
+    )
+    from .trainer import LayerwiseTrainer, freeze, unfreeze
 
 _EXPORTS = {
-    "blocks": "gluon_finetune.structure",
-    "block_params": "gluon_finetune.structure",
-    "block_names": "gluon_finetune.structure",
-    "automatic_blocks": "gluon_finetune.structure",
-    "declare_blocks": "gluon_finetune.structure",
-    "can_train": "gluon_finetune.structure",
-    "BlockGroup": "gluon_finetune.structure",
-    "resolve": "gluon_finetune.rules",
-    "Setting": "gluon_finetune.rules",
-    "RuleError": "gluon_finetune.rules",
-    "NoMatchError": "gluon_finetune.rules",
-    "explain": "gluon_finetune.report",
-    "Explanation": "gluon_finetune.report",
-    "LayerwiseTrainer": "gluon_finetune.trainer",
-    "structural_paths": "gluon_finetune.structure",
-    "freeze": "gluon_finetune.freezing",
-    "unfreeze": "gluon_finetune.freezing",
-    "get_model": "gluon_finetune.zoo",
-    "model_names": "gluon_finetune.zoo",
-    "layer_decay": "gluon_finetune.schedules",
-    "spread": "gluon_finetune.schedules",
-    "no_weight_decay": "gluon_finetune.recipes",
-    "combine": "gluon_finetune.recipes",
-    "SlantedTriangular": "gluon_finetune.schedules",
-    "OneCycle": "gluon_finetune.schedules",
-    "GradualUnfreezing": "gluon_finetune.unfreezing",
-    "fit": "gluon_finetune.training",
-    "fine_tune": "gluon_finetune.fine_tuning",
-    "lr_find": "gluon_finetune.lr_finder",
-    "LRFinderResult": "gluon_finetune.lr_finder",
-    "evaluate": "gluon_finetune.training",
-    "image_folders": "gluon_finetune.data",
-    "load_config": "gluon_finetune.config",
-    "ConfigError": "gluon_finetune.config",
-    "lr_curves": "gluon_finetune.plots",
-    "plot_lr_curves": "gluon_finetune.plots",
-    "plot_schedules": "gluon_finetune.plots",
-    "RateRecorder": "gluon_finetune.plots",
-    "cache_features": "gluon_finetune.caching",
-    "split_frozen": "gluon_finetune.caching",
-    "FeatureCache": "gluon_finetune.caching",
+    "gluon_finetune.errors": ["ConfigError", "FinetuneError", "NoMatchError", "RuleError",
+                              "StatesError"],
+    "gluon_finetune.models": ["get_model", "model_names"],
+    "gluon_finetune.optim": ["OneCycle", "SlantedTriangular"],
+    "gluon_finetune.recipes": ["FeatureCache", "GradualUnfreezing", "LRFinderResult",
+                               "cache_features", "evaluate", "fine_tune", "fit", "image_folders",
+                               "lr_find", "split_frozen"],
+    "gluon_finetune.reporting": ["Explanation", "RateRecorder", "explain", "lr_curves",
+                                 "plot_lr_curves", "plot_schedules"],
+    "gluon_finetune.rules": ["Setting", "combine", "layer_decay", "no_weight_decay", "resolve",
+                             "spread"],
+    "gluon_finetune.structure": ["BlockGroup", "automatic_blocks", "block_names", "block_params",
+                                 "blocks", "can_train", "declare_blocks", "structural_paths"],
+    "gluon_finetune.trainer": ["LayerwiseTrainer", "freeze", "unfreeze"],
+    "gluon_finetune.cli.config": ["load_config"],
 }
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_WHERE) + ["__version__"]
 
 
 def __getattr__(name):
-    module = _EXPORTS.get(name)
+    module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'gluon_finetune' has no attribute {name!r}")
     value = getattr(import_module(module), name)

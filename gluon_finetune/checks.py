@@ -18,32 +18,11 @@ import numbers
 import re
 from typing import Any, Optional
 
-__all__ = ["InputError", "InvalidValueError", "InvalidTypeError", "MissingFileError",
-           "is_int", "is_real", "check_int", "check_positive_int", "check_real", "check_bool",
-           "last_line", "ArgumentParser"]
+from .errors import FinetuneError, InputError, InvalidTypeError, InvalidValueError, MissingFileError
 
-
-class InputError(Exception):
-    """A value the caller gave cannot be used; ``argument`` names it where known.
-
-    A mix-in mark: raise one of the subclasses below.
-    """
-
-    def __init__(self, message: str, *, argument: Optional[str] = None):
-        super().__init__(message)
-        self.argument = argument
-
-
-class InvalidValueError(InputError, ValueError):
-    """A value of the right type that is out of range or names nothing."""
-
-
-class InvalidTypeError(InputError, TypeError):
-    """A value of the wrong type."""
-
-
-class MissingFileError(InputError, FileNotFoundError):
-    """A file or folder the caller named does not exist."""
+__all__ = ["FinetuneError", "InputError", "InvalidValueError", "InvalidTypeError",
+           "MissingFileError", "is_int", "is_real", "check_int", "check_positive_int",
+           "check_real", "check_bool", "last_line", "ArgumentParser"]
 
 
 def last_line(err: BaseException) -> str:

@@ -30,12 +30,13 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .freezing import unfreeze
-from .plots import RateRecorder, plot_accuracy, plot_lr_curves
-from .schedules import SlantedTriangular, spread
-from .trainer import LayerwiseTrainer
-from .training import fit
-from .unfreezing import GradualUnfreezing
+from .optim.schedules import SlantedTriangular
+from .recipes.training import fit
+from .recipes.unfreezing import GradualUnfreezing
+from .reporting.plots import RateRecorder, plot_accuracy, plot_lr_curves
+from .rules.spreads import spread
+from .trainer.freezing import unfreeze
+from .trainer.layerwise import LayerwiseTrainer
 
 METHODS = ("scratch", "full fine-tuning", "head only", "gradual + discriminative")
 LEARNING_RATE = 1e-3

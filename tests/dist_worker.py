@@ -1,4 +1,4 @@
-"""One process of the distributed tests (started by ``gluon_finetune.launch``).
+"""One process of the distributed tests (started by ``gluon_finetune.cli.launch``).
 
 ``python dist_worker.py OUT_DIR KVSTORE UPDATE_ON_KVSTORE SCENARIO`` trains a
 small net with per-layer rules on this worker's half of each global batch and

@@ -7,7 +7,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import Concurrent, HybridConcurrent
 from mxnet.gluon.model_zoo import vision
 
-from gluon_finetune.structure import block_names, block_params, blocks, structural_paths
+from gluon_finetune.structure.index import block_names, block_params, blocks, structural_paths
 
 
 def paths_of(net, granularity="unit"):

@@ -344,26 +344,26 @@ def test_save_into_a_path_that_cannot_be_written_is_refused_before_training(imag
 
 
 def test_an_internal_error_keeps_its_traceback(monkeypatch, images):
-    import gluon_finetune.training
-    import gluon_finetune.zoo
+    import gluon_finetune.models.zoo
+    import gluon_finetune.recipes.training
 
     def broken(*args, **kwargs):
         raise KeyError("a bug, not an input")
-    monkeypatch.setattr(gluon_finetune.zoo, "get_model", broken)
+    monkeypatch.setattr(gluon_finetune.models.zoo, "get_model", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["explain", "--model", "resnet18_v1"])
     monkeypatch.undo()
 
     def bad_fit(*args, **kwargs):
         return None + 1
-    monkeypatch.setattr(gluon_finetune.training, "fit", bad_fit)
+    monkeypatch.setattr(gluon_finetune.recipes.training, "fit", bad_fit)
     with pytest.raises(TypeError):
         main(["train", str(images), "--model", "resnet18_v1", "--no-pretrained",
               "--image-size", "32"])
 
 
 def test_the_console_script_shows_an_internal_errors_traceback():
-    script = ("import sys, gluon_finetune.zoo as zoo\n"
+    script = ("import sys, gluon_finetune.models.zoo as zoo\n"
               "def broken(*a, **k):\n    raise ValueError('internal: not from the user')\n"
               "zoo.get_model = broken\n"
               "from gluon_finetune.cli import main\n"
@@ -479,7 +479,7 @@ def test_lr_find_errors_are_one_line_and_status_2(images, tmp_path, capsys):
 
 def test_the_lr_find_report_copes_with_divergence_and_no_suggestion():
     from gluon_finetune import LRFinderResult
-    from gluon_finetune.commands import _summary
+    from gluon_finetune.cli.commands import _summary
     nan = float("nan")
     text = _summary(LRFinderResult((1e-3, 1e-2, 1e-1), (1.0, 0.5, nan), (1.0, 0.5, nan),
                                    None, True), "")

@@ -3,8 +3,8 @@ import mxnet as mx
 import pytest
 
 from gluon_finetune import OneCycle
-from gluon_finetune.config import ConfigError, load_config
-from gluon_finetune.rules import resolve
+from gluon_finetune.cli.config import ConfigError, load_config
+from gluon_finetune.rules.resolution import resolve
 
 
 def write(tmp_path, text, name="config.yaml"):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from image_folder import make_image_folder
 
-from gluon_finetune.data import image_folders, unreadable_images
+from gluon_finetune.recipes.data import image_folders, unreadable_images
 
 
 def corrupt(path, size=300, seed=0):

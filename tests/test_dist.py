@@ -17,7 +17,7 @@ import pytest
 from mxnet import autograd
 
 from gluon_finetune import LayerwiseTrainer
-from gluon_finetune.distributed import sends_optimizer
+from gluon_finetune.trainer.distributed import sends_optimizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FROZEN = ("net_dense0_weight", "net_dense0_bias")  # l1
@@ -25,7 +25,7 @@ FROZEN = ("net_dense0_weight", "net_dense0_bias")  # l1
 
 def run_job(out_dir, update_on_kvstore, scenario, kvstore="dist_sync"):
     """Launch the job; returns (exit status, output) and each worker's saved weights."""
-    command = [sys.executable, "-m", "gluon_finetune.launch", "-n", "2", "-s", "1",
+    command = [sys.executable, "-m", "gluon_finetune.cli.launch", "-n", "2", "-s", "1",
                "--timeout", "180", "--", sys.executable, os.path.join(HERE, "dist_worker.py"),
                str(out_dir), kvstore, str(update_on_kvstore), scenario]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=240)
@@ -80,7 +80,7 @@ def test_dist_async_keeps_the_frozen_layer_and_trains_the_others(tmp_path):
 
 
 def test_the_readme_example_runs_with_identical_workers():
-    command = [sys.executable, "-m", "gluon_finetune.launch", "-n", "2", "-s", "1",
+    command = [sys.executable, "-m", "gluon_finetune.cli.launch", "-n", "2", "-s", "1",
                "--timeout", "180", "--", sys.executable,
                os.path.join(HERE, "..", "examples", "dist_train.py"), "--steps", "6"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=240)

@@ -5,9 +5,10 @@ import pytest
 from finetune_helpers import bn_chain
 from mxnet import gluon
 
-from gluon_finetune import LayerwiseTrainer, OneCycle, RuleError, fine_tune, fine_tuning
-from gluon_finetune.fine_tuning import phase_rules
-from gluon_finetune.training import fit
+from gluon_finetune import LayerwiseTrainer, OneCycle, RuleError, fine_tune
+from gluon_finetune.recipes import fine_tuning
+from gluon_finetune.recipes.fine_tuning import phase_rules
+from gluon_finetune.recipes.training import fit
 
 HEAD = 4  # bn_chain's blocks: 0 Dense, 1 BN, 2 Dense, 3 BN, 4 Dense (the head)
 

@@ -19,7 +19,7 @@ from gluon_finetune import (
     spread,
     unfreeze,
 )
-from gluon_finetune.structure import (
+from gluon_finetune.structure.index import (
     BlockGroup,
     automatic_blocks,
     block_names,

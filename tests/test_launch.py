@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from gluon_finetune import cli
-from gluon_finetune.launch import TIMED_OUT, free_port, launch, main
+from gluon_finetune.cli.launch import TIMED_OUT, free_port, launch, main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(os.path.dirname(sys.executable), "gluon-finetune")
@@ -68,7 +68,7 @@ def test_a_failing_mxnet_worker_fails_the_launch_and_leaves_no_process(tmp_path)
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     env = dict(os.environ, DIST_TEST_PID_DIR=str(pid_dir))
-    command = [sys.executable, "-m", "gluon_finetune.launch", "-n", "2", "-s", "1",
+    command = [sys.executable, "-m", "gluon_finetune.cli.launch", "-n", "2", "-s", "1",
                "--timeout", "120", "--", sys.executable, os.path.join(HERE, "dist_worker.py"),
                str(tmp_path), "dist_sync", "true", "fail"]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)

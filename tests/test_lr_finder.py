@@ -10,7 +10,7 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from gluon_finetune import LayerwiseTrainer, LRFinderResult, OneCycle, lr_find
-from gluon_finetune.lr_finder import (
+from gluon_finetune.recipes.lr_finder import (
     geometric_rates,
     relative_rates,
     smoothed_losses,

@@ -13,7 +13,7 @@ else:
     nlp = pytest.importorskip("gluonnlp")
 
 from gluon_finetune import LayerwiseTrainer, blocks, get_model, layer_decay, model_names
-from gluon_finetune.structure import block_names, walk
+from gluon_finetune.structure.index import block_names, walk
 
 SMALL = {"units": 16, "embed_size": 16, "hidden_size": 32, "num_heads": 2, "max_length": 16}
 WORDS = "the a movie film good bad great awful plot acting".split()

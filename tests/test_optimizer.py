@@ -38,7 +38,7 @@ def test_every_optimizer_matches_stock_trainer_with_lr_mult(name):
 def test_per_array_path_runs_mxnets_per_array_kernel(monkeypatch):
     """MXNet's own SGD sends single dense arrays through multi_sgd_mom_update; ours calls
     the per-array sgd_mom_update kernel (bit-identical, faster on CPU): one call an array."""
-    from gluon_finetune import optimizer as ours
+    from gluon_finetune.optim import optimizer as ours
     calls = []
     real = ours._mx_opt.sgd_mom_update
     monkeypatch.setattr(ours._mx_opt, "sgd_mom_update",
@@ -55,7 +55,7 @@ def test_per_array_path_runs_mxnets_per_array_kernel(monkeypatch):
 def test_an_sgd_subclass_with_its_own_update_keeps_it():
     from mxnet.optimizer import SGD
 
-    from gluon_finetune.optimizer import layerwise
+    from gluon_finetune.optim.optimizer import layerwise
 
     calls = []
 

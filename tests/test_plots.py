@@ -4,7 +4,7 @@ import pytest
 from finetune_helpers import three_layers, train_step
 
 from gluon_finetune import LayerwiseTrainer, OneCycle
-from gluon_finetune.plots import (
+from gluon_finetune.reporting.plots import (
     RateRecorder,
     lr_curves,
     merged_curves,

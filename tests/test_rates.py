@@ -8,7 +8,7 @@ import pytest
 from finetune_helpers import four_blocks, sgd_rates
 
 from gluon_finetune import GradualUnfreezing, LayerwiseTrainer
-from gluon_finetune.rates import (
+from gluon_finetune.optim.rates import (
     Clock,
     LayerwiseState,
     Own,
@@ -19,7 +19,7 @@ from gluon_finetune.rates import (
     limit_to,
     rates_from,
 )
-from gluon_finetune.rules import Setting
+from gluon_finetune.rules.resolution import Setting
 
 OWN = [Own(1.0, 1.0, "write", True), Own(0.5, 2.0, "null", True), Own(1.0, 1.0, "null", False)]
 

@@ -13,7 +13,7 @@ from gluon_finetune import (
     layer_decay,
     no_weight_decay,
 )
-from gluon_finetune.rules import RuleError
+from gluon_finetune.rules.resolution import RuleError
 
 
 def test_a_bias_rule_for_weight_decay_leaves_the_rate_to_the_rate_rule():

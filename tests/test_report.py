@@ -3,7 +3,7 @@ import pytest
 from finetune_helpers import three_layers, trainable_names
 
 from gluon_finetune import LayerwiseTrainer, explain, get_model
-from gluon_finetune.rules import RuleError
+from gluon_finetune.rules.resolution import RuleError
 
 
 @pytest.fixture(scope="module")

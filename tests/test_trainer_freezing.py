@@ -206,5 +206,5 @@ def test_a_trainer_over_part_of_a_net_leaves_the_other_batchnorms_alone():
 
 
 def _batchnorms(net):
-    from gluon_finetune.freezing import batchnorm_layers
+    from gluon_finetune.trainer.freezing import batchnorm_layers
     return batchnorm_layers(net)

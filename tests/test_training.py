@@ -5,7 +5,7 @@ import pytest
 from finetune_helpers import three_layers
 
 from gluon_finetune import LayerwiseTrainer
-from gluon_finetune.training import evaluate, fit
+from gluon_finetune.recipes.training import evaluate, fit
 
 
 def loader(count=12, seed=0):

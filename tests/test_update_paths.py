@@ -5,7 +5,7 @@ import pytest
 from finetune_helpers import cosine, three_layers, train_step
 
 from gluon_finetune import LayerwiseTrainer
-from gluon_finetune.update_paths import choose_update_path
+from gluon_finetune.optim.update_paths import choose_update_path
 
 
 @pytest.mark.parametrize("aggregate", [0, 1, 3])

@@ -8,8 +8,8 @@ from finetune_helpers import train_batches, trainable_names
 from mxnet import gluon
 
 from gluon_finetune import LayerwiseTrainer, blocks, freeze, get_model, unfreeze
-from gluon_finetune.freezing import batchnorm_layers
-from gluon_finetune.input_size import check_input_size
+from gluon_finetune.models.input_size import check_input_size
+from gluon_finetune.trainer.freezing import batchnorm_layers
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

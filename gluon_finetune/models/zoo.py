@@ -1,0 +1,314 @@
+"""``get_model``: MXNet's and GluonCV's model zoos, ready for fine-tuning.
+
+Build the zoo network, load its weights (offline-friendly), swap the head
+for ``classes`` outputs in place, and freeze all but the last ``unfreeze``
+blocks. Names are looked up in ``mxnet.gluon.model_zoo.vision`` first, then
+in GluonCV's classification zoo.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import List, Optional, Tuple, Union
+
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from ..checks import (
+    InvalidTypeError,
+    InvalidValueError,
+    MissingFileError,
+    check_int,
+    last_line,
+)
+from ..structure.index import GRANULARITIES, block_names, blocks
+from ..trainer.freezing import (
+    check_bn_policy,
+    check_unfreeze,
+    clear_cached_graphs,
+    prepare_for_finetuning,
+)
+from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
+
+__all__ = ["get_model", "model_names"]
+
+
+
+def _mxnet_names() -> List[str]:
+    # vision.get_model keeps its table local; its error message lists the names
+    try:
+        gluon.model_zoo.vision.get_model("\0")
+    except ValueError as err:
+        return [n.strip() for n in str(err).split("\n")[1:] if n.strip()]
+    return []
+
+
+def _gluoncv_names() -> List[str]:
+    try:
+        from gluoncv.model_zoo import get_model_list
+    except ImportError:  # GluonCV is optional
+        return []
+    return list(get_model_list())
+
+
+def model_names() -> List[str]:
+    """Every name ``get_model`` accepts (MXNet's zoo first, then GluonCV's)."""
+    mx_names = _mxnet_names()
+    return mx_names + [n for n in _gluoncv_names() if n not in set(mx_names)] + list(NLP_MODELS)
+
+
+def _zoo_of(name: str) -> str:
+    if name.lower() in _mxnet_names():
+        return "mxnet"
+    if name.lower() in _gluoncv_names():
+        return "gluoncv"
+    close = difflib.get_close_matches(name.lower(), model_names(), n=5, cutoff=0.6)
+    hint = f" Close names: {close}." if close else ""
+    raise InvalidValueError(f"unknown model {name!r}: not in MXNet's model zoo nor in "
+                            f"GluonCV's.{hint} (gluon_finetune.model_names() lists them all)",
+                            argument="name")
+
+
+def _model_store(zoo: str):
+    if zoo == "mxnet":
+        from mxnet.gluon.model_zoo import model_store
+    else:
+        from gluoncv.model_zoo import model_store
+    return model_store
+
+
+def _default_root() -> str:
+    return os.path.join(mx.base.data_dir(), "models")
+
+
+def _weights_file(name: str, zoo: str, root: str) -> str:
+    """The zoo's weights file: verified official file, a local ``<name>.params``, or the
+    zoo's own download; a clear error when none can be had (e.g. offline)."""
+    store = _model_store(zoo)
+    root = os.path.expanduser(root)
+    official = os.path.join(root, f"{name}-{store.short_hash(name)}.params")
+    if os.path.exists(official) and store.check_sha1(official, store._model_sha1[name]):
+        return official
+    local = os.path.join(root, f"{name}.params")
+    if os.path.exists(local):
+        return local
+    try:
+        return store.get_model_file(name, root=root)
+    except Exception as err:  # offline: the zoo's downloader cannot reach its server
+        mismatch = " (it exists but its checksum does not match)" if os.path.exists(official) \
+            else ""
+        raise MissingFileError(
+            f"pretrained weights for {name!r} ({zoo} zoo) are not on this machine and could "
+            f"not be downloaded ({type(err).__name__}). Looked for {official}{mismatch} and "
+            f"{local}. Copy the zoo's file to the first path, or save weights as the second "
+            f"(net.save_parameters), or pass pretrained='path/to/file.params'.",
+            argument="pretrained") from None
+
+
+def _build(name: str, zoo: str, kwargs) -> gluon.HybridBlock:
+    if zoo == "mxnet":
+        return gluon.model_zoo.vision.get_model(name, **kwargs)
+    from gluoncv.model_zoo import get_model as gluoncv_get_model
+    return gluoncv_get_model(name, pretrained=False, **kwargs)
+
+
+def _new_head(old, classes: int):
+    """A freshly initialised layer like ``old`` with ``classes`` outputs."""
+    if isinstance(old, nn.Dense):
+        return nn.Dense(classes, flatten=old._flatten, use_bias=old.bias is not None,
+                        in_units=old.weight.shape[1] if old.weight.shape else 0)
+    if isinstance(old, nn.Conv2D):
+        k = old._kwargs
+        return nn.Conv2D(classes, kernel_size=k["kernel"], strides=k["stride"],
+                         padding=k["pad"], dilation=k["dilate"], groups=k["num_group"],
+                         layout=k["layout"], use_bias=not k["no_bias"],
+                         in_channels=old._in_channels)
+    raise InvalidTypeError(f"cannot replace a head of type {type(old).__name__}; expected the "
+                           f"last block to be a Dense or Conv2D layer", argument="classes")
+
+
+def _parent(net, path: str) -> Tuple[gluon.Block, str, gluon.Block]:
+    """(parent block, child key, the nearest ancestor with a name prefix).
+
+    Zoo heads often sit in a container made with prefix '' (SqueezeNet's
+    ``output``), whose ``name_scope()`` does nothing: a layer made there
+    would get a global name (``conv0_weight``) instead of the network's
+    (``deep_dog_conv26_weight``).
+    """
+    parts = path.split(".")
+    block = scope = net
+    for part in parts[:-1]:
+        block = block._children[part]
+        scope = scope if getattr(block, "_empty_prefix", False) else block
+    return block, parts[-1], scope
+
+
+def _registrations(block, child) -> List[Tuple[gluon.Block, str]]:
+    """Every (parent, key) under which ``child`` is registered below ``block``."""
+    found = [(block, key) for key, c in block._children.items() if c is child]
+    for c in block._children.values():
+        if c is not child:
+            found.extend(_registrations(c, child))
+    return found
+
+
+def _swap_head(net, classes: int, ctx) -> str:
+    path, old = blocks(net)[-1]
+    parent, key, scope = _parent(net, path)
+    with scope.name_scope():
+        head = _new_head(old, classes)
+    head.initialize(mx.init.Xavier(), ctx=ctx)
+    for parent, key in _registrations(net, old):  # GluonCV's GoogLeNet: head.2 is output
+        if key.isdigit():  # a Sequential child: replace it in place, keeping its position
+            parent._children[key] = head
+        else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
+            setattr(parent, key, head)
+    clear_cached_graphs(net)
+    return path
+
+
+def _check_args(name, classes, pretrained, granularity, bn) -> Optional[int]:
+    """``classes`` as an int (NumPy integers welcome), after checking every argument."""
+    if not isinstance(name, str):
+        raise InvalidTypeError(f"name must be a model name such as 'resnet18_v1', got "
+                               f"{name!r}", argument="name")
+    if classes is not None:
+        classes = check_int("classes", classes, minimum=1)
+    if not (isinstance(pretrained, (bool, str, os.PathLike))):
+        raise InvalidTypeError(f"pretrained must be True/False or a .params path, got "
+                               f"{pretrained!r}", argument="pretrained")
+    if granularity not in GRANULARITIES:
+        raise InvalidValueError(f"granularity must be one of {GRANULARITIES}, got "
+                                f"{granularity!r}", argument="granularity")
+    check_bn_policy(bn)
+    return classes
+
+
+def _read_weights(path: str) -> dict:
+    """The file's arrays by name; a clear error for a file that is not MXNet's."""
+    if not os.path.isfile(path):
+        raise MissingFileError(f"pretrained weights file {path!r} does not exist",
+                               argument="pretrained")
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise InvalidValueError(f"cannot read weights from {path!r}: {last_line(err)} (expected "
+                                f"a file written by net.save_parameters)",
+                                argument="pretrained") from None
+    if not isinstance(loaded, dict):
+        raise InvalidValueError(f"{path!r} holds a list of arrays, not named parameters "
+                                f"(expected a file written by net.save_parameters)",
+                                argument="pretrained")
+    return loaded
+
+
+def _head_outputs(loaded: dict, head_path: str) -> Optional[int]:
+    weight = loaded.get(f"{head_path}.weight")  # save_parameters names by structural path
+    return None if weight is None or not weight.shape else int(weight.shape[0])
+
+
+def _load(net, path: str, ctx, name: str) -> None:
+    try:
+        net.load_parameters(path, ctx=ctx)
+    except (AssertionError, ValueError, mx.base.MXNetError) as err:
+        raise InvalidValueError(f"cannot load {path!r} into {name}: {last_line(err)}",
+                                argument="pretrained") from None
+
+
+def _load_with_head(net, path: str, classes: Optional[int], ctx, name: str) -> None:
+    """Load ``path``; its head may have the zoo's outputs or ``classes`` (then it is
+    loaded into the new head). The head is swapped where ``classes`` asks for it."""
+    head_path, head = blocks(net)[-1]
+    weight = getattr(head, "weight", None)
+    ours = int(weight.shape[0]) if weight is not None and weight.shape else None
+    theirs = _head_outputs(_read_weights(path), head_path)
+    if classes is not None and theirs == classes:  # one's own fine-tuned weights
+        _swap_head(net, classes, ctx)
+        _load(net, path, ctx, name)
+        return
+    if theirs is not None and ours is not None and theirs != ours:
+        wanted = f"{ours} (the zoo's)" + (f" or {classes} (classes)" if classes else "")
+        hint = "" if classes else f"; pass classes={theirs} to load it"
+        raise InvalidValueError(f"{path!r} has a head ({head_path}) with {theirs} outputs, "
+                                f"but {name} needs {wanted}{hint}", argument="pretrained")
+    _load(net, path, ctx, name)
+    if classes is not None:
+        _swap_head(net, classes, ctx)
+
+
+def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] = None,
+              pretrained: Union[bool, str] = False, root: Optional[str] = None, ctx=None,
+              granularity: str = "unit", bn: str = "frozen", blocks=None,
+              **kwargs) -> gluon.HybridBlock:
+    """A zoo network ready for fine-tuning.
+
+    Parameters
+    ----------
+    name : str
+        A name from MXNet's ``gluon.model_zoo.vision`` or GluonCV's
+        classification zoo, or a GluonNLP encoder (``bert_12_768_12``,
+        ``roberta_12_768_12`` ...: a sentence classifier, see ``nlp.py``;
+        ``model_names()`` lists them all).
+    classes : int, optional
+        Replace the classifier head (wherever the architecture keeps it:
+        ``output``, ``fc``, a conv head) by a fresh one with ``classes``
+        outputs, at the same attribute, after the weights are loaded. A
+        weights file whose head already has ``classes`` outputs (your own
+        fine-tuned model) loads into the new head instead.
+    unfreeze : int, optional
+        Keep the last ``unfreeze`` blocks of ``blocks(net, granularity)``
+        trainable and freeze the rest; ``None`` freezes nothing, ``1``
+        trains the head only. Rules given to ``LayerwiseTrainer`` afterwards
+        can thaw what this froze: a rule that gives a parameter a rate
+        (``{"*": 0.1}``) makes it trainable, and ``explain`` notes it. To
+        rate only what is trainable, key the rule ``"trainable:*"``; to keep
+        the limit whatever the rules say, call
+        ``trainer.set_trainable_blocks(unfreeze)``.
+    pretrained : bool or str
+        ``True``: the zoo's weights from the local model store ``root``
+        (``<name>-<hash>.params`` checked against the zoo's checksum, or a
+        ``<name>.params`` you saved), downloading only where that is
+        possible; a path: load that file (written by ``save_parameters``; its
+        head has the zoo's outputs or ``classes``; anything else is an error).
+    root : str, optional
+        Model store folder (default: MXNet's, ``$MXNET_HOME/models``).
+    ctx : Context or list of Context, optional
+    granularity : {"unit", "stage"}
+    bn : {"frozen", "stats", "train"}
+        BatchNorm policy for frozen blocks (see ``freezing.py``).
+    blocks : list, optional
+        An explicit block list (see ``structure.blocks``), recorded on the
+        net (``net.finetune_block_list``) for every later call.
+    **kwargs
+        Passed to the zoo's constructor (e.g. ``norm_kwargs`` for GluonCV).
+
+    Returns
+    -------
+    HybridBlock
+        With ``net.finetune_blocks`` (the paths of the block list that
+        ``unfreeze`` counts; ``blocks(net, net.finetune_granularity)`` gives
+        the blocks) and ``net.finetune_granularity``, which ``LayerwiseTrainer``
+        and gradual unfreezing follow.
+
+    Examples
+    --------
+    >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)  # doctest: +SKIP
+    """
+    classes = _check_args(name, classes, pretrained, granularity, bn)
+    if is_nlp_model(name):
+        return get_nlp_model(name, classes, unfreeze, pretrained, root, ctx, granularity, bn,
+                             blocks, **kwargs)
+    zoo = _zoo_of(name)
+    ctx = ctx or mx.cpu()
+    net = _build(name.lower(), zoo, kwargs)
+    unfreeze = check_unfreeze(unfreeze, block_names(net, granularity, blocks))
+    if pretrained is False:
+        net.initialize(mx.init.Xavier(), ctx=ctx)
+        if classes is not None:
+            _swap_head(net, classes, ctx)
+    else:
+        path = pretrained if not isinstance(pretrained, bool) else \
+            _weights_file(name.lower(), zoo, root or _default_root())
+        _load_with_head(net, os.fspath(path), classes, ctx, name)
+    return prepare_for_finetuning(net, unfreeze, granularity, bn, blocks)

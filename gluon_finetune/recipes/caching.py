@@ -1,0 +1,355 @@
+"""Feature caching: run a frozen trunk once, then train only what follows it.
+
+With ``get_model(..., unfreeze=n)`` every epoch recomputes the same outputs
+of the frozen prefix. ``cache_features`` cuts the network at its first
+trainable block into a frozen ``prefix`` and a trainable ``suffix`` (both
+share the network's Parameters), runs the prefix once over a dataset, and
+keeps the outputs. Training ``suffix`` on them gives the weights that
+training the whole network would give, at the cost of the suffix alone.
+
+The cut must be a pure sequential cut: the network's output must equal
+``suffix(prefix(x))``. Below the root, the cut only goes through ``Sequential``
+containers, which chain their children, so only the root can break that (a
+custom ``forward`` that adds a skip or reorders its children); a first
+trainable block inside anything else (a BERT layer, a SymbolBlock's layer, a
+group of paths) is refused with a ValueError.
+A root that is not a plain ``Sequential`` is therefore checked: a
+``HybridBlock`` root by tracing both with a symbol and comparing the graphs
+(free: no data runs), any other root on the first batch. A mismatch is an
+error.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+import weakref
+from typing import List, Tuple
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from mxnet.gluon import nn
+
+from ..checks import InvalidTypeError, InvalidValueError, check_int
+from ..structure.index import _is_container, blocks, check_block, descendants
+from ..trainer.freezing import batchnorm_layers
+
+__all__ = ["cache_features", "split_frozen", "FeatureCache"]
+
+
+class FeatureCache:
+    """The frozen prefix's outputs over a dataset, and the suffix to train on them.
+
+    Attributes
+    ----------
+    prefix, suffix : Block
+        ``net(x) == suffix(prefix(x))``; both share ``net``'s Parameters, so
+        training ``suffix`` trains ``net``.
+    split : str
+        Structural path of the first block of ``suffix`` (the first trainable one).
+    features, labels : NDArray
+        ``prefix`` outputs and the labels, in dataset order.
+    """
+
+    def __init__(self, prefix, suffix, split: str, features, labels):
+        self.prefix, self.suffix, self.split = prefix, suffix, split
+        self.features, self.labels = features, labels
+
+    @property
+    def dataset(self) -> gluon.data.ArrayDataset:
+        """``(feature, label)`` items, in the order of the original dataset."""
+        return gluon.data.ArrayDataset(self.features, self.labels)
+
+    def loader(self, batch_size: int, shuffle: bool = True, **kwargs) -> gluon.data.DataLoader:
+        """A ``DataLoader`` over the cached ``(feature, label)`` pairs.
+
+        ``kwargs`` go to ``gluon.data.DataLoader`` (``last_batch``, ``sampler``, ...).
+        Make it once and iterate it every epoch (it reshuffles each time):
+        MXNet 1.9.1's ``DataLoader`` runs ``gc.collect()`` when created, which
+        can cost more than a whole epoch over cached features.
+        """
+        return gluon.data.DataLoader(self.dataset, batch_size=_check_batch_size(batch_size),
+                                     shuffle=shuffle, **kwargs)
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def __repr__(self) -> str:
+        return (f"FeatureCache({len(self)} items, features {self.features.shape[1:]}, "
+                f"suffix from {self.split!r})")
+
+
+def _check_batch_size(batch_size) -> int:
+    return check_int("batch_size", batch_size, minimum=1)
+
+
+def _trainable(block) -> bool:
+    return any(p.grad_req != "null" and p._differentiable
+               for p in block.collect_params().values())
+
+
+def _first_trainable(net) -> str:
+    listed = blocks(net)
+    first = next((i for i, (_, block) in enumerate(listed) if _trainable(block)), None)
+    shown = ", ".join(f"{i}:{path}" for i, (path, _) in enumerate(listed))
+    if first is None:
+        raise ValueError(f"nothing to train: every block of the network is frozen ({shown})")
+    if first == 0:
+        raise ValueError(f"nothing to cache: the first block {listed[0][0]!r} is trainable, "
+                         f"so no frozen prefix precedes it; freeze some blocks first, e.g. "
+                         f"get_model(..., unfreeze=n) (blocks: {shown})")
+    return listed[first][0]
+
+
+def _cut(block, parts: List[str], depth: int) -> Tuple[list, list]:
+    """Children before / from the cut, flattened through the containers on the path."""
+    if depth and not _is_container(block):  # blocks() only descends into containers
+        raise ValueError(f"cannot cut inside {type(block).__name__} at "
+                         f"{'.'.join(parts[:depth])!r}: it is not a Sequential chain")
+    children = list(block._children.items())
+    names = [name for name, _ in children]
+    if parts[depth] not in names:  # a SymbolBlock's layer, or a block of several paths
+        raise ValueError(f"cannot cut {type(block).__name__} at {'.'.join(parts)!r}: the "
+                         f"first trainable block is not one of its child blocks")
+    index = names.index(parts[depth])
+    before = [child for _, child in children[:index]]
+    after = [child for _, child in children[index + 1:]]
+    child = children[index][1]
+    if depth + 1 == len(parts):
+        return before, [child] + after
+    inner_before, inner_after = _cut(child, parts, depth + 1)
+    return before + inner_before, inner_after + after
+
+
+def _chain(children, name: str):
+    hybrid = all(isinstance(c, gluon.HybridBlock) for c in children)
+    chain = nn.HybridSequential(prefix=name) if hybrid else nn.Sequential(prefix=name)
+    chain.add(*children)
+    return chain
+
+
+def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
+    """Cut ``net`` at its first trainable block into a frozen prefix and the rest.
+
+    Parameters
+    ----------
+    net : Block
+        A network with a frozen leading part (e.g. ``get_model(name, unfreeze=n)``).
+
+    Returns
+    -------
+    (prefix, suffix, split)
+        Two chains of ``net``'s own child blocks (Parameters shared, nothing
+        copied) and the structural path of the first trainable block.
+        ``suffix(prefix(x))`` computes ``net(x)`` provided the root's
+        ``forward`` chains its children in registration order (a Sequential
+        root always does; ``cache_features`` checks the others).
+
+    Examples
+    --------
+    >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)   # doctest: +SKIP
+    >>> prefix, suffix, split = split_frozen(net)                # doctest: +SKIP
+    >>> split                                                    # doctest: +SKIP
+    'output'
+    """
+    check_block(net)
+    if isinstance(net, gluon.SymbolBlock):
+        raise ValueError("cannot cut a SymbolBlock: its layers are one graph, not child "
+                         "blocks; wrap the frozen part and the rest as separate blocks")
+    own = [p.name for p in net._reg_params.values()]
+    if own and not _is_container(net):
+        raise ValueError(f"cannot cut {type(net).__name__}: its forward uses its own "
+                         f"parameters {own}, so it is not a chain of its children")
+    split = _first_trainable(net)
+    before, after = _cut(net, split.split("."), 0)
+    return _chain(before, "frozen_prefix_"), _chain(after, "trainable_suffix_"), split
+
+
+def _warn_inexact(prefix) -> None:
+    """Where the prefix is not deterministic in training mode it runs in inference mode:
+    say where uncached training would differ."""
+    dropout = [b.name for b in descendants(prefix) if isinstance(b, nn.Dropout)]
+    live_bn = [b.name for b in batchnorm_layers(prefix) if not b._kwargs["use_global_stats"]]
+    if dropout:
+        warnings.warn(f"the frozen prefix contains Dropout {dropout}: cached features are "
+                      f"computed without dropout, uncached training would apply it",
+                      stacklevel=3)
+    if live_bn:
+        warnings.warn(f"BatchNorm layers {live_bn} in the frozen prefix use batch statistics "
+                      f"when training (use_global_stats=False); cached features use running "
+                      f"statistics. Freeze with bn='frozen' for results equal to uncached "
+                      f"training", stacklevel=3)
+
+
+def _batches(dataset, batch_size: int):
+    """``(data, label)`` batches in dataset order (no DataLoader: it runs gc.collect())."""
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        if not isinstance(items[0], (list, tuple)) or len(items[0]) != 2:
+            size = len(items[0]) if isinstance(items[0], (list, tuple)) else 1
+            raise ValueError(f"dataset items must be (data, label) pairs, got items of "
+                             f"{size} field(s)")
+        yield gluon.data.dataloader.default_batchify_fn(items)
+
+
+def _graph(symbol):
+    """A symbol's computation: ops, attributes, wiring and variable names. Op names are
+    left out: blocks with an empty prefix name their ops after the enclosing scope."""
+    nodes = json.loads(symbol.tojson())["nodes"]
+    return [(n["op"], n["name"] if n["op"] == "null" else "", n.get("attrs"),
+             [edge[:2] for edge in n["inputs"]]) for n in nodes]
+
+
+def _traced_same(net, prefix, suffix) -> bool:
+    """Whether tracing both with a symbol gives the same graph (no data needed)."""
+    data = mx.sym.var("data")
+    try:
+        expected = net(data)
+    except Exception as err:
+        raise ValueError(f"cannot trace {type(net).__name__} with one input to check that "
+                         f"it is a chain of its children: {err}") from None
+    return isinstance(expected, mx.sym.Symbol) and \
+        _graph(expected) == _graph(suffix(prefix(data)))
+
+
+def _computed_same(net, prefix, suffix, x) -> bool:
+    expected, got = net(x).asnumpy(), suffix(prefix(x)).asnumpy()
+    return expected.shape == got.shape and np.allclose(expected, got, rtol=1e-4, atol=1e-5)
+
+
+def _check_chain(net, prefix, suffix, first_batch) -> None:
+    """A root that is not a plain Sequential may compute more than its children in order:
+    compare graphs (hybrid blocks) or outputs on the first batch (others)."""
+    if _is_container(net):
+        return
+    hybrid = all(isinstance(b, gluon.HybridBlock) for b in (net, prefix, suffix))
+    same = _traced_same(net, prefix, suffix) if hybrid else \
+        _computed_same(net, prefix, suffix, first_batch())
+    if not same:
+        raise ValueError(f"{type(net).__name__}'s forward is not the chain of its children in "
+                         f"registration order (suffix(prefix(x)) differs from net(x)), so its "
+                         f"frozen prefix cannot be cached by cutting it")
+
+
+def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache:
+    """Compute the frozen prefix's outputs over ``dataset`` once, to train the suffix on.
+
+    The network is cut at its first trainable block (``split_frozen``). The
+    prefix runs once, not recorded, in training mode when that is
+    deterministic there (BatchNorm on running statistics, as ``bn='frozen'``
+    makes it, and no Dropout): the very computation uncached training does.
+    Otherwise it runs in inference mode (Dropout off, BatchNorm on running
+    statistics) and a warning says that uncached training would differ.
+    Training ``cache.suffix`` on the features then gives the weights that
+    training ``net`` on ``dataset`` in the same order gives. Data
+    augmentation would be applied once and frozen: cache only deterministic
+    transforms. A root that is not a ``Sequential`` is checked to be a chain
+    of its children (by tracing it, or on the first batch if it is not a
+    ``HybridBlock``); if it is not, ValueError.
+
+    Parameters
+    ----------
+    net : Block
+        A network whose leading blocks are frozen, e.g. ``get_model(name, unfreeze=n)``.
+    dataset : gluon.data.Dataset
+        Items are ``(data, label)`` pairs.
+    batch_size : int
+        Batch size of the one pass through the prefix.
+    ctx : Context, optional
+        Where the prefix runs and the features are kept; default: where
+        ``net``'s parameters are.
+
+    Returns
+    -------
+    FeatureCache
+        ``.suffix`` (to call on features), ``.loader(batch_size)``, ``.dataset``,
+        ``.features``, ``.labels``, ``.prefix``, ``.split``.
+
+    Examples
+    --------
+    >>> net = get_model("resnet50_v1", classes=2, pretrained=True, unfreeze=1)  # doctest: +SKIP
+    >>> cache = cache_features(net, train_data, batch_size=32)                  # doctest: +SKIP
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.01})         # doctest: +SKIP
+    >>> for features, y in cache.loader(32):                                    # doctest: +SKIP
+    ...     with autograd.record():
+    ...         loss = loss_fn(cache.suffix(features), y)
+    ...     loss.backward()
+    ...     trainer.step(features.shape[0])
+    """
+    batch_size = _check_args(net, dataset, batch_size, ctx)
+    ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
+    prefix, suffix, split = _checked_split(
+        net, lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
+    _warn_inexact(prefix)
+    features, labels = _run(prefix, dataset, batch_size, ctx)
+    return FeatureCache(prefix, suffix, split, features, labels)
+
+
+# net -> (cut, chains); weak, and not an attribute: Gluon warns about Blocks in containers
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _checked_split(net, first_batch):
+    """``split_frozen``, checked and hybridized, reusing the chains of an earlier call for
+    the same cut of the same blocks: their compiled graphs and memory then serve every
+    later cache (a validation set, a re-run) instead of being built again."""
+    prefix, suffix, split = split_frozen(net)
+    blocks_now = (tuple(prefix._children.values()), tuple(suffix._children.values()))
+    memo = _CHECKED.get(net)
+    if memo is not None and memo[0] == (split, blocks_now):
+        return memo[1]
+    with autograd.pause(train_mode=False):
+        _check_chain(net, prefix, suffix, first_batch)
+    _hybridize_like(net, prefix, suffix)
+    _CHECKED[net] = ((split, blocks_now), (prefix, suffix, split))
+    return prefix, suffix, split
+
+
+def _check_args(net, dataset, batch_size, ctx) -> int:
+    """``batch_size`` as an int, after checking every argument."""
+    check_block(net)
+    if not isinstance(dataset, gluon.data.Dataset):
+        raise InvalidTypeError(f"dataset must be a mxnet.gluon.data.Dataset of (data, label) "
+                               f"pairs (e.g. gluon.data.ArrayDataset(x, y)), got "
+                               f"{type(dataset).__name__}", argument="dataset")
+    if len(dataset) == 0:
+        raise InvalidValueError("dataset is empty: nothing to cache", argument="dataset")
+    batch_size = _check_batch_size(batch_size)
+    if ctx is not None and not isinstance(ctx, mx.Context):
+        raise InvalidTypeError(f"ctx must be a mxnet Context such as mx.cpu(), got {ctx!r}",
+                               argument="ctx")
+    return batch_size
+
+
+# ops that compute differently in training mode (BatchNorm: unless on running statistics)
+_MODE_DEPENDENT = ("Dropout", "RNN", "BatchNorm_v1", "_contrib_SyncBatchNorm")
+_BATCHNORMS = ("BatchNorm", "_contrib_BatchNormWithReLU")
+
+
+def _training_mode_is_deterministic(prefix) -> bool:
+    """Whether the prefix computes the same in training mode: only then may the cache run
+    it so (uncached training's own computation; oneDNN's training kernels are faster)."""
+    if not isinstance(prefix, gluon.HybridBlock):
+        return False  # cannot see inside: inference mode is the safe reading
+    nodes = json.loads(prefix(mx.sym.var("data")).tojson())["nodes"]
+    return not any(n["op"] in _MODE_DEPENDENT or (
+        n["op"] in _BATCHNORMS and n.get("attrs", {}).get("use_global_stats") != "True")
+        for n in nodes)
+
+
+def _run(prefix, dataset, batch_size: int, ctx):
+    """The prefix's outputs over the dataset (not recorded), and the labels."""
+    features, labels = [], []
+    with autograd.pause(train_mode=_training_mode_is_deterministic(prefix)):
+        for x, y in _batches(dataset, batch_size):
+            features.append(prefix(x.as_in_context(ctx)))
+            labels.append(y.as_in_context(ctx))
+    return mx.nd.concat(*features, dim=0), mx.nd.concat(*labels, dim=0)
+
+
+def _hybridize_like(net, *chains) -> None:
+    """Hybridize the chains as the network is (one cached graph each instead of per child)."""
+    if isinstance(net, gluon.HybridBlock) and net._active:
+        for chain in chains:
+            if isinstance(chain, gluon.HybridBlock):
+                chain.hybridize(True, **dict(net._flags))

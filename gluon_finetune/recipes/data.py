@@ -1,0 +1,168 @@
+"""Image folders (``gluon.data.vision.ImageFolderDataset`` layout) as train/val loaders.
+
+``root/<class>/<image>``, or ``root/train/<class>/...`` with an optional
+``root/val/<class>/...``. Images are resized to a square and normalized with
+the ImageNet mean and deviation the zoo models were trained with.
+
+Folders are checked before anything trains: at least two classes, images in
+every training class, and every image decodable by the loader's own decoder
+(a corrupt file is named, not found mid-epoch).
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import List, NamedTuple, Optional, Tuple
+
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon.data.vision import transforms
+
+from ..checks import (
+    InvalidTypeError,
+    InvalidValueError,
+    MissingFileError,
+    check_bool,
+    check_int,
+    check_positive_int,
+    last_line,
+)
+
+__all__ = ["ImageFolders", "image_folders", "unreadable_images"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_SHOWN = 5  # unreadable files named in a message; the rest are counted
+
+
+class ImageFolders(NamedTuple):
+    train: gluon.data.DataLoader
+    val: Optional[gluon.data.DataLoader]
+    classes: List[str]
+
+
+def _dataset(folder: str) -> gluon.data.vision.ImageFolderDataset:
+    if not os.path.isdir(folder):
+        raise MissingFileError(f"image folder {folder!r} does not exist", argument="root")
+    dataset = gluon.data.vision.ImageFolderDataset(folder)
+    if not dataset.synsets:
+        raise InvalidValueError(f"image folder {folder!r} has no class subfolders; expected "
+                                f"{folder}/<class>/<image>", argument="root")
+    if len(dataset) == 0:
+        raise InvalidValueError(f"image folder {folder!r} has class folders {dataset.synsets} "
+                                f"but no images (.jpg, .jpeg, .png)", argument="root")
+    return dataset
+
+
+def _check_classes(dataset, folder: str) -> None:
+    """A classifier needs two classes, and a training class needs images."""
+    count = len(dataset.synsets)
+    if count < 2:
+        raise InvalidValueError(f"image folder {folder!r} has {count} class folder "
+                                f"{dataset.synsets}: a classifier needs at least 2 "
+                                f"({folder}/<class>/<image>, one folder per class)",
+                                argument="root")
+    images = Counter(label for _, label in dataset.items)
+    empty = [name for i, name in enumerate(dataset.synsets) if not images[i]]
+    if empty:
+        raise InvalidValueError(f"class folder(s) {empty} of {folder!r} have no images "
+                                f"(.jpg, .jpeg, .png): every class needs training images",
+                                argument="root")
+
+
+def unreadable_images(dataset) -> List[Tuple[str, str]]:
+    """The images of a dataset that the loader cannot decode.
+
+    Parameters
+    ----------
+    dataset : gluon.data.vision.ImageFolderDataset
+        Its ``items`` are ``(file, label)`` pairs; each file is decoded once
+        with MXNet's own decoder, as training would call it.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(file, reason)`` for each file that fails, in the dataset's order.
+    """
+    bad = []
+    for path, _ in dataset.items:
+        try:
+            mx.image.imread(path, 1).wait_to_read()
+        except mx.base.MXNetError as err:
+            bad.append((path, last_line(err)))
+    return bad
+
+
+def _check_images(dataset, folder: str) -> None:
+    bad = unreadable_images(dataset)
+    if not bad:
+        return
+    shown = ", ".join(f"{path} ({reason})" for path, reason in bad[:_SHOWN])
+    more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+    raise InvalidValueError(f"{len(bad)} of the {len(dataset)} images in {folder!r} cannot be "
+                            f"decoded: {shown}{more}; remove or replace them",
+                            argument="root")
+
+
+def _folders(root: str, check_images: bool):
+    train_dir = os.path.join(root, "train")
+    split = os.path.isdir(train_dir)
+    train_dir = train_dir if split else root
+    train = _dataset(train_dir)
+    _check_classes(train, train_dir)
+    val_dir = os.path.join(root, "val")
+    val = _dataset(val_dir) if split and os.path.isdir(val_dir) else None
+    if val is not None and val.synsets != train.synsets:
+        raise InvalidValueError(f"{val_dir!r} has classes {val.synsets}, but {train_dir!r} "
+                                f"has {train.synsets}; they must be the same", argument="root")
+    if check_images:
+        for dataset, folder in ((train, train_dir), (val, val_dir)):
+            if dataset is not None:
+                _check_images(dataset, folder)
+    return train, val
+
+
+def image_folders(root: str, image_size: int = 224, batch_size: int = 32,
+                  num_workers: int = 0, check_images: bool = True) -> ImageFolders:
+    """Loaders for an image folder: shuffled training batches and, if present, validation.
+
+    Parameters
+    ----------
+    root : str
+        ``root/<class>/*.jpg``, or ``root/train/<class>/...`` (+ ``root/val/...``);
+        at least two class folders, each with training images.
+    image_size : int
+        Images are resized to ``image_size`` x ``image_size``.
+    batch_size, num_workers
+        As for ``gluon.data.DataLoader``.
+    check_images : bool
+        Decode every image once now (about 2 ms an image) so that a corrupt
+        file is an error naming it, before any training.
+
+    Returns
+    -------
+    ImageFolders
+        ``(train, val, classes)``; ``val`` is None without ``root/val``.
+
+    Examples
+    --------
+    >>> data = image_folders("pets", image_size=224, batch_size=32)  # doctest: +SKIP
+    >>> data.classes                                                  # doctest: +SKIP
+    ['cat', 'dog']
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise InvalidTypeError(f"root must be a folder, got {root!r}", argument="root")
+    image_size = check_positive_int("image_size", image_size)
+    batch_size = check_positive_int("batch_size", batch_size)
+    num_workers = check_int("num_workers", num_workers, minimum=0)
+    check_bool("check_images", check_images)
+    train, val = _folders(os.fspath(root), check_images)
+    transform = transforms.Compose([transforms.Resize((image_size, image_size)),
+                                    transforms.ToTensor(),
+                                    transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def loader(dataset, shuffle):
+        return gluon.data.DataLoader(dataset.transform_first(transform), batch_size=batch_size,
+                                     shuffle=shuffle, num_workers=num_workers)
+    return ImageFolders(loader(train, True), None if val is None else loader(val, False),
+                        list(train.synsets))

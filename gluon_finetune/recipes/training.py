@@ -1,0 +1,139 @@
+"""A plain Gluon training loop with progress bars, shared by the demo, the CLI and examples.
+
+It is the loop users already write (record, backward, ``trainer.step``);
+nothing in it is specific to ``LayerwiseTrainer`` except the optional
+``on_epoch`` hook (where ``GradualUnfreezing.on_epoch`` goes) and
+``on_step`` (where a rate recorder goes).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, List, Optional
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from tqdm.auto import tqdm
+
+from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
+
+__all__ = ["fit", "evaluate", "check_loader", "EpochResult"]
+
+EpochResult = Dict[str, float]
+
+
+def check_loader(name: str, data) -> None:
+    """``data`` must be a ``DataLoader`` that gives at least one batch."""
+    if not isinstance(data, gluon.data.DataLoader):
+        raise InvalidTypeError(f"{name} must be a gluon.data.DataLoader, got "
+                               f"{type(data).__name__}", argument=name)
+    if len(data) == 0:
+        raise InvalidValueError(f"{name} is empty: its DataLoader gives no batches (an empty "
+                                f"dataset, or fewer items than batch_size with "
+                                f"last_batch='discard')", argument=name)
+
+
+def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int:
+    """``epochs`` as an int, after checking every argument (before anything trains)."""
+    if not isinstance(net, gluon.Block):
+        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}",
+                               argument="net")
+    if not isinstance(trainer, gluon.Trainer):
+        raise InvalidTypeError(f"trainer must be a gluon.Trainer, got "
+                               f"{type(trainer).__name__}", argument="trainer")
+    check_loader("train_data", train_data)
+    if val_data is not None:
+        check_loader("val_data", val_data)
+    check_bool("progress", progress)
+    return check_positive_int("epochs", epochs)
+
+
+def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Context] = None
+             ) -> float:
+    """Top-1 accuracy of ``net`` on a loader of ``(x, label)`` batches."""
+    ctx = ctx or mx.cpu()
+    correct = total = 0
+    for x, y in data:
+        predicted = net(x.as_in_context(ctx)).argmax(axis=1)
+        correct += int((predicted == y.as_in_context(ctx).astype(predicted.dtype)).sum()
+                       .asscalar())
+        total += x.shape[0]
+    if total == 0:
+        raise InvalidValueError("evaluate got an empty data loader", argument="data")
+    return correct / total
+
+
+def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, float]:
+    losses, correct, total = [], 0, 0
+    for x, y in data:
+        x, y = x.as_in_context(ctx), y.as_in_context(ctx)
+        with autograd.record():
+            out = net(x)
+            loss = loss_fn(out, y)
+        loss.backward()
+        trainer.step(x.shape[0])
+        if on_step is not None:
+            on_step(trainer)
+        losses.append(float(loss.mean().asscalar()))
+        correct += int((out.argmax(axis=1) == y.astype(out.dtype)).sum().asscalar())
+        total += x.shape[0]
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+    return {"train_loss": float(np.mean(losses)), "train_acc": correct / total}
+
+
+def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoader,
+        epochs: int, val_data: Optional[gluon.data.DataLoader] = None, *,
+        loss: Optional[gluon.loss.Loss] = None, ctx: Optional[mx.Context] = None,
+        on_epoch: Optional[Callable[[int], object]] = None,
+        on_step: Optional[Callable[[gluon.Trainer], object]] = None,
+        progress: bool = True, desc: str = "train") -> List[EpochResult]:
+    """Train ``net`` for ``epochs`` epochs; one result dict per epoch.
+
+    Parameters
+    ----------
+    net, trainer
+        The network and its (layerwise or plain) trainer.
+    train_data, val_data : DataLoader
+        Batches of ``(x, label)``; with ``val_data`` each epoch ends with a
+        validation accuracy (``val_acc``).
+    epochs : int
+        Number of passes over ``train_data``.
+    loss : gluon.loss.Loss, optional
+        Default: softmax cross-entropy.
+    on_epoch : callable, optional
+        Called with the epoch number before each epoch, e.g.
+        ``GradualUnfreezing(trainer, every=1).on_epoch``.
+    on_step : callable, optional
+        Called with the trainer after each ``trainer.step``.
+    progress : bool
+        Show a tqdm progress bar (on stderr).
+
+    Returns
+    -------
+    list of dict
+        ``epoch``, ``train_loss``, ``train_acc``, ``val_acc`` (if ``val_data``),
+        ``seconds`` (cumulative wall time).
+
+    Examples
+    --------
+    >>> history = fit(net, trainer, train_loader, epochs=3, val_data=val_loader)  # doctest: +SKIP
+    """
+    epochs = _check_fit_args(net, trainer, train_data, epochs, val_data, progress)
+    loss_fn = loss or gluon.loss.SoftmaxCrossEntropyLoss()
+    ctx = ctx or mx.cpu()
+    history: List[EpochResult] = []
+    start = time.perf_counter()
+    with tqdm(total=epochs * len(train_data), desc=desc, disable=not progress,
+              leave=False, dynamic_ncols=True) as bar:
+        for epoch in range(epochs):
+            if on_epoch is not None:
+                on_epoch(epoch)
+            result = {"epoch": epoch, **_train_epoch(net, trainer, train_data, loss_fn, ctx,
+                                                     on_step, bar)}
+            if val_data is not None:
+                result["val_acc"] = evaluate(net, val_data, ctx)
+                bar.set_postfix(val_acc=f"{result['val_acc']:.3f}", refresh=False)
+            result["seconds"] = time.perf_counter() - start
+            history.append(result)
+    return history

@@ -1,0 +1,174 @@
+"""Rule sets for common fine-tuning recipes, as plain rule dicts.
+
+``no_weight_decay(net)`` gives the usual "no weight decay on biases and
+normalization layers" rules (timm's ``weight_decay_exclude_1d``, the BERT
+convention, fastai's ``wd_bn_bias=False``). Its rules set only ``wd_mult``,
+so they compose field by field with any rate rules::
+
+    layers = {**layer_decay(net, 1e-3, 0.75), **no_weight_decay(net)}
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List, Mapping, Set, Tuple
+
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from ..checks import check_bool
+from ..structure.index import check_block, walk
+from .resolution import rule_items
+from .values import GROUPS
+
+__all__ = ["no_weight_decay", "combine", "norm_layers", "NORM_TYPES"]
+
+# MXNet's normalization layers (``_BatchNorm`` covers BatchNorm, BatchNormReLU and
+# SyncBatchNorm); GluonCV's and GluonNLP's subclass these or wrap the BatchNorm
+# operator, which ``_wraps_batchnorm`` recognises.
+NORM_TYPES: Tuple[type, ...] = (nn.basic_layers._BatchNorm, nn.LayerNorm, nn.GroupNorm,
+                                nn.InstanceNorm)
+# The operators of those layers in an exported graph (a SymbolBlock has no layers).
+_NORM_OPS = {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "_contrib_SyncBatchNorm",
+             "BatchNormWithReLU"}
+_BIAS_OPS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}  # op -> bias input
+
+
+def _wraps_batchnorm(block) -> bool:
+    """A layer that runs MXNet's BatchNorm operator itself (e.g. GluonCV's GroupNorm):
+    it keeps that operator's flags, ``use_global_stats`` among them."""
+    kwargs = getattr(block, "_kwargs", None)
+    return isinstance(kwargs, dict) and "use_global_stats" in kwargs
+
+
+def norm_layers(net) -> List[Tuple[str, gluon.Block]]:
+    """``(structural path, layer)`` of every normalization layer of ``net``, by type."""
+    check_block(net)
+    return [(path, block) for path, block in walk(net)
+            if isinstance(block, NORM_TYPES) or _wraps_batchnorm(block)]
+
+
+def _biases(net) -> Set[str]:
+    """Names of the parameters registered as a layer's ``bias`` (or ``*_bias``: RNN cells)."""
+    out = set()
+    for _, block in walk(net):
+        for attr, param in block._reg_params.items():
+            if attr == "bias" or attr.endswith("_bias"):
+                out.add(param.name)
+    return out
+
+
+def _graph_params(net: gluon.SymbolBlock) -> Tuple[Set[str], Set[str]]:
+    """(bias names, normalization parameter names) read off an exported graph."""
+    nodes = json.loads(net._cached_graph[1].tojson())["nodes"]
+    biases, norms = set(), set()
+    for node in nodes:
+        inputs = [nodes[i[0]] for i in node.get("inputs", [])]
+        if node["op"] in _NORM_OPS:
+            norms.update(n["name"] for n in inputs[1:] if n["op"] == "null")
+        position = _BIAS_OPS.get(node["op"])
+        if position is not None and len(inputs) > position and inputs[position]["op"] == "null":
+            biases.add(inputs[position]["name"])
+    return biases, norms
+
+
+def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, Dict[str, float]]:
+    """Rules ``{key: {"wd_mult": 0}}`` for every bias and normalization parameter of ``net``.
+
+    Normalization layers are found by type (BatchNorm, SyncBatchNorm,
+    LayerNorm, GroupNorm, InstanceNorm, and layers that subclass or wrap
+    them), biases as the parameters layers register as ``bias``; in a
+    ``SymbolBlock`` both are read off the graph. Each rule sets only the
+    weight decay, so it composes with any rate rule (a frozen parameter
+    stays frozen).
+
+    Parameters
+    ----------
+    net : Block
+    biases, norms : bool
+        Which of the two to include.
+
+    Returns
+    -------
+    dict
+        Norm layers by structural path, biases by parameter name.
+
+    Examples
+    --------
+    >>> net = nn.HybridSequential(prefix="net_")
+    >>> with net.name_scope():
+    ...     net.add(nn.Dense(4, in_units=3), nn.BatchNorm(in_channels=4))
+    >>> sorted(no_weight_decay(net).items())
+    [('1', {'wd_mult': 0.0}), ('net_dense0_bias', {'wd_mult': 0.0})]
+    """
+    check_block(net)
+    check_bool("biases", biases)
+    check_bool("norms", norms)
+    zero = {"wd_mult": 0.0}
+    params = net.collect_params()
+    if isinstance(net, gluon.SymbolBlock):
+        bias_names, norm_names = _graph_params(net)
+        names = (bias_names if biases else set()) | (norm_names if norms else set())
+        return {name: dict(zero) for name in sorted(names) if name in params}
+    rules: Dict[str, Dict[str, float]] = {}
+    norm_params: Set[str] = set()
+    if norms:
+        for path, layer in norm_layers(net):
+            layer_params = set(layer.collect_params().keys())
+            if path and layer_params:
+                rules[path] = dict(zero)
+            elif layer_params:  # the root itself is a norm layer: name its parameters
+                rules.update({name: dict(zero) for name in sorted(layer_params)})
+            norm_params |= layer_params
+    if biases:
+        rules.update({name: dict(zero) for name in sorted(_biases(net) - norm_params)
+                      if name in params})
+    return rules
+
+
+def _as_fields(value: Any) -> Dict[str, Any]:
+    """A rule value in dict form: a multiplier is ``lr_mult``, 0 or None freezes."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if value is None or value == 0:
+        return {"frozen": True}
+    return {"lr_mult": value}
+
+
+def _merged(key: Any, first: Any, second: Any) -> Any:
+    a, b = _as_fields(first), _as_fields(second)
+    for group, fields in GROUPS.items():
+        mine = {f: a[f] for f in fields if f in a}
+        theirs = {f: b[f] for f in fields if f in b}
+        if mine and theirs and mine != theirs:
+            raise ValueError(f"combine: rule {key!r} sets the {group} twice, to {mine} and "
+                             f"{theirs}; give one of them")
+    return {**a, **b}
+
+
+def combine(*rule_sets: Any) -> Any:
+    """One rule set from several, merging the values of a key given in more than one.
+
+    Values merge field by field (a rate from one, ``wd_mult`` from another); a
+    key whose rate, or whose weight decay, two sets give differently is an
+    error. A dict when every key can be one, else ``(key, value)`` pairs.
+
+    Examples
+    --------
+    >>> combine({"features.1": 0.1}, {"features.1": {"wd_mult": 0.0}, "output": 2.0})
+    {'features.1': {'lr_mult': 0.1, 'wd_mult': 0.0}, 'output': 2.0}
+    """
+    pairs: List[Tuple[Any, Any]] = []
+    where: Dict[str, int] = {}
+    for rules in rule_sets:
+        for key, value in rule_items(rules):
+            slot = f"{type(key).__name__}:{key!r}"
+            if slot in where:
+                i = where[slot]
+                pairs[i] = (key, _merged(key, pairs[i][1], value))
+            else:
+                where[slot] = len(pairs)
+                pairs.append((key, value))
+    try:
+        return dict(pairs)
+    except TypeError:  # a slice key (unhashable before Python 3.12)
+        return pairs

@@ -1,0 +1,23 @@
+"""The structure of a network: structural paths, the block list in forward order, declared lists.
+
+``index`` is the one place a network's paths, block list and auxiliary states are
+computed; ``automatic`` finds blocks (containers, repeated stacks), ``tracing``
+orders them by a symbolic trace, ``declared`` holds lists given as data.
+"""
+from .index import (
+    GRANULARITIES,
+    BlockGroup,
+    BlockNames,
+    automatic_blocks,
+    block_names,
+    block_params,
+    blocks,
+    can_train,
+    declare_blocks,
+    param_shape,
+    structural_paths,
+)
+
+__all__ = ["GRANULARITIES", "BlockGroup", "BlockNames", "automatic_blocks", "block_names",
+           "block_params", "blocks", "can_train", "declare_blocks", "param_shape",
+           "structural_paths"]

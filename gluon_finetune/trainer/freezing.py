@@ -1,0 +1,226 @@
+"""Freezing: ``grad_req`` switching and the one BatchNorm policy.
+
+A frozen parameter gets ``grad_req='null'``: no gradient buffer, no backward
+compute for it, and ``Trainer.step`` skips it. (A naive ``lr_mult=0`` freeze
+still pays for the full backward.)
+
+BatchNorm needs more: MXNet updates running mean/var during the backward
+pass, so they drift even when gamma/beta are frozen whenever a trainable
+layer sits upstream. A frozen BatchNorm is therefore switched to
+``use_global_stats=True`` (it behaves as at inference). A hybridized network
+only notices that after its cached graphs are cleared, which we do.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Set
+
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from ..checks import InvalidTypeError, InvalidValueError, is_int
+from ..structure.index import (
+    block_names,
+    can_train,
+    check_block,
+    descendants,
+    last_blocks_names,
+    structural_paths,
+)
+
+__all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
+           "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
+
+BN_POLICIES = ("frozen", "stats", "train")
+_ORIGINAL = "_finetune_original_global_stats"
+
+
+def check_bn_policy(bn: str) -> str:
+    """``bn`` if it is one of ``BN_POLICIES``, else InvalidValueError."""
+    if not isinstance(bn, str) or bn not in BN_POLICIES:
+        raise InvalidValueError(f"bn must be one of {BN_POLICIES} ('frozen': scale, shift "
+                                f"and running statistics fixed; 'stats': running statistics "
+                                f"keep updating; 'train': scale and shift also train), got "
+                                f"{bn!r}", argument="bn")
+    return bn
+
+
+def batchnorm_layers(net) -> List[nn.BatchNorm]:
+    """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
+    return [b for b in descendants(net)
+            if isinstance(getattr(b, "_kwargs", None), dict) and "use_global_stats" in b._kwargs]
+
+
+def _trainable_names(block) -> Set[str]:
+    return {p.name for p in block.collect_params().values() if can_train(p)}
+
+
+def trainable_req(grad_req: str, differentiable: bool) -> str:
+    """The ``grad_req`` a parameter gets when trainable: its own, or ``'write'`` if it
+    was frozen; never-trainable ones (running statistics) stay ``'null'``."""
+    if grad_req != "null":
+        return grad_req
+    return "write" if differentiable else "null"
+
+
+def set_frozen(params: Sequence[gluon.Parameter], frozen: Sequence[bool],
+               trainable_req: Sequence[str]) -> List[int]:
+    """Set ``grad_req`` of each parameter; return the positions whose state changed.
+
+    ``trainable_req`` is each parameter's own ``grad_req`` when trainable
+    (``'write'`` or ``'add'``; ``'null'`` for never-trainable ones such as
+    running statistics, which stay ``'null'``).
+    """
+    changed = []
+    for i, (param, freeze, req) in enumerate(zip(params, frozen, trainable_req)):
+        wanted = "null" if freeze else req
+        if param.grad_req != wanted:
+            param.grad_req = wanted
+            changed.append(i)
+    return changed
+
+
+def apply_bn_policy(net, frozen_names: Set[str], bn: str,
+                    owned: Optional[Set[str]] = None) -> bool:
+    """Fix the running statistics of fully frozen BatchNorm layers per policy ``bn``.
+
+    A BatchNorm counts as frozen when all its trainable parameters are in
+    ``frozen_names``. ``'frozen'`` sets ``use_global_stats=True`` there;
+    ``'stats'`` and ``'train'`` leave the layer's own setting. Layers that are
+    no longer frozen get their own setting back. With ``owned`` (a trainer's
+    parameter names) only layers whose parameters are all owned are touched:
+    a trainer over part of a network leaves the rest alone. Returns whether
+    anything changed.
+    """
+    check_bn_policy(bn)
+    changed = False
+    for layer in batchnorm_layers(net):
+        names = _trainable_names(layer)
+        if owned is not None and not names <= owned:
+            continue
+        if not hasattr(layer, _ORIGINAL):
+            object.__setattr__(layer, _ORIGINAL, layer._kwargs["use_global_stats"])
+        frozen = bool(names) and names <= frozen_names
+        wanted = True if (frozen and bn == "frozen") else getattr(layer, _ORIGINAL)
+        if layer._kwargs["use_global_stats"] != wanted:
+            layer._kwargs["use_global_stats"] = wanted
+            changed = True
+    if changed:
+        clear_cached_graphs(net)
+    return changed
+
+
+def clear_cached_graphs(net) -> None:
+    """Make hybridized blocks rebuild their graph (they cache BatchNorm's flags)."""
+    for block in descendants(net):
+        if isinstance(block, gluon.HybridBlock):
+            block._clear_cached_op()
+
+
+def bn_param_names(net) -> Dict[str, str]:
+    """Names of BatchNorm scale/shift parameters -> the layer's name (for bn='train')."""
+    out = {}
+    for layer in batchnorm_layers(net):
+        for name in _trainable_names(layer):
+            out[name] = layer.name
+    return out
+
+
+def _set_block_freeze(net, frozen_names: Set[str], bn: str) -> None:
+    params = list(net.collect_params().values())
+    set_frozen(params, [p.name in frozen_names for p in params],
+               [trainable_req(p.grad_req, can_train(p, net)) for p in params])
+    apply_bn_policy(net, frozen_names, bn)
+
+
+def freeze(net, layers="*", bn: str = "frozen", granularity: Optional[str] = None,
+           blocks=None) -> List[str]:
+    """Freeze the parameters that ``layers`` names (any rule key; default all).
+
+    Other parameters are left as they are. Frozen means ``grad_req='null'``;
+    fully frozen BatchNorm layers follow policy ``bn``. Index and range keys
+    count ``blocks(net, granularity, blocks)`` (default: the net's own list).
+    Returns the names of the parameters ``layers`` names, now frozen (those it
+    froze and those already frozen; never running statistics, which
+    never train).
+
+    Examples
+    --------
+    >>> freeze(net, "features")          # doctest: +SKIP
+    >>> freeze(net, slice(0, -1))        # all blocks but the head  # doctest: +SKIP
+    """
+    from ..rules.resolution import resolve
+    check_bn_policy(bn)
+    check_block(net)
+    names = list(net.collect_params().keys())
+    key = tuple(layers) if isinstance(layers, list) else layers
+    # a list of pairs, not a dict: a slice key is unhashable before Python 3.12
+    table = resolve([(key, 0)], names, paths=structural_paths(net),
+                    block_list=block_names(net, granularity, blocks))
+    already = {p.name for p in net.collect_params().values()
+               if can_train(p, net) and p.grad_req == "null"}
+    trainable = {p.name for p in net.collect_params().values() if can_train(p, net)}
+    newly = {s.name for s in table if s.frozen} & trainable
+    _set_block_freeze(net, already | newly, bn)
+    return sorted(newly)
+
+
+def unfreeze(net, n=None, bn: str = "frozen", granularity: Optional[str] = None,
+             blocks=None) -> List[str]:
+    """Make exactly the last ``n`` blocks of ``blocks(net, granularity, blocks)`` trainable.
+
+    ``n=None`` makes every parameter that can train trainable; ``0`` freezes
+    everything. Blocks before the last ``n`` are frozen (BatchNorm per
+    ``bn``); running statistics and constants never train. The block list
+    is the net's own unless ``granularity`` or ``blocks`` say otherwise.
+    Returns the trainable block labels.
+    """
+    check_bn_policy(bn)
+    check_block(net)
+    listed = block_names(net, granularity, blocks)
+    n = check_unfreeze(n, listed)
+    n = len(listed) if n is None else n
+    trainable = last_blocks_names(listed, n)
+    frozen = {p.name for p in net.collect_params().values()
+              if can_train(p, net) and p.name not in trainable}
+    _set_block_freeze(net, frozen, bn)
+    return [path for path, _ in listed[len(listed) - n:]]
+
+
+def prepare_for_finetuning(net, n, granularity: str, bn: str, blocks=None):
+    """What ``get_model`` does last: record the block list on ``net`` and keep the last ``n``
+    blocks trainable (``None``: all).
+
+    Sets ``net.finetune_granularity``, ``net.finetune_blocks`` (the labels)
+    and, for an explicit ``blocks``, ``net.finetune_block_list``, so that every
+    later call on ``net`` (trainer, ``explain``, ``layer_decay`` ...) uses the
+    same list. Checks ``n`` before anything changes.
+    """
+    listed = block_names(net, granularity, blocks)
+    n = check_unfreeze(n, listed)
+    net.finetune_granularity = granularity
+    if blocks is not None:
+        net.finetune_block_list = blocks
+    net.finetune_blocks = tuple(label for label, _ in listed)
+    if n is not None:
+        unfreeze(net, n, bn=bn, granularity=granularity)
+    return net
+
+
+def check_unfreeze(n, listed) -> Optional[int]:
+    """``n`` as an int (NumPy integers welcome) in 0..len(blocks), or None; the error
+    lists the blocks."""
+    if n is None:
+        return None
+    if not is_int(n):
+        raise InvalidTypeError(f"unfreeze must be None or an int number of blocks, got "
+                               f"{type(n).__name__}: {n!r}", argument="unfreeze")
+    if not 0 <= n <= len(listed):
+        raise InvalidValueError(f"unfreeze={n} is out of range: the network has "
+                                f"{len(listed)} blocks (0..{len(listed)} can stay trainable): "
+                                f"{describe_blocks(listed)}", argument="unfreeze")
+    return int(n)
+
+
+def describe_blocks(listed) -> str:
+    """``0:features.0, 1:features.1, ...`` for messages."""
+    return ", ".join(f"{i}:{p}" for i, (p, _) in enumerate(listed))

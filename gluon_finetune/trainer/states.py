@@ -1,0 +1,318 @@
+"""``save_states``/``load_states``: the file, checked before anything changes, and what
+loading means for the trainer's rules.
+
+The file is the one ``gluon.Trainer`` writes, a pickled ``(updater states,
+optimizer)``, so stock ``gluon.Trainer.load_states`` reads ours (momentum
+and per-layer rates included: they travel inside our optimizer). Ours also
+records, in the optimizer's ``LayerwiseState``, each parameter's structural
+path, shape and dtype (``signature``), and the rules the rates came from.
+
+Reading checks the file before the trainer changes: a file that does not
+unpickle, does not hold trainer states, or belongs to another model (count,
+shapes, dtypes of the state arrays, structural paths) is a ``StatesError``
+naming the file. Loading unpickles: only load files you trust.
+
+``StatesFiles`` holds the two ``gluon.Trainer`` overrides (mixed into
+``LayerwiseTrainer``) and decides which rules the trainer has after loading.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from mxnet import nd
+from mxnet.optimizer import Optimizer
+
+from ..errors import StatesError
+from ..optim import rates as rate_table
+from ..optim.optimizer import is_layerwise, layerwise
+from ..optim.rates import Rate, base_lr
+from ..structure.index import param_paths, param_shape
+
+__all__ = ["StatesError", "Signature", "Loaded", "signature", "write", "read", "StatesFiles"]
+
+Signature = List[Tuple[Optional[str], Tuple[int, ...], str]]
+
+
+class Loaded(NamedTuple):
+    """A checked states file, moved to the loading trainer's parameter indices."""
+
+    states: bytes              # the updater states, pickled (each updater unpickles its own)
+    optimizer: Optimizer       # layerwise; its ``layerwise`` state is empty for a stock file
+    ours: bool                 # written by LayerwiseTrainer (else by gluon.Trainer)
+
+
+def signature(params, paths: Optional[Dict[str, str]]) -> Signature:
+    """Per parameter: structural path in the network (if known), shape, dtype."""
+    return [((paths or {}).get(p.name), param_shape(p), _dtype(p.dtype)) for p in params]
+
+
+
+def _dtype(dtype) -> str:
+    return getattr(dtype, "__name__", None) or str(dtype)
+
+
+def write(fname, updater_states: dict, optimizer, sig: Signature, aggregate_num: int) -> None:
+    """Write the states file atomically (a crash never leaves half a file).
+
+    The optimizer is written with ``aggregate_num``, MXNet's own choice: a
+    stock trainer that reads the file sets its updaters up for that (a
+    LayerwiseTrainer that loads it picks its update path again)."""
+    state, aggregate = optimizer.layerwise, optimizer.aggregate_num
+    state.signature, optimizer.aggregate_num = sig, aggregate_num
+    try:
+        data = pickle.dumps((updater_states, optimizer))
+    except Exception as err:
+        raise TypeError(f"cannot save trainer states: the optimizer cannot be pickled ({err}); "
+                        f"a trainer-level lr_scheduler must be picklable") from err
+    finally:
+        state.signature, optimizer.aggregate_num = None, aggregate
+    folder = os.path.dirname(os.path.abspath(fname))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".states-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, fname)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read(fname, params: Sequence, current: Signature) -> Loaded:
+    """Read and check a states file for ``params``; nothing outside is changed."""
+    updater_states, optimizer = _unpickle(fname)
+    ours = is_layerwise(optimizer) and optimizer.layerwise.signature is not None
+    optimizer = layerwise(optimizer)
+    order = list(range(len(params)))
+    if ours:
+        order = _check_signature(fname, optimizer.layerwise.signature, current,
+                                 [p.name for p in params])
+        optimizer.layerwise.signature = None
+    _check_arrays(fname, updater_states, params, order)
+    _reindex(order, updater_states)
+    _reindex_optimizer(order, optimizer)
+    return Loaded(pickle.dumps(updater_states), optimizer, ours)
+
+
+def _unpickle(fname) -> Tuple[dict, Optimizer]:
+    try:
+        with open(fname, "rb") as f:
+            payload = pickle.load(f)
+    except OSError:
+        raise
+    except Exception as err:  # truncated, corrupt, text, another pickle's classes, ...
+        raise StatesError(f"{fname} is not a readable trainer states file ({type(err).__name__}: "
+                          f"{err})") from None
+    if not (isinstance(payload, tuple) and len(payload) == 2 and isinstance(payload[0], dict)
+            and isinstance(payload[1], Optimizer)):
+        raise StatesError(f"{fname} is not a trainer states file: expected the (states, "
+                          f"optimizer) pair that save_states writes, got "
+                          f"{type(payload).__name__}")
+    return payload
+
+
+def _shapes_agree(a: Tuple[int, ...], b: Tuple[int, ...]) -> bool:
+    # 0 is an unknown dimension (deferred initialisation)
+    return len(a) == len(b) and all(x == y or 0 in (x, y) for x, y in zip(a, b))
+
+
+def _order(saved: Signature, current: Signature) -> List[int]:
+    """Saved index -> current index. Parameters are matched by structural path when
+    both sides know every path: a rebuilt network can sort its names differently
+    (``dense100_`` before ``dense98_``) and gluon.Trainer indexes sorted names."""
+    saved_keys = [k for k, _, _ in saved]
+    current_keys = [k for k, _, _ in current]
+    known = None not in saved_keys and None not in current_keys
+    if known and len(set(current_keys)) == len(current_keys) \
+            and sorted(saved_keys) == sorted(current_keys):
+        where = {k: i for i, k in enumerate(current_keys)}
+        return [where[k] for k in saved_keys]
+    return list(range(len(saved)))
+
+
+def _check_signature(fname, saved: Signature, current: Signature,
+                     names: Sequence[str]) -> List[int]:
+    """Match saved parameters to this trainer's (saved index -> current index), or raise
+    naming the differences if the states belong to another model."""
+    if len(saved) != len(current):
+        raise StatesError(f"{fname}: these states are for {len(saved)} parameters, but this "
+                          f"trainer has {len(current)}: they were saved from another model")
+    order = _order(saved, current)
+    problems = []
+    for i, j in enumerate(order):
+        (s_key, s_shape, s_dtype), (c_key, c_shape, c_dtype) = saved[i], current[j]
+        if s_key is not None and c_key is not None and s_key != c_key:
+            problems.append(f"{names[j]} ({c_key}): saved for {s_key!r}")
+        elif not _shapes_agree(s_shape, c_shape) or s_dtype != c_dtype:
+            problems.append(f"{names[j]}: saved {s_shape} {s_dtype}, here {c_shape} {c_dtype}")
+    if problems:
+        raise StatesError(f"{fname}: these states were saved from another model: "
+                          f"{_some(problems)}")
+    return order
+
+
+def _some(problems: List[str]) -> str:
+    more = f"; ... ({len(problems)} in all)" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more
+
+
+def _arrays(state: Any) -> Iterator[nd.NDArray]:
+    """The arrays inside one updater state (an array, a tuple of them, None, ...)."""
+    if isinstance(state, nd.NDArray):
+        yield state
+    elif isinstance(state, (tuple, list)):
+        for part in state:
+            yield from _arrays(part)
+
+
+def _check_arrays(fname, states: dict, params: Sequence, order: Sequence[int]) -> None:
+    """Every state belongs to a parameter and has its shape (and its dtype, or float32
+    for the master copy of a float16 weight): a stock file records nothing else."""
+    problems = []
+    for index, state in states.items():
+        if not (isinstance(index, int) and 0 <= index < len(params)):
+            problems.append(f"a state for parameter index {index!r}, but this trainer has "
+                            f"{len(params)} parameters")
+            continue
+        param = params[order[index]]
+        shape, dtype = param_shape(param), _dtype(param.dtype)
+        for array in _arrays(state):
+            allowed = {dtype, "float32"} if dtype == "float16" else {dtype}
+            if not _shapes_agree(tuple(array.shape), shape) or _dtype(array.dtype) not in allowed:
+                problems.append(f"{param.name}: state {tuple(array.shape)} "
+                                f"{_dtype(array.dtype)}, parameter {shape} {dtype}")
+                break
+    if problems:
+        raise StatesError(f"{fname}: these states do not fit this trainer's parameters (saved "
+                          f"from another model?): {_some(problems)}")
+
+
+def _reindex(order: Sequence[int], table: dict) -> None:
+    """Move an index-keyed table to this trainer's indices, in place (the optimizer
+    aliases one of its count dicts)."""
+    if list(order) == list(range(len(order))):
+        return
+    moved = {order[k] if isinstance(k, int) and 0 <= k < len(order) else k: v
+             for k, v in table.items()}
+    table.clear()
+    table.update(moved)
+
+
+def _reindex_optimizer(order: Sequence[int], optimizer) -> None:
+    """The optimizer's index-keyed tables: update counts, rates, declarations."""
+    for counts in optimizer._all_index_update_counts.values():
+        _reindex(order, counts)
+    state = optimizer.layerwise
+    rates = dict(state.rates)
+    _reindex(order, rates)
+    state.set_rates(rates)
+    if len(state.declared) == len(order):
+        declared = list(state.declared)
+        for saved, here in enumerate(order):
+            declared[here] = state.declared[saved]
+        state.declared = declared
+
+
+class StatesFiles:
+    """``save_states``/``load_states`` of ``LayerwiseTrainer``, mixed into it: each says
+    what it adds to Gluon's own method. Uses the trainer's rule helpers
+    (``_resolve``, ``_fresh_rates``, ``_install``) and its state (``_layers``,
+    ``_table``, ``_own``, ``_bn``, ``_strict``, ``_net``)."""
+
+    def save_states(self, fname):
+        """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
+        the rate table, its rules, each schedule's state, per-parameter update counts, the
+        trainable-blocks limit and a signature of the parameters."""
+        if not isinstance(fname, (str, os.PathLike)):
+            raise TypeError(f"fname must be a path, got {fname!r}")
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._params_to_init:
+            self._init_params()
+        if self._update_on_kvstore and self._distributed:
+            raise RuntimeError("Cannot save states for distributed training with "
+                               "update_on_kvstore=True (the state lives on the servers)")
+        updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
+        write(fname, updater.states, self._optimizer, self._signature(),
+              self._stock_aggregate_num)
+
+    def load_states(self, fname):
+        """Load states saved by ``save_states`` or by ``gluon.Trainer``.
+
+        The file must belong to the same parameters (count, shapes, dtypes and
+        structural paths); otherwise ``StatesError`` (a ValueError), and nothing
+        changes. Parameters are matched by structural path, so a rebuilt network
+        whose names sort differently gets each state back. A file of ours
+        carries its rules: a trainer built with rules must have the same ones
+        (else ValueError), a trainer built without takes the file's; the rates,
+        schedules, clocks and the trainable-blocks limit continue from the file.
+        A ``gluon.Trainer`` file carries optimizer state only: this trainer
+        keeps its rules and limit. Unpickles: trusted files only.
+        """
+        if not isinstance(fname, (str, os.PathLike)):
+            raise TypeError(f"fname must be a path, got {fname!r}")
+        if self._to_servers:
+            raise RuntimeError("Cannot load states for distributed training with "
+                               "update_on_kvstore=True (the state lives on the servers)")
+        loaded = read(fname, self._params, self._signature())
+        layers, table, rates = self._rules_after_loading(fname, loaded)
+        if not self._kv_initialized:
+            self._init_kvstore()
+        if self._params_to_init:
+            self._init_params()
+        optimizer = loaded.optimizer
+        optimizer.param_dict = dict(enumerate(self._params))
+        for updater in self._active_updaters():
+            updater.states = pickle.loads(loaded.states)  # each updater its own arrays
+            updater.states_synced = dict.fromkeys(updater.states, False)
+            updater.optimizer = optimizer
+        self._optimizer, self._layers, self._table = optimizer, layers, table
+        self._choose_update_path()
+        if table is not None:
+            self._install(rates, fresh_state=False)
+
+    def _rules_after_loading(self, fname, loaded) -> Tuple[Any, Any, Dict[int, Rate]]:
+        """(rules, table, rates) the trainer has after loading; raises, changing nothing,
+        when its own rules differ from the file's."""
+        saved, opt = loaded.optimizer.layerwise, loaded.optimizer
+        if not loaded.ours or saved.rules is None:  # no rules in the file: keep ours
+            if not loaded.ours:  # nor a limit, nor clocks: ours, on the file's counts
+                saved.trainable_blocks = self._optimizer.layerwise.trainable_blocks
+                saved.set_rates({})
+            table = self._table
+            if table is None and saved.trainable_blocks is None:
+                return self._layers, None, {}
+            table = table or self._resolve({}, self._params, None, self._strict)
+            return self._layers, table, rate_table.keep_clocks(
+                saved.rates, self._fresh_rates(opt, table), opt.num_update,
+                opt.begin_num_update, False)
+        layers, table = self._layers, self._table
+        if layers is None:  # a trainer built without rules takes the file's
+            layers = saved.rules
+            table = self._resolve(layers, self._params, base_lr(opt), self._strict)
+        _check_same_rules(fname, saved.declared, rate_table.declarations(table, self._bn),
+                          self._params)
+        saved.restore_unsaved(self._optimizer.layerwise.rates or self._fresh_rates(opt, table))
+        return layers, table, saved.rates
+
+    def _signature(self):
+        paths = param_paths(self._net) if self._net is not None else None
+        return signature(self._params, paths)
+
+
+def _check_same_rules(fname, saved: List[str], here: List[str], params) -> None:
+    """The file's rules and the trainer's must declare the same for every parameter."""
+    saved = saved or ["no rule"] * len(params)
+    here = here or ["no rule"] * len(params)
+    differ = [f"{p.name}: saved with {a}; this trainer has {b}"
+              for p, a, b in zip(params, saved, here) if a != b]
+    if differ:
+        shown = "; ".join(differ[:3]) + (f"; ... ({len(differ)} in all)" if len(differ) > 3
+                                          else "")
+        raise ValueError(f"{fname}: these states were saved with other rules than this "
+                         f"trainer's, so the run would not continue as saved: {shown}. Build "
+                         f"the trainer with the rules it was saved with (or without layers= "
+                         f"to take the file's)")
