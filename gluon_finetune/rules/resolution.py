@@ -1,14 +1,11 @@
 """Layer rules -> one ``Setting`` per parameter. Pure: no MXNet state.
 
-A rule maps a *key* (which parameters) to a *value* (what they get). Keys:
-a structural path (``"features.4"``), a parameter name, a glob (``"*_bias"``),
-a regex (``"re:conv\\d_weight$"``), a block index (``3``, ``-1``), a block
-range (``slice(2, 5)`` or ``"2:5"``), ``"*"`` for everything, or a tuple/list
-of these; a string key with the prefix ``"trainable:"`` keeps only the
-parameters that are trainable already (``"trainable:*"`` never thaws).
-Values (``values.py``): a number (learning-rate multiplier; ``0`` freezes),
-``None`` (frozen), or a dict with ``learning_rate``, ``lr_mult``,
-``lr_scheduler``, ``wd_mult``, ``frozen``.
+A rule maps a *key* (which parameters; ``matching.py``) to a *value* (what
+they get; ``values.py``): a number (learning-rate multiplier; ``0``
+freezes), ``None`` (frozen), or a dict with ``learning_rate``, ``lr_mult``,
+``lr_scheduler``, ``wd_mult``, ``frozen``. Keys are matched in a
+:class:`RuleScope`: the names, paths and block list of what a trainer (or a
+preview) holds, and one definition of what is trainable.
 
 Each group of fields (the rate, the weight decay) of each parameter is
 resolved on its own: among the matching rules that set the group, the one
@@ -19,22 +16,18 @@ error, and so is a rule that matches nothing.
 from __future__ import annotations
 
 import difflib
-import fnmatch
-import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
-from ..checks import is_int as _is_int
 from ..errors import NoMatchError, RuleError
+from .matching import TRAINABLE, canonical, match_key, rule_items
+from .matching import label as _label
 from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value, real
 
-__all__ = ["Setting", "RuleError", "NoMatchError", "resolve", "rule_items", "VALUE_KEYS",
-           "GROUPS"]
-
-_SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
-_GLOB_CHARS = set("*?[")
-TRAINABLE = "trainable:"  # key prefix: the parameters of the key that are trainable
+__all__ = ["Setting", "RuleScope", "RuleError", "NoMatchError", "resolve", "rule_items",
+           "VALUE_KEYS", "GROUPS", "TRAINABLE"]
 
 
 @dataclass(frozen=True)
@@ -57,68 +50,52 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class _Rule:
-    label: str
-    order: str          # canonical sort key: resolution never depends on input order
-    matched: FrozenSet[str]
-    value: Parsed
-    key: Any = None
+class RuleScope:
+    """What rules are matched against, with the one definition of "trainable".
 
+    ``names``: the parameters, in the order a resolved table has.
+    ``paths``: structural path -> names inside it, and ``block_list``:
+    ``(label, names)`` per block, which indices count (both None without a
+    network: then only name keys work). ``frozen``: parameters that can train
+    but were frozen before the rules (``grad_req='null'``): a ``"trainable:"``
+    key leaves them out, a rule that gives them a rate thaws them.
+    ``fixed``: parameters that can never train (constants, running
+    statistics): a rule may match them, but every table shows them frozen.
+    ``rules.scope.rule_scope`` builds one from a network.
 
-# ----------------------------------------------------------------- inputs
+    Examples
+    --------
+    >>> scope = RuleScope(("a_weight", "b_weight"), frozen=frozenset({"a_weight"}))
+    >>> [s.lr_mult for s in scope.resolve({"trainable:*": 0.5})]
+    [None, 0.5]
+    """
 
-def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
-    """Normalise a rule dict or a sequence of ``(key, value)`` pairs to pairs."""
-    if rules is None:
-        return ()
-    if isinstance(rules, Mapping):
-        return tuple(rules.items())
-    if isinstance(rules, (list, tuple)):
-        pairs = []
-        for item in rules:
-            if not (isinstance(item, (list, tuple)) and len(item) == 2):
-                raise TypeError(f"layers: expected a dict or (key, value) pairs, got item {item!r}")
-            pairs.append((item[0], item[1]))
-        return tuple(pairs)
-    raise TypeError(f"layers: expected a dict of rules or a list of (key, value) pairs, "
-                    f"got {type(rules).__name__}: {rules!r}")
+    names: Tuple[str, ...]
+    paths: Optional[Mapping[str, FrozenSet[str]]] = None
+    block_list: Optional[Tuple[Tuple[str, FrozenSet[str]], ...]] = None
+    frozen: FrozenSet[str] = field(default_factory=frozenset)
+    fixed: FrozenSet[str] = field(default_factory=frozenset)
 
+    def __post_init__(self):
+        object.__setattr__(self, "names", tuple(self.names))
+        if self.block_list is not None:
+            object.__setattr__(self, "block_list", tuple(self.block_list))
+        object.__setattr__(self, "frozen", frozenset(self.frozen))
+        object.__setattr__(self, "fixed", frozenset(self.fixed))
 
-def _canonical(key: Any) -> Any:
-    """A key with ranges as slices (``"0:2"`` is ``slice(0, 2)``): one rule, one label."""
-    if isinstance(key, (tuple, list)):
-        return tuple(_canonical(k) for k in key)
-    sliced = _SLICE_STRING.match(key) if isinstance(key, str) else None
-    if sliced:
-        return slice(*(int(g) if g is not None else None for g in sliced.groups()))
-    return key
+    @cached_property
+    def name_set(self) -> FrozenSet[str]:
+        return frozenset(self.names)
 
+    @cached_property
+    def trainable(self) -> FrozenSet[str]:
+        """What ``"trainable:"`` keys select: every name not frozen before the rules."""
+        return self.name_set - self.frozen
 
-def _label(key: Any) -> str:
-    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``."""
-    key = _canonical(key)
-    if isinstance(key, slice):
-        parts = ["" if v is None else str(v) for v in (key.start, key.stop)]
-        step = f":{key.step}" if key.step is not None else ""
-        return f"blocks {':'.join(parts)}{step}"
-    if isinstance(key, (tuple, list)):
-        return "(" + ", ".join(_label(k) for k in key) + ")"
-    if _is_int(key):
-        return f"block {key}"
-    return key if isinstance(key, str) else repr(key)
-
-
-# ----------------------------------------------------------------- matching
-
-class _Scope:
-    """What keys are matched against: names, structural paths, the block list."""
-
-    def __init__(self, names, paths, block_list, trainable=None):
-        self.names = tuple(names)
-        self.name_set = frozenset(self.names)
-        self.paths = paths
-        self.block_list = block_list
-        self.trainable = self.name_set if trainable is None else frozenset(trainable)
+    def resolve(self, rules: Any, *, base_lr: Optional[float] = None,
+                strict: bool = True) -> Tuple[Setting, ...]:
+        """One :class:`Setting` per name (see :func:`resolve`)."""
+        return _resolve(self, rules, base_lr, strict)
 
     def need_net(self, rule: str, what: str):
         if self.block_list is None:
@@ -139,81 +116,20 @@ class _Scope:
         return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def _match_index(rule: str, index: Any, scope: _Scope) -> FrozenSet[str]:
-    scope.need_net(rule, "block indices")
-    n = len(scope.block_list)
-    if not -n <= index < n:
-        raise RuleError(f"rule {rule!r}: block index {index} is out of range: the network has "
-                        f"{n} blocks ({scope.describe_blocks()})")
-    return scope.blocks_of(rule, [index % n])
+@dataclass(frozen=True)
+class _Rule:
+    label: str
+    order: str          # canonical sort key: resolution never depends on input order
+    matched: FrozenSet[str]
+    value: Parsed
+    key: Any = None
 
 
-def _match_slice(rule: str, key: slice, scope: _Scope) -> FrozenSet[str]:
-    for part in (key.start, key.stop, key.step):
-        if part is not None and not _is_int(part):
-            raise TypeError(f"rule {rule!r}: slice bounds must be integers, got {part!r}")
-    if key.step == 0:
-        raise ValueError(f"rule {rule!r}: slice step cannot be zero")
-    scope.need_net(rule, "block ranges")
-    positions = range(len(scope.block_list))[key]
-    if not positions:
-        raise RuleError(f"rule {rule!r}: block range selects no blocks: the network has "
-                        f"{len(scope.block_list)} blocks ({scope.describe_blocks()})")
-    return scope.blocks_of(rule, positions)
-
-
-def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
-    if not key.strip():
-        raise ValueError(f"rule {key!r}: an empty string names nothing")
-    if key.startswith(TRAINABLE):  # only what is trainable already: never thaws
-        return _match_string(rule, key[len(TRAINABLE):], scope) & scope.trainable
-    if key == "*":
-        return scope.name_set
-    if isinstance(_canonical(key), slice):
-        return _match_slice(rule, _canonical(key), scope)
-    if key.startswith("re:"):
-        try:
-            pattern = re.compile(key[3:])
-        except re.error as err:
-            raise ValueError(f"rule {rule!r}: invalid regular expression: {err}") from None
-        return frozenset(n for n in scope.names if pattern.search(n))
-    if _GLOB_CHARS & set(key):
-        return frozenset(n for n in scope.names if fnmatch.fnmatchcase(n, key))
-    if scope.paths is not None and key in scope.paths:
-        return scope.paths[key] & scope.name_set
-    if key in scope.name_set:
-        return frozenset([key])
-    hint = "" if scope.paths is not None else " (structural paths need net=<your Block>)"
-    raise NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
-                    f"{hint}.{scope.suggest(key)}")
-
-
-def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> FrozenSet[str]:
-    if isinstance(key, str):
-        return _match_string(rule, key, scope)
-    if _is_int(key):
-        return _match_index(rule, int(key), scope)
-    if isinstance(key, slice):
-        return _match_slice(rule, key, scope)
-    if isinstance(key, (tuple, list)) and not nested:
-        if not key:
-            raise ValueError(f"rule {rule!r}: an empty tuple names nothing")
-        out = frozenset()
-        for part in key:
-            matched = _match_key(rule, part, scope, nested=True)
-            if not matched:
-                raise NoMatchError(f"rule {rule!r}: its part {_label(part)!r} matches "
-                                    f"no parameter")
-            out |= matched
-        return out
-    raise TypeError(f"rule key {key!r}: expected a block path or parameter name (str), a "
-                    f"glob, 're:<regex>', '*', a block index (int), a slice or 'm:n', or a "
-                    f"tuple of these; got {type(key).__name__}")
-
+# ----------------------------------------------------------------- inputs
 
 # ----------------------------------------------------------------- resolution
 
-def _build_rules(items, scope: _Scope, strict: bool) -> Tuple[_Rule, ...]:
+def _build_rules(items, scope: RuleScope, strict: bool) -> Tuple[_Rule, ...]:
     # sorted (values too, for repeated keys): the first error found never depends on order
     ordered = sorted(items, key=lambda kv: (type(kv[0]).__name__, repr(kv[0]), repr(kv[1])))
     rules: Dict[str, _Rule] = {}
@@ -233,12 +149,12 @@ def _build_rules(items, scope: _Scope, strict: bool) -> Tuple[_Rule, ...]:
     return tuple(rules.values())
 
 
-def _build_rule(key: Any, value: Any, scope: _Scope, strict: bool) -> Optional[_Rule]:
+def _build_rule(key: Any, value: Any, scope: RuleScope, strict: bool) -> Optional[_Rule]:
     """One rule, or None for a rule that matches nothing under ``strict=False``."""
     label = _label(key)
     parsed = parse_value(label, value)
     try:
-        matched = _match_key(label, key, scope)
+        matched = match_key(label, key, scope)
         if not matched:
             raise NoMatchError(f"rule {label!r} matches no parameter")
     except NoMatchError as err:
@@ -246,8 +162,8 @@ def _build_rule(key: Any, value: Any, scope: _Scope, strict: bool) -> Optional[_
             raise NoMatchError(f"{err} (pass strict=False to only warn)") from None
         warnings.warn(str(err), stacklevel=4)
         return None
-    canonical = _canonical(key)  # "0:2" and slice(0, 2) are the same rule
-    return _Rule(label, f"{type(canonical).__name__}:{canonical!r}", matched, parsed, key)
+    same = canonical(key)  # "0:2" and slice(0, 2) are the same rule
+    return _Rule(label, f"{type(same).__name__}:{same!r}", matched, parsed, key)
 
 
 def _blame(err: Exception, *keys: Any) -> Exception:
@@ -342,11 +258,17 @@ def resolve(rules: Any, names: Sequence[str], *,
     >>> [(s.name, s.lr_mult, s.frozen) for s in table]
     [('conv_weight', 0.1, False), ('fc_weight', 0.0, True)]
     """
+    frozen = None if trainable is None else frozenset(names) - frozenset(trainable)
+    return RuleScope(names, paths, block_list, frozen or frozenset()).resolve(
+        rules, base_lr=base_lr, strict=strict)
+
+
+def _resolve(scope: RuleScope, rules: Any, base_lr: Optional[float],
+             strict: bool) -> Tuple[Setting, ...]:
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be True or False, got {strict!r}")
     if base_lr is not None:
         base_lr = real("<trainer>", "base learning rate", base_lr)
-    scope = _Scope(names, paths, block_list, trainable)
     built = _build_rules(rule_items(rules), scope, strict)
     by_name: Dict[str, list] = {n: [] for n in scope.names}
     for rule in built:

@@ -1,12 +1,14 @@
 """The structure of a network: structural paths, the block list in forward order, declared lists.
 
-``index`` is the one place a network's paths, block list and auxiliary states are
-computed; ``automatic`` finds blocks (containers, repeated stacks), ``tracing``
-orders them by a symbolic trace, ``declared`` holds lists given as data.
+``index`` (``BlockIndex``) is the one place a network's paths, block list and
+auxiliary states are computed (``paths`` walks the network for it);
+``automatic`` finds blocks (containers, repeated stacks), ``tracing`` orders
+them by a symbolic trace, ``declared`` holds lists given as data.
 """
 from .index import (
     GRANULARITIES,
     BlockGroup,
+    BlockIndex,
     BlockNames,
     automatic_blocks,
     block_names,
@@ -18,6 +20,6 @@ from .index import (
     structural_paths,
 )
 
-__all__ = ["GRANULARITIES", "BlockGroup", "BlockNames", "automatic_blocks", "block_names",
-           "block_params", "blocks", "can_train", "declare_blocks", "param_shape",
+__all__ = ["GRANULARITIES", "BlockGroup", "BlockIndex", "BlockNames", "automatic_blocks",
+           "block_names", "block_params", "blocks", "can_train", "declare_blocks", "param_shape",
            "structural_paths"]

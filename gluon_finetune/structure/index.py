@@ -1,30 +1,31 @@
-"""Structural names and the block list of a Gluon ``Block``: the one source of block lists.
+"""The block index of a network: one owner for its paths, block lists and auxiliary states.
 
 (The module is not called ``blocks`` so that it never shadows the public
 function ``gluon_finetune.blocks``.)
 
-A structural path is the dotted chain of child names Gluon registers
-(``"features.4.0.body"``, ``"output"``, ``"l3"``), found by walking
-``Block._children``; inside a ``SymbolBlock`` the graph's layers
-(``"resnetv10_conv0"``) are paths too. Parameter-name prefixes are no
-substitute: both units of a ResNet stage share one prefix.
+:class:`BlockIndex` computes, once per network, what every other part reads:
+the structural paths (``paths.py``), each parameter's path, the auxiliary
+states a ``SymbolBlock``'s graph declares (they never train) and the block
+lists. Every function that numbers blocks reads a list from it, taken, in
+this order, from an explicit ``blocks=`` list; the network's own declaration
+(``net.finetune_block_list``, a list or a method ``(granularity) -> list``;
+``get_model(blocks=...)`` sets it); a rule registered for its class with
+:func:`declare_blocks`; else the automatic list of ``automatic.py``.
 
-Every function that numbers blocks calls :func:`block_names` (or
-:func:`blocks`), which takes the list from, in this order: an explicit
-``blocks=`` list; the network's own declaration (``net.finetune_block_list``,
-a list or a method ``(granularity) -> list``; ``get_model(blocks=...)`` sets
-it); a rule registered for its class with :func:`declare_blocks`; else the
-automatic list of ``grouping.py``.
+Reading never changes anything: :func:`can_train` only reads an index. What
+an index computes is also kept in a cache keyed weakly by the network (names
+and paths only, so that the cache never keeps a network alive), and checked
+against the network's structure before it is used: an index built without
+the cache gives the same answers.
 """
 from __future__ import annotations
 
-import difflib
 import weakref
-from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mxnet import gluon
 
-from .automatic import Entry, automatic, is_container, join
+from .automatic import Entry, automatic, is_container
 from .declared import (
     declare_blocks,
     declare_builtin,
@@ -34,23 +35,25 @@ from .declared import (
     spec_items,
 )
 from .declared import version as declarations_version
-from .tracing import symbol_aux_names, symbol_layers
+from .paths import (
+    block_params,
+    check_block,
+    collect_param_paths,
+    collect_paths,
+    descendants,
+    param_shape,
+    walk,
+)
+from .tracing import symbol_aux_names
 
-__all__ = ["blocks", "block_params", "structural_paths", "block_names", "last_blocks_names",
-           "param_paths", "check_block", "GRANULARITIES", "BlockGroup", "automatic_blocks",
-           "declare_blocks", "can_train", "resolve_granularity", "BlockNames", "walk",
-           "descendants", "param_shape"]
+__all__ = ["BlockIndex", "blocks", "block_params", "structural_paths", "block_names",
+           "last_blocks_names", "param_paths", "check_block", "GRANULARITIES", "BlockGroup",
+           "automatic_blocks", "declare_blocks", "can_train", "resolve_granularity",
+           "BlockNames", "walk", "descendants", "param_shape"]
 
 GRANULARITIES = ("unit", "stage")
 Spec = Sequence[Union[str, Sequence[str]]]
 _is_container = is_container  # caching.py cuts only through what this descends into
-_AUX: weakref.WeakSet[gluon.Parameter] = weakref.WeakSet()
-_CACHE = "_finetune_block_lists"  # on the net: cached children reach back to the root
-
-
-def check_block(net) -> None:
-    if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: {net!r}")
 
 
 def resolve_granularity(net, granularity: Optional[str]) -> str:
@@ -77,140 +80,34 @@ class BlockGroup:
         return f"BlockGroup({self.label!r}, {len(self.params)} parameters)"
 
 
-# ----------------------------------------------------------------- trainability
+class BlockNames(NamedTuple):
+    """One entry of the block list as the rule engine sees it."""
 
-def param_shape(param: gluon.Parameter) -> Tuple[int, ...]:
-    """A parameter's shape: its data's once it has data (a SymbolBlock's parameters keep
-    ``shape=None`` even then), else the declared one (0: not known yet)."""
-    if param._data is not None:
-        return tuple(int(d) for d in param._data[0].shape)
-    return tuple(int(d) for d in (param.shape or ()))
+    label: str                # its structural path(s), e.g. "features.4" or "a+b"
+    names: FrozenSet[str]     # the names of its parameters
 
 
-def walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
-    """``block`` and every block below it, depth first in registration order, with its
-    structural path (``""`` for ``block`` itself)."""
-    yield prefix, block
-    for name, child in block._children.items():
-        yield from walk(child, join(prefix, name))
+def trains(param: gluon.Parameter) -> bool:
+    """What a parameter says of itself: differentiable and not a ``Constant``."""
+    return bool(param._differentiable) and not isinstance(param, gluon.Constant)
 
 
-def descendants(block) -> Iterator[gluon.Block]:
-    """``block`` and every block below it (see :func:`walk`)."""
-    return (b for _, b in walk(block))
+# ----------------------------------------------------------------- the index
+
+class _Known:
+    """What the cache keeps of one network: names and paths only, never one of its objects
+    (a Parameter reaches its trainer and the trainer the network, which would keep the
+    weakly keyed network alive)."""
+
+    def __init__(self, signature: tuple):
+        self.signature = signature
+        self.paths: Optional[Dict[str, FrozenSet[str]]] = None
+        self.param_paths: Optional[Dict[str, str]] = None
+        self.aux: Optional[FrozenSet[str]] = None
+        self.lists: Dict[tuple, Tuple[Tuple[Tuple[str, ...], Tuple[str, ...], bool], ...]] = {}
 
 
-def _register_aux(net) -> None:
-    for block in descendants(net):
-        if isinstance(block, gluon.SymbolBlock):
-            params = block.collect_params()
-            _AUX.update(params[name] for name in symbol_aux_names(block))
-
-
-def can_train(param: gluon.Parameter, net=None) -> bool:
-    """Whether ``param`` can ever be trainable: not a constant, not a running statistic.
-
-    MXNet marks Gluon BatchNorm statistics ``differentiable=False``, but a
-    ``SymbolBlock`` leaves its auxiliary states ``_differentiable=True`` (only
-    ``grad_req='null'``): they are recognised once ``net`` (or any block list
-    of a network holding that SymbolBlock) has been seen.
-    """
-    if net is not None:
-        _register_aux(net)
-    return bool(param._differentiable) and not isinstance(param, gluon.Constant) \
-        and param not in _AUX
-
-
-# ----------------------------------------------------------------- paths
-
-def _collect_paths(block, prefix: str, paths: Dict[str, FrozenSet[str]]) -> FrozenSet[str]:
-    names = set(block.params.keys()) | {p.name for p in block._reg_params.values()}
-    if isinstance(block, gluon.SymbolBlock):
-        for layer, layer_names in symbol_layers(block):
-            paths[join(prefix, layer)] = frozenset(layer_names)
-    for name, child in block._children.items():
-        names |= _collect_paths(child, join(prefix, name), paths)
-    frozen = frozenset(names)
-    if prefix:
-        paths[prefix] = frozen
-    return frozen
-
-
-def structural_paths(net) -> Dict[str, FrozenSet[str]]:
-    """Every structural path of ``net`` -> names of the parameters inside it."""
-    check_block(net)
-    paths: Dict[str, FrozenSet[str]] = {}
-    _collect_paths(net, "", paths)
-    return paths
-
-
-def param_paths(net) -> Dict[str, str]:
-    """Parameter name -> its structural path (``"features.0.weight"``), first path for a
-    shared one. Stable across rebuilds, unlike names, which carry global counters."""
-    check_block(net)
-    out: Dict[str, str] = {}
-
-    def visit(block, prefix: str) -> None:
-        for attr, param in block._reg_params.items():
-            out.setdefault(param.name, join(prefix, attr))
-        for name, child in block._children.items():
-            visit(child, join(prefix, name))
-
-    visit(net, "")
-    return out
-
-
-def block_params(net, path: str) -> List[gluon.Parameter]:
-    """The parameters inside the block at structural ``path`` (e.g. ``"features.4"``).
-
-    Examples
-    --------
-    >>> from mxnet.gluon import nn
-    >>> net = nn.HybridSequential()
-    >>> net.add(nn.Dense(8), nn.Dense(2))
-    >>> [p.name.split("_")[-1] for p in block_params(net, "1")]
-    ['weight', 'bias']
-    """
-    check_block(net)
-    if not isinstance(path, str):
-        raise TypeError(f"path must be a str such as 'features.4', got {path!r}")
-    block = net
-    parts = path.split(".") if path else []
-    for depth, part in enumerate(parts):
-        children = block._children
-        if part not in children:
-            if isinstance(block, gluon.SymbolBlock):
-                return _layer_params(block, ".".join(parts[depth:]), path)
-            here = ".".join(parts[:depth]) or "<root>"
-            close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(f"no child {part!r} under {here}; it has {list(children)}.{hint}")
-        block = children[part]
-    return list(block.collect_params().values())
-
-
-def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon.Parameter]:
-    layers = dict(symbol_layers(block))
-    if layer not in layers:
-        close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
-    params = block.collect_params()
-    return [params[n] for n in layers[layer]]
-
-
-# ----------------------------------------------------------------- the block list
-
-def _trainable_only(net, found: List[Entry]) -> List[Entry]:
-    """Each parameter in the first block that holds it; blocks that cannot train dropped."""
-    seen: set = set()
-    out = []
-    for entry in found:
-        mine = tuple(p for p in entry.params if p.name not in seen)
-        seen.update(p.name for p in mine)
-        if any(can_train(p) for p in mine):
-            out.append(Entry(entry.paths, mine, entry.block, entry.kind))
-    return out
+_KNOWN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _signature(net) -> tuple:
@@ -218,36 +115,151 @@ def _signature(net) -> tuple:
                  for b in descendants(net))
 
 
-def _explicit(net, items) -> List[Entry]:
-    table = dict(structural_paths(net))  # a path in a list: of a block or a parameter, or a name
-    paths = param_paths(net)
-    for name, path in paths.items():
-        table.setdefault(path, frozenset([name]))
-        table.setdefault(name, frozenset([name]))
-    return explicit_entries(net, items, table, paths, can_train)
+class BlockIndex:
+    """The structure of one network, computed once, then only read.
+
+    Parameters
+    ----------
+    net : mxnet.gluon.Block
+
+    Examples
+    --------
+    >>> from mxnet.gluon import nn
+    >>> net = nn.HybridSequential()
+    >>> net.add(nn.Dense(8, in_units=4), nn.BatchNorm(in_channels=8), nn.Dense(2, in_units=8))
+    >>> index = BlockIndex(net)
+    >>> [label for label, _ in index.block_names()]
+    ['0', '1', '2']
+    >>> index.can_train(net[1].running_mean), index.can_train(net[1].gamma)
+    (False, True)
+    """
+
+    def __init__(self, net):
+        check_block(net)
+        self.net = net
+        signature = _signature(net)
+        known = _KNOWN.get(net)
+        if known is None or known.signature != signature:
+            known = _Known(signature)
+            _KNOWN[net] = known
+        self._known = known
+        self._params: Optional[Dict[str, gluon.Parameter]] = None
+        self._entries: Dict[tuple, List[Entry]] = {}
+
+    @property
+    def params(self) -> Dict[str, gluon.Parameter]:
+        """Name -> Parameter, as ``net.collect_params()`` lists them."""
+        if self._params is None:
+            self._params = dict(self.net.collect_params().items())
+        return self._params
+
+    @property
+    def paths(self) -> Dict[str, FrozenSet[str]]:
+        """Every structural path -> names of the parameters inside it."""
+        if self._known.paths is None:
+            self._known.paths = collect_paths(self.net)
+        return self._known.paths
+
+    @property
+    def param_paths(self) -> Dict[str, str]:
+        """Parameter name -> its structural path (first path for a shared one)."""
+        if self._known.param_paths is None:
+            self._known.param_paths = collect_param_paths(self.net)
+        return self._known.param_paths
+
+    @property
+    def aux(self) -> FrozenSet[str]:
+        """Names of the auxiliary states of the SymbolBlocks inside (BatchNorm running
+        statistics, which MXNet leaves ``_differentiable`` there)."""
+        if self._known.aux is None:
+            self._known.aux = frozenset(
+                name for block in descendants(self.net)
+                if isinstance(block, gluon.SymbolBlock) for name in symbol_aux_names(block))
+        return self._known.aux
+
+    def can_train(self, param: gluon.Parameter) -> bool:
+        """Whether ``param`` can ever be trainable: not a constant, not a running statistic."""
+        return trains(param) and param.name not in self.aux
+
+    def entries(self, granularity: Optional[str] = None,
+                spec: Optional[Spec] = None) -> List[Entry]:
+        """The block list as ``automatic.Entry`` records (see :func:`blocks`)."""
+        granularity = resolve_granularity(self.net, granularity)
+        items = spec_items(spec) if spec is not None else None
+        key = (granularity, items, hook_key(self.net), declarations_version())
+        if key not in self._entries:
+            stored = self._known.lists.get(key)
+            if stored is None:
+                found = self._compute(granularity, items)
+                self._known.lists[key] = tuple(
+                    (e.paths, tuple(p.name for p in e.params), e.block is not None)
+                    for e in found)
+            else:
+                found = [self._entry(*s) for s in stored]
+            self._entries[key] = found
+        return self._entries[key]
+
+    def block_names(self, granularity: Optional[str] = None,
+                    spec: Optional[Spec] = None) -> List[BlockNames]:
+        """The block list as ``BlockNames(label, names)``: what the rule engine indexes."""
+        return [BlockNames(e.label, frozenset(p.name for p in e.params))
+                for e in self.entries(granularity, spec)]
+
+    def trainable_only(self, found: List[Entry]) -> List[Entry]:
+        """Each parameter in the first block that holds it; blocks that cannot train
+        dropped."""
+        seen: set = set()
+        out = []
+        for entry in found:
+            mine = tuple(p for p in entry.params if p.name not in seen)
+            seen.update(p.name for p in mine)
+            if any(self.can_train(p) for p in mine):
+                out.append(Entry(entry.paths, mine, entry.block, entry.kind))
+        return out
+
+    def _compute(self, granularity: str, items) -> List[Entry]:
+        if items is None:
+            declared = declared_spec(self.net, granularity)
+            items = spec_items(declared) if declared is not None else None
+        if items is None:
+            return self.trainable_only(automatic(self.net, granularity))
+        table = dict(self.paths)  # a path in a list: of a block or a parameter, or a name
+        for name, path in self.param_paths.items():
+            table.setdefault(path, frozenset([name]))
+            table.setdefault(name, frozenset([name]))
+        return explicit_entries(self.net, items, table, self.param_paths, self.can_train)
+
+    def _entry(self, paths: Tuple[str, ...], names: Tuple[str, ...], has_block: bool) -> Entry:
+        block = None
+        if has_block:
+            block = self.net
+            for part in paths[0].split("."):
+                block = block._children[part]
+        return Entry(paths, tuple(self.params[n] for n in names), block)
 
 
-def _entries(net, granularity: Optional[str], spec) -> List[Entry]:
-    check_block(net)
-    granularity = resolve_granularity(net, granularity)
-    items = spec_items(spec) if spec is not None else None
-    key = (granularity, items, hook_key(net), declarations_version())
-    signature = _signature(net)
-    cache = net.__dict__.get(_CACHE)
-    if cache is None:
-        cache = {}
-        object.__setattr__(net, _CACHE, cache)  # not Block.__setattr__: no child, no parameter
-    cached = cache.get(key)
-    if cached is not None and cached[0] == signature:
-        return cached[1]
-    _register_aux(net)
-    if items is None:
-        declared = declared_spec(net, granularity)
-        items = spec_items(declared) if declared is not None else None
-    found = _explicit(net, items) if items is not None else \
-        _trainable_only(net, automatic(net, granularity))
-    cache[key] = (signature, found)
-    return found
+# ----------------------------------------------------------------- functions of a network
+
+def can_train(param: gluon.Parameter, net=None) -> bool:
+    """Whether ``param`` can ever be trainable: not a constant, not a running statistic.
+
+    MXNet marks Gluon BatchNorm statistics ``differentiable=False``, but a
+    ``SymbolBlock`` leaves its auxiliary states ``_differentiable=True`` (only
+    ``grad_req='null'``): those need ``net``, the network that holds the
+    SymbolBlock (without it only the parameter itself is asked).
+    """
+    return BlockIndex(net).can_train(param) if net is not None else trains(param)
+
+
+def structural_paths(net) -> Dict[str, FrozenSet[str]]:
+    """Every structural path of ``net`` -> names of the parameters inside it."""
+    return dict(BlockIndex(net).paths)
+
+
+def param_paths(net) -> Dict[str, str]:
+    """Parameter name -> its structural path (``"features.0.weight"``), first path for a
+    shared one. Stable across rebuilds, unlike names, which carry global counters."""
+    return dict(BlockIndex(net).param_paths)
 
 
 def _shown(entry: Entry):
@@ -260,7 +272,7 @@ def blocks(net, granularity: Optional[str] = None,
     """The block list of ``net``: ``(path, block)`` pairs in forward order.
 
     For a HybridBlock, the order its traced graph uses the parameters (see
-    ``grouping.py`` for the rules). A model-zoo ResNet gives the stem conv,
+    ``automatic.py`` for the rules). A model-zoo ResNet gives the stem conv,
     the stem BatchNorm, each residual unit and the head; a GluonNLP BERT
     classifier the embeddings (one block), each transformer layer, the
     pooler and the head. Every trainable parameter is in exactly one block;
@@ -292,30 +304,21 @@ def blocks(net, granularity: Optional[str] = None,
     ['0', '1']
     """
     return [(e.label, net if e.paths == ("",) else _shown(e))
-            for e in _entries(net, granularity, blocks)]
-
-
-class BlockNames(NamedTuple):
-    """One entry of the block list as the rule engine sees it."""
-
-    label: str                # its structural path(s), e.g. "features.4" or "a+b"
-    names: FrozenSet[str]     # the names of its parameters
+            for e in BlockIndex(net).entries(granularity, blocks)]
 
 
 def block_names(net, granularity: Optional[str] = None,
                 blocks: Optional[Spec] = None) -> List[BlockNames]:
     """The block list as ``BlockNames(label, names)``: what the rule engine indexes."""
-    return [BlockNames(e.label, frozenset(p.name for p in e.params))
-            for e in _entries(net, granularity, blocks)]
+    return BlockIndex(net).block_names(granularity, blocks)
 
 
 def automatic_blocks(net, granularity: str = "unit") -> List[Union[str, Tuple[str, ...]]]:
     """The automatic list (no declaration, no explicit list) in the form ``blocks=`` takes."""
-    check_block(net)
+    index = BlockIndex(net)
     granularity = resolve_granularity(net, granularity)
-    _register_aux(net)
     return [e.paths[0] if len(e.paths) == 1 else e.paths
-            for e in _trainable_only(net, automatic(net, granularity))]
+            for e in index.trainable_only(automatic(net, granularity))]
 
 
 def last_blocks_names(listed: List[Tuple[str, FrozenSet[str]]], n: int) -> FrozenSet[str]:

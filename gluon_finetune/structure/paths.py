@@ -1,0 +1,116 @@
+"""Structural paths of a Gluon ``Block``: the dotted chains of child names Gluon registers.
+
+A structural path (``"features.4.0.body"``, ``"output"``, ``"l3"``) is found by
+walking ``Block._children``; inside a ``SymbolBlock`` the graph's layers
+(``"resnetv10_conv0"``) are paths too. Parameter-name prefixes are no
+substitute: both units of a ResNet stage share one prefix. Everything here
+reads the network and changes nothing; ``index.BlockIndex`` keeps what it
+computes.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Dict, FrozenSet, Iterator, List, Tuple
+
+from mxnet import gluon
+
+from .automatic import join
+from .tracing import symbol_layers
+
+__all__ = ["check_block", "walk", "descendants", "param_shape", "collect_paths",
+           "collect_param_paths", "block_params"]
+
+
+def check_block(net) -> None:
+    if not isinstance(net, gluon.Block):
+        raise TypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: {net!r}")
+
+
+def walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
+    """``block`` and every block below it, depth first in registration order, with its
+    structural path (``""`` for ``block`` itself)."""
+    yield prefix, block
+    for name, child in block._children.items():
+        yield from walk(child, join(prefix, name))
+
+
+def descendants(block) -> Iterator[gluon.Block]:
+    """``block`` and every block below it (see :func:`walk`)."""
+    return (b for _, b in walk(block))
+
+
+def param_shape(param: gluon.Parameter) -> Tuple[int, ...]:
+    """A parameter's shape: its data's once it has data (a SymbolBlock's parameters keep
+    ``shape=None`` even then), else the declared one (0: not known yet)."""
+    if param._data is not None:
+        return tuple(int(d) for d in param._data[0].shape)
+    return tuple(int(d) for d in (param.shape or ()))
+
+
+def _collect(block, prefix: str, paths: Dict[str, FrozenSet[str]]) -> FrozenSet[str]:
+    names = set(block.params.keys()) | {p.name for p in block._reg_params.values()}
+    if isinstance(block, gluon.SymbolBlock):
+        for layer, layer_names in symbol_layers(block):
+            paths[join(prefix, layer)] = frozenset(layer_names)
+    for name, child in block._children.items():
+        names |= _collect(child, join(prefix, name), paths)
+    frozen = frozenset(names)
+    if prefix:
+        paths[prefix] = frozen
+    return frozen
+
+
+def collect_paths(net) -> Dict[str, FrozenSet[str]]:
+    """Every structural path of ``net`` -> names of the parameters inside it."""
+    paths: Dict[str, FrozenSet[str]] = {}
+    _collect(net, "", paths)
+    return paths
+
+
+def collect_param_paths(net) -> Dict[str, str]:
+    """Parameter name -> its structural path (``"features.0.weight"``), first path for a
+    shared one."""
+    out: Dict[str, str] = {}
+    for prefix, block in walk(net):
+        for attr, param in block._reg_params.items():
+            out.setdefault(param.name, join(prefix, attr))
+    return out
+
+
+def block_params(net, path: str) -> List[gluon.Parameter]:
+    """The parameters inside the block at structural ``path`` (e.g. ``"features.4"``).
+
+    Examples
+    --------
+    >>> from mxnet.gluon import nn
+    >>> net = nn.HybridSequential()
+    >>> net.add(nn.Dense(8), nn.Dense(2))
+    >>> [p.name.split("_")[-1] for p in block_params(net, "1")]
+    ['weight', 'bias']
+    """
+    check_block(net)
+    if not isinstance(path, str):
+        raise TypeError(f"path must be a str such as 'features.4', got {path!r}")
+    block = net
+    parts = path.split(".") if path else []
+    for depth, part in enumerate(parts):
+        children = block._children
+        if part not in children:
+            if isinstance(block, gluon.SymbolBlock):
+                return _layer_params(block, ".".join(parts[depth:]), path)
+            here = ".".join(parts[:depth]) or "<root>"
+            close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise KeyError(f"no child {part!r} under {here}; it has {list(children)}.{hint}")
+        block = children[part]
+    return list(block.collect_params().values())
+
+
+def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon.Parameter]:
+    layers = dict(symbol_layers(block))
+    if layer not in layers:
+        close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise KeyError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
+    params = block.collect_params()
+    return [params[n] for n in layers[layer]]
