@@ -260,3 +260,60 @@ def test_structural_paths_of_a_shared_parameter_net(shared):
     # one parameter, one block: the first that uses it; "b" has nothing of its own
     assert block_names(shared) == [("a", names)]
     assert block_params(shared, "b") == block_params(shared, "a")
+
+
+# ----------------------------------------------------------------- the block index: reads only
+
+def _attributes(net):
+    return {id(b): sorted(vars(b)) for b in _all_blocks(net)}
+
+
+def _all_blocks(block):
+    yield block
+    for child in block._children.values():
+        yield from _all_blocks(child)
+
+
+def test_reading_a_networks_structure_plants_nothing_on_it():
+    """Stock trap: the block lists were cached in an attribute planted on the network."""
+    from gluon_finetune import explain, layer_decay, no_weight_decay
+    from gluon_finetune.structure.index import can_train
+    net = vision.resnet18_v1(classes=3)
+    before = _attributes(net)
+    block_names(net)
+    blocks(net, "stage")
+    structural_paths(net)
+    layer_decay(net, 0.1)
+    no_weight_decay(net)
+    explain(net, {"*": 0.1, -1: 1.0})
+    assert all(can_train(p, net) == p._differentiable for p in net.collect_params().values())
+    assert _attributes(net) == before
+
+
+def test_can_train_only_reads(tmp_path):
+    """Stock trap: can_train(p, net) filled a module-wide set, so that can_train(p) on its
+    own answered differently afterwards."""
+    from finetune_helpers import exported_symbolblock
+
+    from gluon_finetune.structure.index import can_train
+    net = exported_symbolblock(tmp_path)
+    stat = next(p for name, p in net.collect_params().items() if "running_mean" in name)
+    assert can_train(stat)  # the parameter alone: MXNet leaves it differentiable
+    assert not can_train(stat, net)
+    block_names(net)
+    assert can_train(stat)  # seeing the network left nothing behind
+
+
+def test_a_trainer_walks_the_network_a_few_times_not_once_per_parameter(monkeypatch):
+    """Stock trap: can_train(p, net) walked the whole network for every parameter."""
+    from gluon_finetune import LayerwiseTrainer, explain
+    from gluon_finetune.structure import index
+    net = vision.resnet18_v1(classes=3)
+    net.initialize()
+    walks = []
+    real = index.descendants
+    monkeypatch.setattr(index, "descendants", lambda block: walks.append(1) or real(block))
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"*": 0.5, -1: 1.0})
+    trainer.set_trainable_blocks(3)
+    explain(trainer)
+    assert len(trainer.params) > 60 and len(walks) <= 4, len(walks)

@@ -361,3 +361,20 @@ def test_a_symbolblock_trainer_resumes_from_its_own_file(tmp_path):
     again.load_states(str(tmp_path / "s"))
     assert again.rates == trainer.rates
     assert set(again._updaters[0].states) == set(trainer._updaters[0].states)
+
+
+def test_the_loaded_optimizers_state_owns_the_rules_and_their_table(tmp_path):
+    """One owner: the trainer's rules, resolved table and rates are those of its
+    optimizer's LayerwiseState, also after load_states swaps the optimizer."""
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", SGD, layers=rules())
+    train_step(net, trainer, 0)
+    trainer.save_states(str(tmp_path / "s"))
+    other = LayerwiseTrainer(net, "sgd", SGD)
+    other.load_states(str(tmp_path / "s"))
+    state = other.optimizer.layerwise
+    assert other.layers is state.rules and other.settings is state.table
+    assert [s.rule for s in other.settings] == [s.rule for s in trainer.settings]
+    assert state.declared == trainer.optimizer.layerwise.declared
+    other.set_layers({"l1": 0})
+    assert other.layers is other.optimizer.layerwise.rules == {"l1": 0}

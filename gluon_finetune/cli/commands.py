@@ -39,14 +39,15 @@ def _optimizer_params(settings: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _check_rules(net, settings: Dict[str, Any]) -> None:
-    """Resolve the rules on the network first: ``resolve`` is pure and its only input
-    here is the user's, so any error it raises is about the rules."""
-    from ..rules.resolution import resolve
-    from ..structure.index import block_names, structural_paths
+    """Resolve the rules on the network first, in the scope the trainer will use:
+    resolution is pure and its only input here is the user's, so any error it raises is
+    about the rules."""
+    from ..rules.scope import rule_scope
+    from ..structure.index import BlockIndex
+    scope = rule_scope(list(net.collect_params().values()), BlockIndex(net),
+                       granularity=net.finetune_granularity)
     try:
-        resolve(settings["layers"] or (), list(net.collect_params().keys()),
-                paths=structural_paths(net), base_lr=settings["learning_rate"],
-                block_list=block_names(net, net.finetune_granularity))
+        scope.resolve(settings["layers"] or (), base_lr=settings["learning_rate"])
     except (ValueError, TypeError) as err:
         wrapped = InvalidValueError(str(err), argument="layers")
         wrapped.rule_keys = getattr(err, "rule_keys", None)  # which rules are at fault

@@ -20,13 +20,15 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Seq
 from .schedules import describe_schedule, private_copy, rebased_copy
 
 __all__ = ["Rate", "Own", "Clock", "Unsaved", "LayerwiseState", "base_lr", "rates_from",
-           "limit_to", "keep_clocks", "declarations", "rate_at", "check_hand_edits", "LIMIT_RULE"]
+           "limit_to", "keep_clocks", "declarations", "rate_at", "LIMIT_RULE", "HAND_RULE"]
 
 LIMIT_RULE = "trainable_blocks={}"  # the rule label of a parameter frozen by the limit
+HAND_RULE = "by hand"  # the rule label where a hand edit beats the rule (see rates_from)
 
 
 class Own(NamedTuple):
-    """A parameter's own settings, from before any rule: what it keeps without one."""
+    """A parameter's own settings: what it had before any rule, or was given by hand since
+    (``trainer/ownership.py``); what it keeps where no rule says otherwise."""
 
     lr_mult: float
     wd_mult: float
@@ -125,31 +127,50 @@ def base_lr(optimizer) -> Optional[float]:
 # ----------------------------------------------------------------- the table
 
 def rates_from(table: Sequence[Any], own: Sequence[Own], base: Optional[float],
-               ref_lr: Optional[float], bn_train: Set[str] = frozenset()) -> Dict[int, Rate]:
+               ref_lr: Optional[float], bn_train: Set[str] = frozenset(),
+               edited: Optional[Sequence[Set[str]]] = None) -> Dict[int, Rate]:
     """One ``Rate`` per index from resolved rules (``rules.Setting`` rows).
 
     A parameter no rate rule matches keeps its own multiplier and freeze
     state; ``bn_train`` names BatchNorm scale/shift parameters that train
     (at multiplier 1) even when a rule freezes them (``bn='train'``). One
-    declared schedule copy per rule, peaking at the rule's rate.
+    declared schedule copy per rule, peaking at the rule's rate. ``edited``
+    (per index: ``"lr_mult"``, ``"wd_mult"``, ``"grad_req"``) marks own
+    values set by hand after the rules: they beat a rule's multiplier, weight
+    decay or trainability (a hand freeze), and the rate names ``HAND_RULE``.
     """
     declared: Dict[str, Callable] = {}
     rates = {}
     for i, s in enumerate(table):
-        wd = own[i].wd_mult if s.wd_mult is None else s.wd_mult
+        hand = edited[i] if edited is not None else ()
+        wd, wd_rule = own[i].wd_mult, s.wd_rule
+        if s.wd_mult is not None:
+            wd, wd_rule = (own[i].wd_mult, HAND_RULE) if "wd_mult" in hand else \
+                (s.wd_mult, s.wd_rule)
         if s.rule is None:
-            rates[i] = Rate(None, own[i].lr_mult, wd, frozen=own[i].frozen, wd_rule=s.wd_rule)
+            rates[i] = Rate(None, own[i].lr_mult, wd, frozen=own[i].frozen, wd_rule=wd_rule)
+        elif "grad_req" in hand and own[i].frozen:
+            rates[i] = Rate(HAND_RULE, 0.0, wd, frozen=True, wd_rule=wd_rule)
         elif s.frozen and s.name in bn_train:
-            rates[i] = Rate("bn='train'", 1.0, wd, wd_rule=s.wd_rule, thawed=own[i].frozen)
+            rates[i] = Rate("bn='train'", 1.0, wd, wd_rule=wd_rule, thawed=own[i].frozen)
+        elif "lr_mult" in hand and not s.frozen and s.lr_scheduler is None \
+                and s.learning_rate is None:
+            rates[i] = Rate(HAND_RULE, own[i].lr_mult, wd, wd_rule=wd_rule,
+                            thawed=own[i].frozen)
         else:
-            mult = s.lr_mult if s.lr_mult is not None else 1.0
-            clock = None
-            if s.lr_scheduler is not None:
-                peak = s.learning_rate if s.learning_rate is not None else base * mult
-                clock = Clock(declared.setdefault(s.rule, rebased_copy(s.lr_scheduler, peak)))
-            rates[i] = Rate(s.rule, mult, wd, clock, ref_lr, 0, s.frozen, s.learning_rate,
-                            s.wd_rule, own[i].frozen and not s.frozen)
+            rates[i] = _rule_rate(s, own[i], wd, wd_rule, base, ref_lr, declared)
     return rates
+
+
+def _rule_rate(s: Any, own: Own, wd: float, wd_rule: Optional[str], base: Optional[float],
+               ref_lr: Optional[float], declared: Dict[str, Callable]) -> Rate:
+    mult = s.lr_mult if s.lr_mult is not None else 1.0
+    clock = None
+    if s.lr_scheduler is not None:
+        peak = s.learning_rate if s.learning_rate is not None else base * mult
+        clock = Clock(declared.setdefault(s.rule, rebased_copy(s.lr_scheduler, peak)))
+    return Rate(s.rule, mult, wd, clock, ref_lr, 0, s.frozen, s.learning_rate, wd_rule,
+                own.frozen and not s.frozen)
 
 
 def limit_to(rates: Mapping[int, Rate], allowed: Sequence[bool], n: int) -> Dict[int, Rate]:
@@ -199,19 +220,6 @@ def rate_at(rate: Rate, count: int, begin: int, optimizer_lr: Optional[float],
     return lr
 
 
-def check_hand_edits(rates: Mapping[int, Rate], params: Sequence[Any]) -> None:
-    """A hand edit of ``Parameter.lr_mult`` takes effect for multiplier rules (as in
-    Gluon); for a rule with its own rate or schedule it cannot, so it is an error."""
-    for i, rate in rates.items():
-        param = params[i]
-        if rate.governed and param.lr_mult != rate.lr_mult:
-            raise ValueError(
-                f"{param.name}: lr_mult was changed by hand to {param.lr_mult!r}, but its "
-                f"rule {rate.rule!r} gives it its own rate or schedule (lr_mult "
-                f"{rate.lr_mult!r}), which an edit cannot change; change the rule with "
-                f"set_layers instead")
-
-
 def declarations(table: Sequence[Any], bn: str) -> List[str]:
     """What the rules declare for each parameter, as text: two trainers (or a trainer
     and a states file) have the same rules exactly when these agree."""
@@ -248,12 +256,16 @@ def _fingerprint(schedule: Callable) -> str:
 # ----------------------------------------------------------------- the owner
 
 class LayerwiseState:
-    """The per-parameter state that travels with the optimizer.
+    """The per-parameter state that travels with the optimizer, and the one owner of the rules.
 
-    ``rates`` (index -> :class:`Rate`, clocks included), ``trainable_blocks``
-    (the limit), ``rules`` (the rule set the rates came from, None without
-    rules) with ``declared`` (its :func:`declarations`, to compare with a
-    file), ``resend`` (indices that start fresh on a kvstore server) and
+    ``rules`` (the rule set, None without rules), ``table`` (its resolved
+    ``rules.Setting`` rows: derived, never pickled, since a kvstore server
+    cannot import the rule engine), ``declared`` (the table's
+    :func:`declarations`, to compare with a file), ``rules_lr`` (the
+    trainer's base rate the rules were declared at: ``set_learning_rate``
+    rescales rates relative to it, and later refreshes keep that), ``rates``
+    (index -> :class:`Rate`, clocks included), ``trainable_blocks`` (the
+    limit), ``resend`` (indices that start fresh on a kvstore server) and
     ``signature`` (set only inside a states file). Pickling it is the one
     place this state is (de)serialized: a schedule that cannot be pickled is
     replaced by an :class:`Unsaved` marker (see ``restore_unsaved``).
@@ -263,10 +275,26 @@ class LayerwiseState:
         self.rates: Dict[int, Rate] = {}
         self.trainable_blocks: Optional[int] = None
         self.rules: Any = None
+        self.table: Optional[tuple] = None
         self.declared: List[str] = []
+        self.rules_lr: Optional[float] = None
         self.resend: Optional[tuple] = None
         self.signature: Optional[list] = None
         self._governed: Dict[int, Rate] = {}
+
+    def set_rules(self, rules: Any, table: Optional[Sequence[Any]], rules_lr: Optional[float],
+                  bn: str) -> None:
+        """Own a rule set: its resolved table and the base rate it was declared at."""
+        self.rules, self.table, self.rules_lr = rules, None if table is None else tuple(table), \
+            rules_lr
+        self.declared = declarations(table, bn) if table is not None else []
+
+    def reference_lr(self, fallback: Optional[float]) -> Optional[float]:
+        """The base rate the rules were declared at (a file from before ``rules_lr`` was
+        kept: the rate its table was built at)."""
+        if self.rules_lr is not None:
+            return self.rules_lr
+        return next((r.ref_lr for r in self.rates.values() if r.ref_lr), fallback)
 
     def lrs(self, optimizer, indices: Sequence[int], lrs: List[float]) -> List[float]:
         """Replace, in ``lrs`` (the stock rates), those that a rule governs."""
@@ -300,7 +328,9 @@ class LayerwiseState:
         self._governed = {i: r for i, r in self.rates.items() if r.governed}
 
     def __deepcopy__(self, memo: dict) -> LayerwiseState:
-        # not through __getstate__: a copy keeps schedules that cannot be pickled
+        # not through __getstate__: a copy keeps schedules that cannot be pickled; the table
+        # is immutable and shared
+        memo[id(self.table)] = self.table
         twin = LayerwiseState.__new__(LayerwiseState)
         twin.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return twin
@@ -323,13 +353,14 @@ class LayerwiseState:
                           if r.lr_scheduler is not None and not _picklable(r.lr_scheduler)
                           else r for i, r in self.rates.items()}
         state["rules"] = _picklable_rules(self.rules)
-        del state["_governed"]  # derived from the rates
+        del state["_governed"], state["table"]  # derived from the rates, from the rules
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__init__()
         rates = state.pop("rates", {})
         state.pop("_governed", None)
+        state.pop("table", None)
         self.__dict__.update(state)
         self.set_rates(rates)
 

@@ -1,15 +1,21 @@
-"""``explain()``: what every parameter gets, as text or a pandas DataFrame."""
+"""``explain()``: what every parameter gets, as text or a pandas DataFrame.
+
+A trainer's table and a preview (``explain(net, rules)``) are built from the
+same ``RuleScope``: a parameter that can never train (a running statistic, a
+constant) shows frozen in both, whatever rule matches it (its ``lr`` column
+is what its rule gives, which the trainer writes into ``lr_mult``).
+"""
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from mxnet import gluon
 
 from ..optim.schedules import describe_schedule
-from ..rules.resolution import resolve
-from ..structure.index import block_names, can_train, param_shape, structural_paths
+from ..rules.scope import rule_scope
+from ..structure.index import BlockIndex, param_shape
 
-__all__ = ["explain", "Explanation", "COLUMNS"]
+__all__ = ["explain", "Explanation", "COLUMNS", "replaced_notes"]
 
 COLUMNS = ("parameter", "shape", "block", "rule", "lr_mult", "wd_rule", "wd_mult", "lr",
            "schedule", "frozen")
@@ -22,9 +28,9 @@ class Explanation:
     ``table["name"]`` is the row of one parameter.
     """
 
-    def __init__(self, rows: List[Dict]):
+    def __init__(self, rows: List[Dict], notes: Sequence[str] = ()):
         self.rows = rows
-        self.notes = _thaw_notes(rows)
+        self.notes = _thaw_notes(rows) + list(notes)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -87,6 +93,35 @@ def _thaw_notes(rows: List[Dict]) -> List[str]:
             f"trainer.set_trainable_blocks(n)" for rule, n in sorted(counts.items())]
 
 
+def replaced_notes(table: Sequence[Any], own: Sequence[Any]) -> List[str]:
+    """One note per rule that replaces a multiplier parameters had of their own.
+
+    ``table``: resolved ``Setting`` rows; ``own``: each parameter's own values
+    (``lr_mult``, ``wd_mult``, ``differentiable``), e.g. GluonCV's FCN head
+    with ``lr_mult`` 10. A rule wins over the parameter's own value (as an
+    explicit ``lr_mult`` wins in MXNet's optimizer); the note says so.
+    """
+    found: Dict[Tuple[str, str], List[str]] = {}
+    for s, mine in zip(table, own):
+        if not mine.differentiable:
+            continue
+        if s.rule is not None and not s.frozen and mine.lr_mult != 1.0 \
+                and s.lr_mult != mine.lr_mult:
+            found.setdefault((s.rule, "lr_mult"), []).append(f"{s.name}: {mine.lr_mult!r}")
+        if s.wd_mult is not None and mine.wd_mult != 1.0 and s.wd_mult != mine.wd_mult:
+            found.setdefault((s.wd_rule, "wd_mult"), []).append(f"{s.name}: {mine.wd_mult!r}")
+    notes = []
+    for (rule, field), had in sorted(found.items()):
+        shown = ", ".join(had[:3]) + (f", ... ({len(had)} in all)" if len(had) > 3 else "")
+        their = "its" if len(had) == 1 else "their"
+        notes.append(f"rule {rule!r} replaces the {field} that {len(had)} parameter"
+                     f"{'s' if len(had) > 1 else ''} had of {their} own ({shown}), set by the "
+                     f"model or by hand: the rule wins. To keep {their} own value, give "
+                     f"{'it' if len(had) == 1 else 'them'} a rule of {their} own (a key that "
+                     f"matches a subset wins) or narrow rule {rule!r}")
+    return notes
+
+
 def _row(param, block: Optional[str], rule, lr_mult, wd_rule, wd_mult, lr, schedule,
          frozen, thawed: bool = False) -> Dict:
     return {"parameter": param.name, "shape": param_shape(param), "block": block,
@@ -104,31 +139,38 @@ def _from_trainer(trainer) -> Explanation:
         schedule = rate.lr_scheduler.declared if rate and rate.lr_scheduler is not None \
             else None
         rows.append(_row(param, where.get(param.name), rate.rule if rate else None,
-                         param.lr_mult, rate.wd_rule if rate else None, param.wd_mult, lrs[i],
-                         schedule, param.grad_req == "null", bool(rate and rate.thawed)))
-    return Explanation(rows)
+                         param.lr_mult, rate.wd_rule if rate else None, param.wd_mult,
+                         lrs[i], schedule,
+                         param.grad_req == "null", bool(rate and rate.thawed)))
+    table = trainer.settings
+    return Explanation(rows, replaced_notes(table, trainer.own_settings) if table else ())
 
 
 def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> Explanation:
     params = list(net.collect_params().values())
-    was_frozen = {p.name for p in params if can_train(p, net) and p.grad_req == "null"}
-    listed = block_names(net, granularity, blocks)
-    table = resolve(rules or {}, [p.name for p in params], paths=structural_paths(net),
-                    block_list=listed, base_lr=learning_rate, strict=strict,
-                    trainable=[p.name for p in params if p.name not in was_frozen])
-    where = block_labels(listed)
+    scope = rule_scope(params, BlockIndex(net), granularity=granularity, blocks=blocks)
+    table = scope.resolve(rules or {}, base_lr=learning_rate, strict=strict)
+    where = block_labels(scope.block_list)
     rows = []
     for param, s in zip(params, table):
+        fixed = param.name in scope.fixed
         mult = s.lr_mult if s.rule is not None else param.lr_mult
         wd = s.wd_mult if s.wd_mult is not None else param.wd_mult
-        frozen = s.frozen if s.rule is not None else param.grad_req == "null"
+        frozen = fixed or (s.frozen if s.rule is not None else param.name in scope.frozen)
         if s.learning_rate is not None and not s.frozen:
             lr = s.learning_rate
         else:
             lr = None if learning_rate is None or mult is None else learning_rate * mult
         rows.append(_row(param, where.get(param.name), s.rule, mult, s.wd_rule, wd, lr,
-                         s.lr_scheduler, frozen, param.name in was_frozen and not frozen))
-    return Explanation(rows)
+                         s.lr_scheduler, frozen, param.name in scope.frozen and not frozen))
+    own = [_Own(p.lr_mult, p.wd_mult, p.name not in scope.fixed) for p in params]
+    return Explanation(rows, replaced_notes(table, own))
+
+
+class _Own(NamedTuple):
+    lr_mult: float
+    wd_mult: float
+    differentiable: bool
 
 
 def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: bool = True,

@@ -109,6 +109,17 @@ class ParameterServerSync:
             updaters.append(kv_updater)
         return updaters
 
+    def _reset_optimizer_state(self, indices: Sequence[int]) -> None:
+        """Forget momentum etc. of parameters that were frozen or thawed: thawed ones
+        start fresh (MXNet would resume the old momentum), frozen ones free memory."""
+        for updater in self._active_updaters():
+            for i in indices:
+                updater.states.pop(i, None)
+                updater.states_synced.pop(i, None)
+        for counts in self._optimizer._all_index_update_counts.values():
+            for i in indices:
+                counts.pop(i, None)
+
     def _check_sendable(self, what: str, schedule: Any) -> None:
         if self._to_servers:
             check_sendable(what, schedule)

@@ -18,14 +18,8 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..checks import InvalidTypeError, InvalidValueError, is_int
-from ..structure.index import (
-    block_names,
-    can_train,
-    check_block,
-    descendants,
-    last_blocks_names,
-    structural_paths,
-)
+from ..rules.scope import rule_scope
+from ..structure.index import BlockIndex, check_block, descendants, last_blocks_names, trains
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
@@ -51,7 +45,8 @@ def batchnorm_layers(net) -> List[nn.BatchNorm]:
 
 
 def _trainable_names(block) -> Set[str]:
-    return {p.name for p in block.collect_params().values() if can_train(p)}
+    # Gluon BatchNorm layers only: their statistics say themselves that they never train
+    return {p.name for p in block.collect_params().values() if trains(p)}
 
 
 def trainable_req(grad_req: str, differentiable: bool) -> str:
@@ -125,11 +120,17 @@ def bn_param_names(net) -> Dict[str, str]:
     return out
 
 
-def _set_block_freeze(net, frozen_names: Set[str], bn: str) -> None:
+def _set_block_freeze(net, index: BlockIndex, frozen_names: Set[str], bn: str) -> None:
     params = list(net.collect_params().values())
     set_frozen(params, [p.name in frozen_names for p in params],
-               [trainable_req(p.grad_req, can_train(p, net)) for p in params])
+               [trainable_req(p.grad_req, index.can_train(p)) for p in params])
     apply_bn_policy(net, frozen_names, bn)
+
+
+def _kept_training(net, names: Set[str], bn: str) -> Set[str]:
+    """``names`` to freeze, less BatchNorm scale and shift under ``bn='train'`` (they keep
+    training, as under a trainer's rules and limit)."""
+    return names - set(bn_param_names(net)) if bn == "train" else names
 
 
 def freeze(net, layers="*", bn: str = "frozen", granularity: Optional[str] = None,
@@ -137,8 +138,9 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: Optional[str] = Non
     """Freeze the parameters that ``layers`` names (any rule key; default all).
 
     Other parameters are left as they are. Frozen means ``grad_req='null'``;
-    fully frozen BatchNorm layers follow policy ``bn``. Index and range keys
-    count ``blocks(net, granularity, blocks)`` (default: the net's own list).
+    fully frozen BatchNorm layers follow policy ``bn`` (``'train'``: their
+    scale and shift stay trainable). Index and range keys count
+    ``blocks(net, granularity, blocks)`` (default: the net's own list).
     Returns the names of the parameters ``layers`` names, now frozen (those it
     froze and those already frozen; never running statistics, which
     never train).
@@ -148,19 +150,16 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: Optional[str] = Non
     >>> freeze(net, "features")          # doctest: +SKIP
     >>> freeze(net, slice(0, -1))        # all blocks but the head  # doctest: +SKIP
     """
-    from ..rules.resolution import resolve
     check_bn_policy(bn)
     check_block(net)
-    names = list(net.collect_params().keys())
+    index = BlockIndex(net)
+    scope = rule_scope(list(net.collect_params().values()), index, granularity=granularity,
+                       blocks=blocks)
     key = tuple(layers) if isinstance(layers, list) else layers
     # a list of pairs, not a dict: a slice key is unhashable before Python 3.12
-    table = resolve([(key, 0)], names, paths=structural_paths(net),
-                    block_list=block_names(net, granularity, blocks))
-    already = {p.name for p in net.collect_params().values()
-               if can_train(p, net) and p.grad_req == "null"}
-    trainable = {p.name for p in net.collect_params().values() if can_train(p, net)}
-    newly = {s.name for s in table if s.frozen} & trainable
-    _set_block_freeze(net, already | newly, bn)
+    table = scope.resolve([(key, 0)])
+    newly = _kept_training(net, {s.name for s in table if s.frozen} - scope.fixed, bn)
+    _set_block_freeze(net, index, set(scope.frozen) | newly, bn)
     return sorted(newly)
 
 
@@ -170,19 +169,21 @@ def unfreeze(net, n=None, bn: str = "frozen", granularity: Optional[str] = None,
 
     ``n=None`` makes every parameter that can train trainable; ``0`` freezes
     everything. Blocks before the last ``n`` are frozen (BatchNorm per
-    ``bn``); running statistics and constants never train. The block list
-    is the net's own unless ``granularity`` or ``blocks`` say otherwise.
-    Returns the trainable block labels.
+    ``bn``; with ``'train'`` their scale and shift stay trainable); running
+    statistics and constants never train. The block list is the net's own
+    unless ``granularity`` or ``blocks`` say otherwise. Returns the trainable
+    block labels.
     """
     check_bn_policy(bn)
     check_block(net)
-    listed = block_names(net, granularity, blocks)
+    index = BlockIndex(net)
+    listed = index.block_names(granularity, blocks)
     n = check_unfreeze(n, listed)
     n = len(listed) if n is None else n
     trainable = last_blocks_names(listed, n)
     frozen = {p.name for p in net.collect_params().values()
-              if can_train(p, net) and p.name not in trainable}
-    _set_block_freeze(net, frozen, bn)
+              if index.can_train(p) and p.name not in trainable}
+    _set_block_freeze(net, index, _kept_training(net, frozen, bn), bn)
     return [path for path, _ in listed[len(listed) - n:]]
 
 
@@ -195,7 +196,7 @@ def prepare_for_finetuning(net, n, granularity: str, bn: str, blocks=None):
     later call on ``net`` (trainer, ``explain``, ``layer_decay`` ...) uses the
     same list. Checks ``n`` before anything changes.
     """
-    listed = block_names(net, granularity, blocks)
+    listed = BlockIndex(net).block_names(granularity, blocks)
     n = check_unfreeze(n, listed)
     net.finetune_granularity = granularity
     if blocks is not None:

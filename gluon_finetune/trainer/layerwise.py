@@ -1,44 +1,37 @@
 """``LayerwiseTrainer``: a ``gluon.Trainer`` with per-layer rates, schedules and freezing.
 
-It overrides as little of ``gluon.Trainer`` as it can. The pipeline: the pure
-``rules.resolve`` turns rules into one ``Setting`` per parameter, the pure
-``rates`` functions turn those into the ``Rate`` table, and the optimizer's
-``LayerwiseState`` owns it; this class applies it to MXNet
-(``Parameter.lr_mult``/``wd_mult``/``grad_req``, BatchNorm, optimizer
-state), so that plain Gluon code reading the parameters sees the truth.
+It overrides as little of ``gluon.Trainer`` as it can. The pipeline: the
+network's ``BlockIndex`` and the parameters' own values give the
+``RuleScope``; the pure rule engine turns rules into one ``Setting`` per
+parameter, the pure ``rates`` functions turn those into the ``Rate`` table,
+and the optimizer's ``LayerwiseState`` owns rules, table and rates; this
+class applies them to MXNet (``Parameter.lr_mult``/``wd_mult``/``grad_req``
+through ``Ownership``, BatchNorm, optimizer state), so that plain Gluon code
+reading the parameters sees the truth.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from mxnet import gluon
 
 from ..checks import check_bool, check_real
-from ..optim import rates as rate_table
 from ..optim.optimizer import layerwise, preview_lrs
 from ..optim.rates import Own, Rate, base_lr
 from ..optim.update_paths import apply_update_path, check_update_path, choose_update_path
-from ..rules.resolution import Setting, resolve
-from ..structure.index import (
-    block_names,
-    can_train,
-    last_blocks_names,
-    resolve_granularity,
-    structural_paths,
-)
+from ..rules.resolution import RuleScope, Setting
+from ..rules.scope import rule_scope
+from ..structure.index import BlockIndex, resolve_granularity, trains
 from .arguments import check_kvstore_args, make_optimizer, merge_rules, param_list, split_rfc_rules
 from .distributed import ParameterServerSync, sends_optimizer
-from .freezing import (
-    apply_bn_policy,
-    bn_param_names,
-    check_bn_policy,
-    check_unfreeze,
-    set_frozen,
-    trainable_req,
-)
+from .freezing import check_bn_policy
+from .ownership import Ownership
 from .states import StatesFiles
+from .tables import RuleTables
 
 __all__ = ["LayerwiseTrainer"]
+
+_KEEP = object()  # set_layers: leave the trainable-blocks limit as it is
 
 
 def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Parameter]]:
@@ -51,7 +44,7 @@ def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Para
     return net, param_list(params)
 
 
-class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
+class LayerwiseTrainer(RuleTables, StatesFiles, ParameterServerSync, gluon.Trainer):
     """A ``gluon.Trainer`` that gives each layer its own rate, schedule or freeze.
 
     Same constructor, methods and modes as ``gluon.Trainer`` (MXNet 1.9.1);
@@ -121,11 +114,14 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         check_update_path(update_path, opt)
 
         self._net, self._strict, self._bn, self._granularity = net, strict, bn, granularity
-        self._block_list = block_names(net, granularity, blocks) if net is not None else None
+        self._blocks = blocks
+        self._index = BlockIndex(net) if net is not None else None
+        self._block_list = self._index.block_names(granularity, blocks) if net is not None \
+            else None
         self._update_path_choice = update_path
         self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
         self._check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
-        self._own = [Own(p.lr_mult, p.wd_mult, p.grad_req, can_train(p, net)) for p in params]
+        self._ownership = Ownership(params, self._index.can_train if net is not None else trains)
         table = self._resolve(layers, params, base_lr(opt), strict) if layers is not None \
             else None
 
@@ -137,10 +133,8 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
             for p, trainer in zip(params, previous):
                 p._trainer = trainer
             raise
-        self._layers, self._table = layers, table
         self._choose_update_path()
-        if table is not None:  # without rules nothing is touched, as in gluon.Trainer
-            self._refresh()
+        self._start(layers, table)
         self._start_kvstore_early()
 
     # ------------------------------------------------------------ public surface
@@ -167,16 +161,35 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         return None if self._block_list is None else list(self._block_list)
 
     @property
+    def scope(self) -> RuleScope:
+        """What rules are matched in: the parameters, paths, block list, and which were
+        frozen before the rules (their own ``grad_req``) or can never train."""
+        return rule_scope(self._ownership.params, self._index, granularity=self._granularity,
+                          blocks=self._blocks, grad_reqs=[o.grad_req for o in self.own_settings])
+
+    @property
+    def own_settings(self) -> List[Own]:
+        """Each parameter's own ``lr_mult``, ``wd_mult``, ``grad_req``: what it had before
+        the trainer, or was given by hand since (see ``docs/guide/ownership.md``)."""
+        return self._ownership.own_now()
+
+    @property
     def frozen_before(self) -> frozenset:
-        """Names of the parameters that were frozen before this trainer (by hand or by
-        ``get_model(unfreeze=)``): ``"trainable:"`` keys leave them out."""
-        return frozenset(p.name for p, own in zip(self._params, self._own) if own.frozen)
+        """Names of the parameters frozen by their own ``grad_req`` (by hand or by
+        ``get_model(unfreeze=)``, before the trainer or since): ``"trainable:"`` keys leave
+        them out."""
+        return self.scope.frozen
 
     @property
     def layers(self):
         """The rules the rates come from (the constructor's, ``set_layers``', or a
         loaded states file's)."""
-        return self._layers
+        return self._optimizer.layerwise.rules
+
+    @property
+    def settings(self) -> Optional[Tuple[Setting, ...]]:
+        """The rules resolved: one ``Setting`` per parameter (None without rules)."""
+        return self._optimizer.layerwise.table
 
     @property
     def rates(self) -> Dict[int, Rate]:
@@ -210,7 +223,8 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
 
     # ------------------------------------------------------------ rules and the limit
 
-    def set_layers(self, layers, strict: Optional[bool] = None) -> None:
+    def set_layers(self, layers, strict: Optional[bool] = None, *,
+                   trainable_blocks=_KEEP, restart: bool = False) -> None:
         """Replace the layer rules mid-training (atomic: a rule set that fails changes nothing).
 
         Parameters that become trainable start with fresh optimizer state;
@@ -223,98 +237,48 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
             parameter's own multipliers).
         strict : bool, optional
             Overrides the trainer's ``strict`` for this call.
+        trainable_blocks : int or None, optional
+            Also set the trainable-blocks limit (as ``set_trainable_blocks``).
+        restart : bool, default False
+            Start over: every parameter gets fresh optimizer state and every
+            schedule starts again (its first update is ``schedule(1)``), as at
+            the start of a training phase.
         """
         strict = self._strict if strict is None else check_bool("strict", strict)
-        self._table = self._resolve(layers, self._params, base_lr(self._optimizer), strict)
-        self._layers = layers
-        self._refresh()
+        check_bool("restart", restart)
+        state = self._optimizer.layerwise
+        redeclared, limit = ("rules",), state.trainable_blocks
+        if trainable_blocks is not _KEEP:
+            limit, redeclared = self._checked_limit(trainable_blocks), ("rules", "limit")
+        table = self._resolve(layers, self._params, base_lr(self._optimizer), strict)
+        self._ownership.check(redeclared)
+        before = (state.rules, state.table, state.rules_lr, state.declared, state.trainable_blocks)
+        state.set_rules(layers, table, base_lr(self._optimizer), self._bn)
+        state.trainable_blocks = limit
+        try:
+            self._refresh(redeclared, restart="all" if restart else None)
+        except Exception:
+            state.rules, state.table, state.rules_lr, state.declared, \
+                state.trainable_blocks = before
+            raise
 
     def set_trainable_blocks(self, n: Optional[int], restart: bool = False) -> None:
         """Let only the last ``n`` blocks train (on top of the rules); ``None`` lifts the limit.
 
         Parameters that thaw get fresh optimizer state; with ``restart=True``
         their rule's schedule starts again (its first update is ``schedule(1)``).
-        The limit is saved by ``save_states``.
+        The limit is saved by ``save_states``. Under ``bn='train'`` BatchNorm
+        scale and shift outside the last ``n`` blocks keep training.
         """
-        if self._net is None:
-            raise ValueError("set_trainable_blocks needs the network: pass net= (or the Block "
-                             "itself) to LayerwiseTrainer")
-        n = check_unfreeze(n, self._block_list)
+        n = self._checked_limit(n)
         check_bool("restart", restart)
         state = self._optimizer.layerwise
         previous, state.trainable_blocks = state.trainable_blocks, n
         try:
-            self._refresh(restart)
+            self._refresh(("limit",), restart="thawed" if restart else None)
         except Exception:
             state.trainable_blocks = previous
             raise
-
-    def _resolve(self, layers, params: Sequence[gluon.Parameter], base: Optional[float],
-                 strict: bool) -> Tuple[Setting, ...]:
-        names = [p.name for p in params]
-        if len(set(names)) != len(names):
-            twice = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"parameter name(s) {twice} appear more than once; rules need "
-                             f"unique names")
-        paths = structural_paths(self._net) if self._net is not None else None
-        trainable = [p.name for p, own in zip(params, self._own) if not own.frozen]
-        table = resolve(layers, names, paths=paths, block_list=self._block_list, base_lr=base,
-                        strict=strict, trainable=trainable)
-        for s in {id(s.lr_scheduler): s for s in table if s.lr_scheduler is not None}.values():
-            self._check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
-        return table
-
-    def _fresh_rates(self, opt, table: Sequence[Setting]) -> Dict[int, Rate]:
-        """The rate table that rules and the limit give, before clocks."""
-        bn_train = set(bn_param_names(self._net)) if self._net is not None and \
-            self._bn == "train" else set()
-        rates = rate_table.rates_from(table, self._own, base_lr(opt), opt.lr, bn_train)
-        n = opt.layerwise.trainable_blocks
-        if n is None:
-            return rates
-        names = last_blocks_names(self._block_list, n)
-        return rate_table.limit_to(rates, [p.name in names for p in self._params], n)
-
-    def _refresh(self, restart: bool = False) -> None:
-        """Rebuild the rate table from the rules, the trainable-blocks limit and the clocks."""
-        if self._table is None:
-            self._table = self._resolve({}, self._params, None, self._strict)
-        opt = self._optimizer
-        rates = rate_table.keep_clocks(opt.layerwise.rates, self._fresh_rates(opt, self._table),
-                                       opt.num_update, opt.begin_num_update, restart)
-        self._install(rates)
-
-    def _install(self, rates: Dict[int, Rate], fresh_state: bool = True) -> None:
-        """Apply a rate table: the optimizer's state, lr/wd multipliers, grad_req, the
-        BatchNorm layers of these parameters, and (unless the state was just loaded)
-        fresh optimizer state for parameters that froze or thawed."""
-        frozen = [rates[i].frozen if i in rates else False for i in range(len(self._params))]
-        changed = set_frozen(self._params, frozen,
-                             [trainable_req(o.grad_req, o.differentiable) for o in self._own])
-        for i, param in enumerate(self._params):
-            if i in rates:
-                param.lr_mult, param.wd_mult = rates[i].lr_mult, rates[i].wd_mult
-        state = self._optimizer.layerwise
-        state.set_rates(rates)
-        state.rules = self._layers
-        state.declared = rate_table.declarations(self._table, self._bn)
-        if self._net is not None:
-            apply_bn_policy(self._net, {p.name for p, f in zip(self._params, frozen) if f},
-                            self._bn, owned={p.name for p in self._params})
-        if fresh_state:
-            self._reset_optimizer_state(changed)
-        self._send_to_servers(changed if fresh_state else ())
-
-    def _reset_optimizer_state(self, indices: Sequence[int]) -> None:
-        """Forget momentum etc. of parameters that were frozen or thawed: thawed ones
-        start fresh (MXNet would resume the old momentum), frozen ones free memory."""
-        for updater in self._active_updaters():
-            for i in indices:
-                updater.states.pop(i, None)
-                updater.states_synced.pop(i, None)
-        for counts in self._optimizer._all_index_update_counts.values():
-            for i in indices:
-                counts.pop(i, None)
 
     # ------------------------------------------------------------ gluon.Trainer
 
@@ -327,18 +291,20 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         apply_update_path(self._optimizer, path, self._updaters)
 
     def step(self, batch_size, ignore_stale_grad=False):
-        """As ``gluon.Trainer.step``; first checks for hand edits of ``lr_mult`` that a
-        rule cannot honour (``rates.check_hand_edits``)."""
-        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
+        """As ``gluon.Trainer.step``; first checks for hand edits that a rule or the limit
+        owns (``Ownership.check``: an ``lr_mult`` a rule's own rate fixes, a thaw of what
+        a rule or the limit freezes)."""
+        self._ownership.check()
         super().step(batch_size, ignore_stale_grad)
 
     def update(self, batch_size, ignore_stale_grad=False):
         """As ``gluon.Trainer.update``, with the same check as ``step``."""
-        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
+        self._ownership.check()
         super().update(batch_size, ignore_stale_grad)
 
     def set_learning_rate(self, lr):
-        """Set the base rate; every layer is rescaled, keeping its multiplier.
+        """Set the base rate; every layer is rescaled, keeping its multiplier (a rule's own
+        rate too, relative to the base it was declared at, also after later refreshes).
 
         On a distributed kvstore with ``update_on_kvstore`` the new rate is sent
         to the servers (``gluon.Trainer`` never does), keeping their momentum.

@@ -218,9 +218,9 @@ def _reindex_optimizer(order: Sequence[int], optimizer) -> None:
 
 class StatesFiles:
     """``save_states``/``load_states`` of ``LayerwiseTrainer``, mixed into it: each says
-    what it adds to Gluon's own method. Uses the trainer's rule helpers
-    (``_resolve``, ``_fresh_rates``, ``_install``) and its state (``_layers``,
-    ``_table``, ``_own``, ``_bn``, ``_strict``, ``_net``)."""
+    what it adds to Gluon's own method. Uses the trainer's rule helpers (``_resolve``,
+    ``_fresh_rates``, ``_install``) and its settings (``_bn``, ``_strict``, ``_net``);
+    the rules, their table and the rates live in the optimizer's ``LayerwiseState``."""
 
     def save_states(self, fname):
         """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
@@ -258,7 +258,7 @@ class StatesFiles:
             raise RuntimeError("Cannot load states for distributed training with "
                                "update_on_kvstore=True (the state lives on the servers)")
         loaded = read(fname, self._params, self._signature())
-        layers, table, rates = self._rules_after_loading(fname, loaded)
+        rates = self._rules_after_loading(fname, loaded)
         if not self._kv_initialized:
             self._init_kvstore()
         if self._params_to_init:
@@ -269,34 +269,49 @@ class StatesFiles:
             updater.states = pickle.loads(loaded.states)  # each updater its own arrays
             updater.states_synced = dict.fromkeys(updater.states, False)
             updater.optimizer = optimizer
-        self._optimizer, self._layers, self._table = optimizer, layers, table
+        self._optimizer = optimizer  # its LayerwiseState holds the rules, table and limit
         self._choose_update_path()
-        if table is not None:
+        if optimizer.layerwise.table is not None:
             self._install(rates, fresh_state=False)
 
-    def _rules_after_loading(self, fname, loaded) -> Tuple[Any, Any, Dict[int, Rate]]:
-        """(rules, table, rates) the trainer has after loading; raises, changing nothing,
-        when its own rules differ from the file's."""
-        saved, opt = loaded.optimizer.layerwise, loaded.optimizer
+    def _rules_after_loading(self, fname, loaded) -> Dict[int, Rate]:
+        """Give the file's ``LayerwiseState`` the rules the trainer has after loading, and
+        return the rates; raises, changing nothing here, when the trainer's own rules
+        differ from the file's."""
+        saved, opt, mine = loaded.optimizer.layerwise, loaded.optimizer, \
+            self._optimizer.layerwise
         if not loaded.ours or saved.rules is None:  # no rules in the file: keep ours
             if not loaded.ours:  # nor a limit, nor clocks: ours, on the file's counts
-                saved.trainable_blocks = self._optimizer.layerwise.trainable_blocks
+                saved.trainable_blocks = mine.trainable_blocks
                 saved.set_rates({})
-            table = self._table
+            table = mine.table
             if table is None and saved.trainable_blocks is None:
-                return self._layers, None, {}
+                saved.set_rules(mine.rules, None, None, self._bn)
+                return {}
             table = table or self._resolve({}, self._params, None, self._strict)
-            return self._layers, table, rate_table.keep_clocks(
-                saved.rates, self._fresh_rates(opt, table), opt.num_update,
-                opt.begin_num_update, False)
-        layers, table = self._layers, self._table
-        if layers is None:  # a trainer built without rules takes the file's
-            layers = saved.rules
-            table = self._resolve(layers, self._params, base_lr(opt), self._strict)
+            saved.set_rules(mine.rules, table, mine.rules_lr, self._bn)
+            return rate_table.keep_clocks(saved.rates, self._fresh_rates(opt), opt.num_update,
+                                          opt.begin_num_update, False)
+        rules, table, rules_lr = mine.rules, mine.table, mine.rules_lr
+        if rules is None:  # a trainer built without rules takes the file's
+            rules, rules_lr = saved.rules, saved.reference_lr(base_lr(opt))
+            table = self._resolve(rules, self._params, rules_lr, self._strict)
         _check_same_rules(fname, saved.declared, rate_table.declarations(table, self._bn),
                           self._params)
-        saved.restore_unsaved(self._optimizer.layerwise.rates or self._fresh_rates(opt, table))
-        return layers, table, saved.rates
+        saved.restore_unsaved(mine.rates or self._fresh_rates_for(opt, rules, table, rules_lr))
+        saved.set_rules(rules, table, rules_lr, self._bn)
+        return saved.rates
+
+    def _fresh_rates_for(self, opt, rules, table, rules_lr) -> Dict[int, Rate]:
+        """The rates ``table`` gives, without installing it (to find schedules a file
+        could not hold)."""
+        state = opt.layerwise
+        before = (state.rules, state.table, state.rules_lr, state.declared)
+        state.set_rules(rules, table, rules_lr, self._bn)
+        try:
+            return self._fresh_rates(opt)
+        finally:
+            state.rules, state.table, state.rules_lr, state.declared = before
 
     def _signature(self):
         paths = param_paths(self._net) if self._net is not None else None
