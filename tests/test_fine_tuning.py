@@ -215,3 +215,76 @@ def test_a_given_trainers_own_block_list_numbers_the_recipe(recorded):
             if p._differentiable:
                 tops[block] = max(tops.get(block, 0.0), rate)
     assert [tops[i] for i in range(3)] == pytest.approx(peaks)
+
+
+@pytest.mark.parametrize("how", ["trainer", "optimizer"])
+def test_a_multiplier_in_layers_is_relative_to_base_lr_whatever_the_trainers_rate(
+        recorded, how):
+    """Stock trap: with trainer= (or an Optimizer instance) the head trained at 10x the
+    trainer's own rate: 0.1 measured where 10 * base_lr = 0.5 was declared."""
+    net = bn_chain()
+    given = {"trainer": LayerwiseTrainer(net, "sgd", {"learning_rate": 0.01})} \
+        if how == "trainer" else {"optimizer": mx.optimizer.SGD(learning_rate=0.01)}
+    fine_tune(net, loader(), epochs=1, freeze_epochs=1, base_lr=0.05, progress=False,
+              layers={"6": 10}, **given)
+    trainer = recorded["trainer"]
+    weight = trainer.params.index(net[6].weight)
+    assert {round(lrs[weight], 12) for lrs in recorded["lrs"]} == {0.5}
+    assert trainer.learning_rate == 0.05
+
+
+@pytest.mark.parametrize("how", ["trainer", "optimizer"])
+def test_a_trainer_level_scheduler_is_refused_before_anything_changes(how):
+    net = bn_chain()
+    sched = mx.lr_scheduler.FactorScheduler(step=10)
+    given = {"trainer": LayerwiseTrainer(net, "sgd", {"learning_rate": 0.01,
+                                                      "lr_scheduler": sched})} \
+        if how == "trainer" else {"optimizer": mx.optimizer.SGD(lr_scheduler=sched)}
+    before = arrays(net.collect_params().values())
+    with pytest.raises(ValueError, match=rf"the {how}'s optimizer has its own lr_scheduler"):
+        fine_tune(net, loader(), 1, progress=False, **given)
+    assert all(np.array_equal(a, b) for a, b in zip(before, arrays(net.collect_params().values())))
+
+
+def test_a_phase_starts_with_one_trainer_call(monkeypatch, recorded):
+    """Stock trap: each phase took three refreshes (set_layers, then the limit twice)."""
+    calls = []
+    for name in ("_refresh", "_resolve"):
+        real = getattr(LayerwiseTrainer, name)
+        monkeypatch.setattr(LayerwiseTrainer, name, lambda self, *a, _real=real, _name=name,
+                            **k: calls.append(_name) or _real(self, *a, **k))
+    fine_tune(bn_chain(), loader(), epochs=1, freeze_epochs=1, progress=False)
+    assert calls.count("_refresh") == 2 and calls.count("_resolve") == 2
+
+
+def test_set_layers_with_a_limit_and_restart_is_the_three_calls_in_one():
+    def run(one_call):
+        net = bn_chain(seed=4)
+        trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+                                   layers={"*": 0.5})
+        for x, y in loader(16, 2):
+            fit_step(net, trainer, x, y)
+        rules = phase_rules(net, "all", 6, 0.05, lr_mult=10)
+        if one_call:
+            trainer.set_layers(rules, trainable_blocks=3, restart=True)
+        else:
+            trainer.set_layers(rules)
+            trainer.set_trainable_blocks(0)
+            trainer.set_trainable_blocks(3, restart=True)
+        seen = []
+        for x, y in loader(24, 3):
+            fit_step(net, trainer, x, y)
+            seen.append(trainer.current_lrs())
+        return seen, arrays(net.collect_params().values())
+
+    (lrs_a, end_a), (lrs_b, end_b) = run(True), run(False)
+    assert lrs_a == lrs_b
+    assert all(np.array_equal(a, b) for a, b in zip(end_a, end_b))
+
+
+def fit_step(net, trainer, x, y):
+    from mxnet import autograd
+    with autograd.record():
+        loss = gluon.loss.SoftmaxCrossEntropyLoss()(net(x), y)
+    loss.backward()
+    trainer.step(x.shape[0])

@@ -19,14 +19,16 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mxnet import gluon
+from mxnet import optimizer as mx_optimizer
 
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..optim.schedules import OneCycle
 from ..rules.presets import combine, no_weight_decay
-from ..rules.resolution import resolve, rule_items
+from ..rules.resolution import RuleScope, rule_items
+from ..rules.scope import rule_scope
 from ..rules.spreads import spread_rates
 from ..rules.values import GROUPS, parse_value
-from ..structure.index import block_names, structural_paths
+from ..structure.index import BlockIndex
 from ..trainer.layerwise import LayerwiseTrainer
 from .training import EpochResult, check_loader, fit
 
@@ -38,21 +40,20 @@ _HEAD_CYCLE = {"pct_start": 0.99, "div": 25.0, "final_div": 1e5}
 _ALL_CYCLE = {"div": 5.0, "final_div": 1e5}
 
 
-def _scope(net, block_list, trainable) -> Dict[str, Any]:
-    """What ``resolve`` needs to match rules against ``net``."""
-    return dict(names=list(net.collect_params().keys()), paths=structural_paths(net),
-                block_list=block_names(net) if block_list is None else list(block_list),
-                trainable=trainable)
+def _scope(net, block_list, trainable) -> RuleScope:
+    """What the rules are matched in: ``net``'s rule scope, with a given block list, and
+    ``trainable`` the parameters trainable before any rule (default all)."""
+    scope = rule_scope(list(net.collect_params().values()), BlockIndex(net))
+    frozen = frozenset() if trainable is None else scope.name_set - frozenset(trainable)
+    return RuleScope(scope.names, scope.paths,
+                     scope.block_list if block_list is None else block_list, frozen, scope.fixed)
 
 
-def _rated_names(layers, scope: Dict[str, Any]) -> frozenset:
+def _rated_names(layers, scope: RuleScope) -> frozenset:
     """Names of the parameters to which the user's rules give a rate."""
     if not rule_items(layers):
         return frozenset()
-    return frozenset(s.name for s in resolve(layers, scope["names"], paths=scope["paths"],
-                                             block_list=scope["block_list"],
-                                             trainable=scope["trainable"])
-                     if s.rule is not None)
+    return frozenset(s.name for s in scope.resolve(layers) if s.rule is not None)
 
 
 def _slot(key: Any) -> str:
@@ -84,8 +85,8 @@ def _combine(ours: List[Tuple[Any, Dict]], layers, taken: frozenset,
 
 def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
                 lr_mult: float = 100.0, pct_start: float = 0.3, layers=None,
-                no_decay: bool = True, block_list=None,
-                trainable=None) -> List[Tuple[Any, Any]]:
+                no_decay: bool = True, block_list=None, trainable=None,
+                scope: Optional[RuleScope] = None) -> List[Tuple[Any, Any]]:
     """The rules of one phase of :func:`fine_tune` (checked: they resolve on ``net``).
 
     ``phase="head"``: the head (last block) on ``OneCycle(steps, pct_start=0.99)``
@@ -96,7 +97,8 @@ def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
     ``block_list``: the blocks to number, as ``trainer.block_list`` gives them
     (default: the net's own list, the one ``LayerwiseTrainer(net, ...)`` uses).
     ``trainable``: the parameters trainable before any rule (for
-    ``"trainable:"`` keys; default all).
+    ``"trainable:"`` keys; default all). ``scope``: the ``RuleScope`` to match
+    in (``trainer.scope``), instead of both.
 
     Examples
     --------
@@ -111,8 +113,8 @@ def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
     if phase not in ("head", "all"):
         raise InvalidValueError(f"phase must be 'head' or 'all', got {phase!r}",
                                 argument="phase")
-    scope = _scope(net, block_list, trainable)
-    count = len(scope["block_list"])
+    scope = scope if scope is not None else _scope(net, block_list, trainable)
+    count = len(scope.block_list)
     if phase == "head":
         ours = [(count - 1, {"learning_rate": base_lr,
                              "lr_scheduler": OneCycle(steps, **_HEAD_CYCLE)})]
@@ -122,18 +124,15 @@ def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
                 for i, peak in enumerate(spread_rates(base_lr / lr_mult, base_lr / 2, count))]
     if no_decay:
         ours += list(no_weight_decay(net).items())
-    rules = _combine(ours, layers, _rated_names(layers, scope), scope["block_list"])
-    resolve(rules, scope["names"], paths=scope["paths"], block_list=scope["block_list"],
-            trainable=trainable)
+    rules = _combine(ours, layers, _rated_names(layers, scope), scope.block_list)
+    scope.resolve(rules)
     return rules
 
 
 def _start_phase(trainer: LayerwiseTrainer, rules, trainable: Optional[int]) -> None:
-    """Install a phase: its rules, then every clock restarted and fresh optimizer state
-    (freeze all, thaw with ``restart``), then the limit."""
-    trainer.set_layers(rules)
-    trainer.set_trainable_blocks(0)
-    trainer.set_trainable_blocks(trainable, restart=True)
+    """Install a phase in one call: its rules and limit, fresh optimizer state and every
+    schedule from its first step."""
+    trainer.set_layers(rules, trainable_blocks=trainable, restart=True)
 
 
 def _check_args(net, train_data, epochs, freeze_epochs, base_lr, lr_mult, pct_start, val_data,
@@ -175,6 +174,17 @@ def _check_trainer(net, trainer, optimizer_params) -> None:
     if optimizer_params is not None:
         raise InvalidValueError("optimizer_params is for the trainer fine_tune builds; with "
                                 "trainer= set them on that trainer", argument="optimizer_params")
+    _check_no_scheduler(trainer.optimizer, "trainer")
+
+
+def _check_no_scheduler(optimizer, argument: str) -> None:
+    """fine_tune runs the trainer at ``base_lr`` (a multiplier in ``layers`` is relative
+    to it, as documented), which a trainer-level scheduler would own."""
+    if isinstance(optimizer, mx_optimizer.Optimizer) and optimizer.lr_scheduler is not None:
+        raise InvalidValueError(f"the {argument}'s optimizer has its own lr_scheduler "
+                                f"({optimizer.lr_scheduler!r}); fine_tune sets the rates "
+                                f"itself (base_lr and one-cycle schedules): give one without",
+                                argument=argument)
 
 
 def _make_trainer(net, optimizer, optimizer_params, base_lr) -> LayerwiseTrainer:
@@ -192,15 +202,8 @@ def _make_trainer(net, optimizer, optimizer_params, base_lr) -> LayerwiseTrainer
         params.setdefault("momentum", 0.9)
     if isinstance(optimizer, str):
         params["learning_rate"] = base_lr
+    _check_no_scheduler(optimizer, "optimizer")
     return LayerwiseTrainer(net, optimizer, params)
-
-
-def _trainable_before_rules(net, trainer: Optional[LayerwiseTrainer]) -> List[str]:
-    """What ``"trainable:"`` keys select: the parameters not frozen before any rule."""
-    if trainer is not None:
-        return [p.name for p in trainer.params if p.name not in trainer.frozen_before]
-    return [p.name for p in net.collect_params().values()
-            if not (p._differentiable and p.grad_req == "null")]
 
 
 def _context(net):
@@ -252,8 +255,11 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
         Extra rules: a rate they give replaces the recipe's; weight decay
         composes with ``no_weight_decay`` (module docstring).
     trainer : LayerwiseTrainer, optional
-        Use this trainer (built with ``net``) instead of building one; its
-        rules and trainable-blocks limit are replaced by the recipe's.
+        Use this trainer (built with ``net``, without an ``lr_scheduler`` of its
+        own) instead of building one; its rules and trainable-blocks limit are
+        replaced by the recipe's, and its learning rate is set to ``base_lr``
+        (a multiplier in ``layers`` means ``multiplier * base_lr``, whatever
+        rate the trainer or an ``Optimizer`` instance had).
     optimizer_params : dict, optional
         More optimizer arguments (``wd``, ``momentum``, ...) for the trainer
         fine_tune builds; not ``learning_rate`` (that is ``base_lr``).
@@ -276,14 +282,17 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
                 loss_fn, progress, no_decay)
     _check_trainer(net, trainer, optimizer_params)
     ctx = ctx if ctx is not None else _context(net)
+    scope = trainer.scope if trainer is not None else \
+        rule_scope(list(net.collect_params().values()), BlockIndex(net))
     args = dict(base_lr=base_lr, lr_mult=lr_mult, pct_start=pct_start, layers=layers,
-                no_decay=no_decay, trainable=_trainable_before_rules(net, trainer),
-                block_list=None if trainer is None else trainer.block_list)
+                no_decay=no_decay, scope=scope)
     per_epoch = len(train_data)
     phases = [(p, n, phase_rules(net, p, max(1, n * per_epoch), **args))
               for p, n in (("head", freeze_epochs), ("all", epochs))]
     if trainer is None:
         trainer = _make_trainer(net, optimizer, optimizer_params, base_lr)
+    if trainer.learning_rate != base_lr:  # a multiplier in layers is relative to base_lr
+        trainer.set_learning_rate(base_lr)
     history: List[EpochResult] = []
     for phase, n, rules in phases:
         if n == 0:
