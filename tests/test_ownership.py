@@ -294,3 +294,15 @@ def test_a_preview_of_a_symbolblock_marks_its_auxiliary_states_frozen(tmp_path):
     aux = [n for n in net.collect_params() if "running" in n or "moving" in n]
     assert aux and all(rows[n]["frozen"] for n in aux)
     assert not any(rows[n]["frozen"] for n in net.collect_params() if n not in aux)
+
+
+def test_explain_notes_no_replacement_where_a_hand_edit_beats_the_rule():
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"*": 0.5})
+    net.l2.weight.lr_mult = 3.0
+    with pytest.warns(UserWarning, match="replaces the lr_mult"):
+        trainer.set_layers({"*": 0.5}, trainable_blocks=None)  # the rules again: they win
+    net.l2.weight.lr_mult = 3.0
+    trainer.set_trainable_blocks(None)  # a refresh: the edit wins
+    table = explain(trainer)
+    assert table[net.l2.weight.name]["rule"] == "by hand" and not table.notes

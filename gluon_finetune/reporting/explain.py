@@ -11,6 +11,7 @@ from typing import Any, Dict, FrozenSet, Iterator, List, NamedTuple, Optional, S
 
 from mxnet import gluon
 
+from ..optim.rates import HAND_RULE
 from ..optim.schedules import describe_schedule
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, param_shape
@@ -93,22 +94,27 @@ def _thaw_notes(rows: List[Dict]) -> List[str]:
             f"trainer.set_trainable_blocks(n)" for rule, n in sorted(counts.items())]
 
 
-def replaced_notes(table: Sequence[Any], own: Sequence[Any]) -> List[str]:
+def replaced_notes(table: Sequence[Any], own: Sequence[Any],
+                   by_hand: Sequence[Any] = ()) -> List[str]:
     """One note per rule that replaces a multiplier parameters had of their own.
 
     ``table``: resolved ``Setting`` rows; ``own``: each parameter's own values
     (``lr_mult``, ``wd_mult``, ``differentiable``), e.g. GluonCV's FCN head
     with ``lr_mult`` 10. A rule wins over the parameter's own value (as an
-    explicit ``lr_mult`` wins in MXNet's optimizer); the note says so.
+    explicit ``lr_mult`` wins in MXNet's optimizer); the note says so. Where
+    a hand edit beats the rule instead (``by_hand``: per index, the fields
+    ``"lr_mult"``/``"wd_mult"`` edited since the rules), nothing is replaced.
     """
     found: Dict[Tuple[str, str], List[str]] = {}
-    for s, mine in zip(table, own):
+    for i, (s, mine) in enumerate(zip(table, own)):
+        hand = by_hand[i] if by_hand else ()
         if not mine.differentiable:
             continue
         if s.rule is not None and not s.frozen and mine.lr_mult != 1.0 \
-                and s.lr_mult != mine.lr_mult:
+                and s.lr_mult != mine.lr_mult and "lr_mult" not in hand:
             found.setdefault((s.rule, "lr_mult"), []).append(f"{s.name}: {mine.lr_mult!r}")
-        if s.wd_mult is not None and mine.wd_mult != 1.0 and s.wd_mult != mine.wd_mult:
+        if s.wd_mult is not None and mine.wd_mult != 1.0 and s.wd_mult != mine.wd_mult \
+                and "wd_mult" not in hand:
             found.setdefault((s.wd_rule, "wd_mult"), []).append(f"{s.name}: {mine.wd_mult!r}")
     notes = []
     for (rule, field), had in sorted(found.items()):
@@ -143,7 +149,10 @@ def _from_trainer(trainer) -> Explanation:
                          lrs[i], schedule,
                          param.grad_req == "null", bool(rate and rate.thawed)))
     table = trainer.settings
-    return Explanation(rows, replaced_notes(table, trainer.own_settings) if table else ())
+    by_hand = [{f for f, label in (("lr_mult", r.rule), ("wd_mult", r.wd_rule))
+                if label == HAND_RULE} for _, r in sorted(rates.items())]
+    return Explanation(rows, replaced_notes(table, trainer.own_settings, by_hand)
+                       if table else ())
 
 
 def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> Explanation:
