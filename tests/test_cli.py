@@ -521,3 +521,29 @@ def test_a_configs_optimizer_in_capitals_gets_the_momentum_default(monkeypatch, 
     built = built_trainers(monkeypatch)
     assert main(["explain", "--config", str(config)]) == 0
     assert built[0].optimizer.momentum == 0.9
+
+
+# ----------------------------------------------------------------- exactly the error family
+
+@pytest.mark.parametrize("error", ["InvalidValueError", "InvalidTypeError", "MissingFileError",
+                                   "RuleError", "NoMatchError", "StatesError", "ConfigError"])
+def test_every_error_of_the_family_is_one_line_and_status_2(monkeypatch, capsys, error):
+    import gluon_finetune.errors
+    import gluon_finetune.models.zoo
+
+    def refuse(*args, **kwargs):
+        raise getattr(gluon_finetune.errors, error)("the input\ncannot be used")
+    monkeypatch.setattr(gluon_finetune.models.zoo, "get_model", refuse)
+    assert main(["explain", "--model", "resnet18_v1"]) == 2
+    assert error_line(capsys) == "gluon-finetune: error: the input cannot be used"
+
+
+@pytest.mark.parametrize("error", [ValueError, TypeError, FileNotFoundError, KeyError])
+def test_a_built_in_error_from_the_rule_engine_keeps_its_traceback(monkeypatch, error):
+    import gluon_finetune.rules.resolution
+
+    def broken(*args, **kwargs):
+        raise error("a bug, not an input")
+    monkeypatch.setattr(gluon_finetune.rules.resolution, "resolve", broken)
+    with pytest.raises(error, match="a bug"):
+        main(["explain", "--model", "resnet18_v1", "--layer-lr", "output=2"])

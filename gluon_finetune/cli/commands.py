@@ -46,19 +46,12 @@ def _optimizer_params(settings: Settings) -> Dict[str, Any]:
 
 
 def _check_rules(net, layers, base_lr: float) -> None:
-    """Resolve the rules on the network first: ``resolve`` is pure and its only input
-    here is the user's, so any error it raises is about the rules."""
+    """Resolve the rules on the network before anything else (the fine_tune recipe gives
+    them to its trainer only later)."""
     from ..rules.resolution import resolve
     from ..structure.index import block_names, structural_paths
-    try:
-        resolve(layers or (), list(net.collect_params().keys()), paths=structural_paths(net),
-                base_lr=base_lr, block_list=block_names(net, net.finetune_granularity))
-    except (ValueError, TypeError) as err:
-        if isinstance(err, FinetuneError):
-            raise
-        wrapped = InvalidValueError(str(err), argument="layers")
-        wrapped.rule_keys = getattr(err, "rule_keys", None)  # which rules are at fault
-        raise wrapped from err
+    resolve(layers or (), list(net.collect_params().keys()), paths=structural_paths(net),
+            base_lr=base_lr, block_list=block_names(net, net.finetune_granularity))
 
 
 def _build(settings: Settings, classes: Optional[int] = None, pretrained: bool = False,
