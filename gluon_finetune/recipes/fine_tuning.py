@@ -21,13 +21,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from mxnet import gluon
 
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
-from ..optim.schedules import OneCycle
+from ..optim import OneCycle
 from ..rules.presets import combine, no_weight_decay
 from ..rules.resolution import resolve, rule_items
 from ..rules.spreads import spread_rates
 from ..rules.values import GROUPS, parse_value
 from ..structure.index import block_names, structural_paths
-from ..trainer.layerwise import LayerwiseTrainer
+from ..trainer import LayerwiseTrainer
 from .training import EpochResult, check_loader, fit
 
 __all__ = ["fine_tune", "phase_rules", "with_default_momentum"]

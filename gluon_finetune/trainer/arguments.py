@@ -18,6 +18,7 @@ from mxnet.kvstore import KVStoreBase
 
 from ..checks import InvalidTypeError, InvalidValueError, is_real
 from ..rules.resolution import rule_items
+from .horovod import check_not_horovod_optimizer
 
 __all__ = ["param_list", "split_rfc_rules", "merge_rules", "check_optimizer_args",
            "make_optimizer", "check_kvstore_args"]
@@ -112,6 +113,7 @@ def _check_optimizer_numbers(optimizer: mx_optimizer.Optimizer) -> None:
 
 def make_optimizer(optimizer, optimizer_params: Dict) -> mx_optimizer.Optimizer:
     """The optimizer object, not yet made layerwise (that waits until rules resolve)."""
+    check_not_horovod_optimizer(optimizer)
     if isinstance(optimizer, mx_optimizer.Optimizer):
         if optimizer_params:
             raise ValueError(f"optimizer_params must be empty when optimizer is an Optimizer "

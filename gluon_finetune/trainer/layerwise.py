@@ -36,6 +36,7 @@ from .freezing import (
     set_frozen,
     trainable_req,
 )
+from .horovod import HorovodSync, horovod_store
 from .states import StatesFiles
 
 __all__ = ["LayerwiseTrainer"]
@@ -51,7 +52,7 @@ def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Para
     return net, param_list(params)
 
 
-class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
+class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trainer):
     """A ``gluon.Trainer`` that gives each layer its own rate, schedule or freeze.
 
     Same constructor, methods and modes as ``gluon.Trainer`` (MXNet 1.9.1);
@@ -115,6 +116,7 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         check_bool("strict", strict)
         check_bn_policy(bn)
         check_kvstore_args(kvstore, compression_params, update_on_kvstore)
+        kvstore = horovod_store(kvstore, update_on_kvstore)
         plain_params, rfc_rules = split_rfc_rules(optimizer_params)
         layers = merge_rules(layers, rfc_rules)
         opt = make_optimizer(optimizer, plain_params)
@@ -142,6 +144,7 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         if table is not None:  # without rules nothing is touched, as in gluon.Trainer
             self._refresh()
         self._start_kvstore_early()
+        self._start_horovod()
 
     # ------------------------------------------------------------ public surface
 
@@ -304,6 +307,7 @@ class LayerwiseTrainer(StatesFiles, ParameterServerSync, gluon.Trainer):
         if fresh_state:
             self._reset_optimizer_state(changed)
         self._send_to_servers(changed if fresh_state else ())
+        self._check_same_on_every_rank()
 
     def _reset_optimizer_state(self, indices: Sequence[int]) -> None:
         """Forget momentum etc. of parameters that were frozen or thawed: thawed ones

@@ -236,8 +236,8 @@ class StatesFiles:
             raise RuntimeError("Cannot save states for distributed training with "
                                "update_on_kvstore=True (the state lives on the servers)")
         updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
-        write(fname, updater.states, self._optimizer, self._signature(),
-              self._stock_aggregate_num)
+        self._write_on_rank_zero(lambda: write(fname, updater.states, self._optimizer,
+                                               self._signature(), self._stock_aggregate_num))
 
     def load_states(self, fname):
         """Load states saved by ``save_states`` or by ``gluon.Trainer``.
