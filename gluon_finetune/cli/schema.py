@@ -104,7 +104,19 @@ def option(default: Any = None, *, help: Union[str, Dict[str, str]], kind: Kind,
 
 @dataclass
 class Settings:
-    """A command's settings: defaults < config file < flags (``main.merge``)."""
+    """A command's settings: defaults < config file < flags (``main.settings_of``).
+
+    Each field is declared by :func:`option`; building one checks what involves
+    several settings (``refuse``: an error naming its setting) and fills the
+    defaults that depend on others (the recipe's rate is ``fine_tune``'s).
+
+    Examples
+    --------
+    >>> settings = Settings(command="train", model="resnet18_v1", data="pets",
+    ...                     recipe="fine_tune")
+    >>> settings.learning_rate, settings.freeze_epochs, settings.batch_size
+    (0.002, 1, 32)
+    """
 
     command: str = EXPLAIN
     # ---- the model, its rules and optimizer: every command that builds a model
