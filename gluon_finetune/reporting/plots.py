@@ -81,7 +81,8 @@ def lr_curves(trainer, steps: int) -> Curves:
     check_positive_int("steps", steps)
     # Reporting sits below the trainer (import contracts): it asks for what it reads.
     if not all(hasattr(trainer, name) for name in ("preview_lrs", "block_list", "rates")):
-        raise TypeError(f"lr_curves expects a LayerwiseTrainer, got {type(trainer).__name__}")
+        raise InvalidTypeError("lr_curves expects a LayerwiseTrainer, got "
+                               f"{type(trainer).__name__}")
     labels, params = _labels(trainer), trainer.params
     curves: Curves = {}
     for lrs in trainer.preview_lrs(steps):
@@ -164,11 +165,11 @@ def merged_curves(curves: Mapping[str, Sequence[float]]) -> Curves:
 
 def _check_curves(curves: Mapping[str, Sequence[float]], what: str) -> None:
     if not isinstance(curves, Mapping) or not curves:
-        raise ValueError(f"{what} must be a non-empty mapping of label -> values, got "
-                         f"{curves!r}")
+        raise InvalidValueError(f"{what} must be a non-empty mapping of label -> values, got "
+                                f"{curves!r}")
     for label, values in curves.items():
         if len(values) == 0:
-            raise ValueError(f"{what}: the curve {label!r} has no values")
+            raise InvalidValueError(f"{what}: the curve {label!r} has no values")
 
 
 def plot_lr_curves(curves: Mapping[str, Sequence[float]], path: str,
@@ -217,7 +218,7 @@ def plot_lr_find(result, path: str, title: str = "learning-rate range test") -> 
     batch's loss faintly, the suggestion marked; returns the file written
     (``image_path(path)``)."""
     if not result.lrs:
-        raise ValueError("plot_lr_find: the result has no points")
+        raise InvalidValueError("plot_lr_find: the result has no points")
     plt, fig, ax = _figure(title, "base learning rate", "loss", size=(9, 4), dpi=80)
     ax.plot(result.lrs, result.raw_losses, color="tab:blue", alpha=0.25, linewidth=0.8,
             label="loss per batch")
