@@ -489,3 +489,61 @@ def test_the_lr_find_report_copes_with_divergence_and_no_suggestion():
         "suggested learning rate: none (the smoothed loss never fell: try a larger --end-lr "
         "or more --num-iter)"]
     assert "no finite loss" in _summary(LRFinderResult((1e-3,), (nan,), (nan,), None, True), "")
+
+
+# ----------------------------------------------------------------- settings: one schema
+
+def built_trainers(monkeypatch):
+    """The LayerwiseTrainers the command builds, in order."""
+    import gluon_finetune.trainer.layerwise as layerwise
+    built = []
+
+    class Recording(layerwise.LayerwiseTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+    monkeypatch.setattr(layerwise, "LayerwiseTrainer", Recording)
+    return built
+
+
+@pytest.mark.parametrize("flags, momentum", [
+    (["--optimizer", "sgd"], 0.9), (["--optimizer", "SGD"], 0.9), (["--optimizer", "Nag"], 0.9),
+    (["--optimizer", "SGD", "--momentum", "0"], 0.0), ([], 0.9)])
+def test_sgd_and_nag_get_momentum_0_9_whatever_the_case(monkeypatch, capsys, flags, momentum):
+    built = built_trainers(monkeypatch)
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2"] + flags) == 0
+    assert built[0].optimizer.momentum == momentum
+
+
+def test_a_configs_optimizer_in_capitals_gets_the_momentum_default(monkeypatch, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: resnet18_v1\nclasses: 2\noptimizer: SGD\n")
+    built = built_trainers(monkeypatch)
+    assert main(["explain", "--config", str(config)]) == 0
+    assert built[0].optimizer.momentum == 0.9
+
+
+# ----------------------------------------------------------------- exactly the error family
+
+@pytest.mark.parametrize("error", ["InvalidValueError", "InvalidTypeError", "MissingFileError",
+                                   "RuleError", "NoMatchError", "StatesError", "ConfigError"])
+def test_every_error_of_the_family_is_one_line_and_status_2(monkeypatch, capsys, error):
+    import gluon_finetune.errors
+    import gluon_finetune.models.zoo
+
+    def refuse(*args, **kwargs):
+        raise getattr(gluon_finetune.errors, error)("the input\ncannot be used")
+    monkeypatch.setattr(gluon_finetune.models.zoo, "get_model", refuse)
+    assert main(["explain", "--model", "resnet18_v1"]) == 2
+    assert error_line(capsys) == "gluon-finetune: error: the input cannot be used"
+
+
+@pytest.mark.parametrize("error", [ValueError, TypeError, FileNotFoundError, KeyError])
+def test_a_built_in_error_from_the_rule_engine_keeps_its_traceback(monkeypatch, error):
+    import gluon_finetune.rules.resolution
+
+    def broken(*args, **kwargs):
+        raise error("a bug, not an input")
+    monkeypatch.setattr(gluon_finetune.rules.resolution, "resolve", broken)
+    with pytest.raises(error, match="a bug"):
+        main(["explain", "--model", "resnet18_v1", "--layer-lr", "output=2"])

@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 
 from ..checks import InvalidTypeError, InvalidValueError, check_int
 from ..structure.index import _is_container, blocks, check_block, descendants
-from ..trainer.freezing import batchnorm_layers
+from ..trainer import batchnorm_layers
 
 __all__ = ["cache_features", "split_frozen", "FeatureCache"]
 

@@ -78,8 +78,8 @@ def lr_curves(trainer, steps: int) -> Curves:
     as they are, and freezing stays as it is now (no gradual unfreezing).
     """
     check_positive_int("steps", steps)
-    from ..trainer.layerwise import LayerwiseTrainer
-    if not isinstance(trainer, LayerwiseTrainer):
+    # Reporting sits below the trainer (import contracts): it asks for what it reads.
+    if not all(hasattr(trainer, name) for name in ("preview_lrs", "block_list", "rates")):
         raise TypeError(f"lr_curves expects a LayerwiseTrainer, got {type(trainer).__name__}")
     labels, params = _labels(trainer), trainer.params
     curves: Curves = {}
