@@ -18,11 +18,13 @@ setup(
         "numpy<1.24",
         "pandas<2.1",
         "tqdm",
-        "PyYAML",
+        "ruamel.yaml>=0.19.1,<0.20",  # YAML 1.2 configs (cli/config_text.py)
     ],
     extras_require={
         "zoo": ["gluoncv==0.10.5.post0", "opencv-python<4.9", "scipy<1.12"],
         "plot": ["matplotlib<3.8"],
+        # built from source with HOROVOD_WITH_MXNET=1 (see the scaling-out guide)
+        "horovod": ["horovod==0.28.1"],
         "test": ["pytest", "hypothesis", "ruff", "scikit-learn"],
     },
     entry_points={"console_scripts": ["gluon-finetune=gluon_finetune.cli:main"]},

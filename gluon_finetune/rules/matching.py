@@ -15,7 +15,7 @@ import re
 from typing import Any, FrozenSet, Mapping, Tuple
 
 from ..checks import is_int as _is_int
-from ..errors import NoMatchError, RuleError
+from ..errors import NoMatchError, RuleError, RuleTypeError
 
 __all__ = ["rule_items", "canonical", "label", "match_key", "TRAINABLE"]
 
@@ -34,11 +34,12 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
         pairs = []
         for item in rules:
             if not (isinstance(item, (list, tuple)) and len(item) == 2):
-                raise TypeError(f"layers: expected a dict or (key, value) pairs, got item {item!r}")
+                raise RuleTypeError("layers: expected a dict or (key, value) pairs, got item "
+                                    f"{item!r}")
             pairs.append((item[0], item[1]))
         return tuple(pairs)
-    raise TypeError(f"layers: expected a dict of rules or a list of (key, value) pairs, "
-                    f"got {type(rules).__name__}: {rules!r}")
+    raise RuleTypeError("layers: expected a dict of rules or a list of (key, value) pairs, got "
+                        f"{type(rules).__name__}: {rules!r}")
 
 
 def canonical(key: Any) -> Any:
@@ -77,9 +78,9 @@ def _match_index(rule: str, index: Any, scope) -> FrozenSet[str]:
 def _match_slice(rule: str, key: slice, scope) -> FrozenSet[str]:
     for part in (key.start, key.stop, key.step):
         if part is not None and not _is_int(part):
-            raise TypeError(f"rule {rule!r}: slice bounds must be integers, got {part!r}")
+            raise RuleTypeError(f"rule {rule!r}: slice bounds must be integers, got {part!r}")
     if key.step == 0:
-        raise ValueError(f"rule {rule!r}: slice step cannot be zero")
+        raise RuleError(f"rule {rule!r}: slice step cannot be zero")
     scope.need_net(rule, "block ranges")
     positions = range(len(scope.block_list))[key]
     if not positions:
@@ -90,7 +91,7 @@ def _match_slice(rule: str, key: slice, scope) -> FrozenSet[str]:
 
 def _match_string(rule: str, key: str, scope) -> FrozenSet[str]:
     if not key.strip():
-        raise ValueError(f"rule {key!r}: an empty string names nothing")
+        raise RuleError(f"rule {key!r}: an empty string names nothing")
     if key.startswith(TRAINABLE):  # only what is trainable already: never thaws
         return _match_string(rule, key[len(TRAINABLE):], scope) & scope.trainable
     if key == "*":
@@ -101,7 +102,7 @@ def _match_string(rule: str, key: str, scope) -> FrozenSet[str]:
         try:
             pattern = re.compile(key[3:])
         except re.error as err:
-            raise ValueError(f"rule {rule!r}: invalid regular expression: {err}") from None
+            raise RuleError(f"rule {rule!r}: invalid regular expression: {err}") from None
         return frozenset(n for n in scope.names if pattern.search(n))
     if _GLOB_CHARS & set(key):
         return frozenset(n for n in scope.names if fnmatch.fnmatchcase(n, key))
@@ -123,7 +124,7 @@ def match_key(rule: str, key: Any, scope, nested: bool = False) -> FrozenSet[str
         return _match_slice(rule, key, scope)
     if isinstance(key, (tuple, list)) and not nested:
         if not key:
-            raise ValueError(f"rule {rule!r}: an empty tuple names nothing")
+            raise RuleError(f"rule {rule!r}: an empty tuple names nothing")
         out = frozenset()
         for part in key:
             matched = match_key(rule, part, scope, nested=True)
@@ -132,6 +133,6 @@ def match_key(rule: str, key: Any, scope, nested: bool = False) -> FrozenSet[str
                                     f"no parameter")
             out |= matched
         return out
-    raise TypeError(f"rule key {key!r}: expected a block path or parameter name (str), a "
-                    f"glob, 're:<regex>', '*', a block index (int), a slice or 'm:n', or a "
-                    f"tuple of these; got {type(key).__name__}")
+    raise RuleTypeError(f"rule key {key!r}: expected a block path or parameter name (str), a "
+                        "glob, 're:<regex>', '*', a block index (int), a slice or 'm:n', or a "
+                        f"tuple of these; got {type(key).__name__}")

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
-from ..errors import NoMatchError, RuleError
+from ..checks import check_real
+from ..errors import InvalidTypeError, NoMatchError, RuleError
 from .matching import TRAINABLE, canonical, match_key, rule_items
 from .matching import label as _label
-from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value, real
+from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value
 
 __all__ = ["Setting", "RuleScope", "RuleError", "NoMatchError", "resolve", "rule_items",
            "VALUE_KEYS", "GROUPS", "TRAINABLE"]
@@ -266,9 +267,9 @@ def resolve(rules: Any, names: Sequence[str], *,
 def _resolve(scope: RuleScope, rules: Any, base_lr: Optional[float],
              strict: bool) -> Tuple[Setting, ...]:
     if not isinstance(strict, bool):
-        raise TypeError(f"strict must be True or False, got {strict!r}")
+        raise InvalidTypeError(f"strict must be True or False, got {strict!r}")
     if base_lr is not None:
-        base_lr = real("<trainer>", "base learning rate", base_lr)
+        base_lr = check_real("rule '<trainer>': base learning rate", base_lr)  # not a rule's
     built = _build_rules(rule_items(rules), scope, strict)
     by_name: Dict[str, list] = {n: [] for n in scope.names}
     for rule in built:

@@ -25,6 +25,7 @@ from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple,
 
 from mxnet import gluon
 
+from ..errors import InvalidValueError
 from .automatic import Entry, automatic, is_container
 from .declared import (
     declare_blocks,
@@ -61,8 +62,8 @@ def resolve_granularity(net, granularity: Optional[str]) -> str:
     if granularity is None:
         granularity = getattr(net, "finetune_granularity", "unit")
     if not isinstance(granularity, str) or granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES} or None (the net's own), "
-                         f"got {granularity!r}")
+        raise InvalidValueError(f"granularity must be one of {GRANULARITIES} or None (the net's "
+                                f"own), got {granularity!r}")
     return granularity
 
 

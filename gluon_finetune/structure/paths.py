@@ -14,6 +14,7 @@ from typing import Dict, FrozenSet, Iterator, List, Tuple
 
 from mxnet import gluon
 
+from ..errors import InvalidTypeError, UnknownNameError
 from .automatic import join
 from .tracing import symbol_layers
 
@@ -23,7 +24,8 @@ __all__ = ["check_block", "walk", "descendants", "param_shape", "collect_paths",
 
 def check_block(net) -> None:
     if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: {net!r}")
+        raise InvalidTypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: "
+                               f"{net!r}")
 
 
 def walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
@@ -90,7 +92,7 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
     """
     check_block(net)
     if not isinstance(path, str):
-        raise TypeError(f"path must be a str such as 'features.4', got {path!r}")
+        raise InvalidTypeError(f"path must be a str such as 'features.4', got {path!r}")
     block = net
     parts = path.split(".") if path else []
     for depth, part in enumerate(parts):
@@ -101,7 +103,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
             here = ".".join(parts[:depth]) or "<root>"
             close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(f"no child {part!r} under {here}; it has {list(children)}.{hint}")
+            raise UnknownNameError(f"no child {part!r} under {here}; it has "
+                                   f"{list(children)}.{hint}")
         block = children[part]
     return list(block.collect_params().values())
 
@@ -111,6 +114,6 @@ def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon
     if layer not in layers:
         close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
+        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
     params = block.collect_params()
     return [params[n] for n in layers[layer]]

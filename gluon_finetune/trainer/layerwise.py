@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 from mxnet import gluon
 
 from ..checks import check_bool, check_real
+from ..errors import InvalidTypeError, InvalidValueError
 from ..optim.optimizer import layerwise, preview_lrs
 from ..optim.rates import Own, Rate, base_lr
 from ..optim.update_paths import apply_update_path, check_update_path, choose_update_path
@@ -25,6 +26,7 @@ from ..structure.index import BlockIndex, resolve_granularity, trains
 from .arguments import check_kvstore_args, make_optimizer, merge_rules, param_list, split_rfc_rules
 from .distributed import ParameterServerSync, sends_optimizer
 from .freezing import check_bn_policy
+from .horovod import HorovodSync, horovod_store
 from .ownership import Ownership
 from .states import StatesFiles
 from .tables import RuleTables
@@ -37,14 +39,14 @@ _KEEP = object()  # set_layers: leave the trainable-blocks limit as it is
 def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Parameter]]:
     if isinstance(params, gluon.Block):
         if net is not None and net is not params:
-            raise ValueError("params is a Block and net is another Block; pass one network")
+            raise InvalidValueError("params is a Block and net is another Block; pass one network")
         net, params = params, params.collect_params()
     if net is not None and not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}")
     return net, param_list(params)
 
 
-class LayerwiseTrainer(RuleTables, StatesFiles, ParameterServerSync, gluon.Trainer):
+class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync, gluon.Trainer):
     """A ``gluon.Trainer`` that gives each layer its own rate, schedule or freeze.
 
     Same constructor, methods and modes as ``gluon.Trainer`` (MXNet 1.9.1);
@@ -104,10 +106,11 @@ class LayerwiseTrainer(RuleTables, StatesFiles, ParameterServerSync, gluon.Train
         # get_model's numbering, so that indices mean the same blocks
         granularity = resolve_granularity(net, granularity)
         if blocks is not None and net is None:
-            raise ValueError("blocks= needs the network: pass net= (or the Block itself)")
+            raise InvalidValueError("blocks= needs the network: pass net= (or the Block itself)")
         check_bool("strict", strict)
         check_bn_policy(bn)
         check_kvstore_args(kvstore, compression_params, update_on_kvstore)
+        kvstore = horovod_store(kvstore, update_on_kvstore)
         plain_params, rfc_rules = split_rfc_rules(optimizer_params)
         layers = merge_rules(layers, rfc_rules)
         opt = make_optimizer(optimizer, plain_params)
@@ -136,6 +139,7 @@ class LayerwiseTrainer(RuleTables, StatesFiles, ParameterServerSync, gluon.Train
         self._choose_update_path()
         self._start(layers, table)
         self._start_kvstore_early()
+        self._start_horovod()
 
     # ------------------------------------------------------------ public surface
 

@@ -32,6 +32,7 @@ from mxnet import gluon
 
 from ..errors import InvalidValueError
 from ..optim.rates import HAND_RULE, LIMIT_RULE, Own, Rate
+from .freezing import trainable_req
 
 __all__ = ["Ownership", "FIELDS"]
 
@@ -139,7 +140,8 @@ class Ownership:
             rate = rates.get(i)
             if rate is None:
                 continue
-            wanted = "null" if rate.frozen else _trainable_req(self.own[i])
+            wanted = "null" if rate.frozen else trainable_req(self.own[i].grad_req,
+                                                               self.own[i].differentiable)
             if param.grad_req != wanted:
                 param.grad_req = wanted
                 changed.append(i)
@@ -156,12 +158,6 @@ class Ownership:
                               for i, o in enumerate(self.own)})
         self._watched = {}
         return changed
-
-
-def _trainable_req(own: Own) -> str:
-    if own.grad_req != "null":
-        return own.grad_req
-    return "write" if own.differentiable else "null"
 
 
 def _thaw_message(param, rate: Rate, owner: str) -> str:

@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from mxnet import gluon
 
+from ..errors import InvalidValueError
 from ..optim import rates as rate_table
 from ..optim.rates import Rate, base_lr
 from ..reporting.explain import replaced_notes
@@ -39,8 +40,8 @@ class RuleTables:
 
     def _checked_limit(self, n) -> Optional[int]:
         if self._net is None:
-            raise ValueError("set_trainable_blocks needs the network: pass net= (or the Block "
-                             "itself) to LayerwiseTrainer")
+            raise InvalidValueError("set_trainable_blocks needs the network: pass net= (or the "
+                                    "Block itself) to LayerwiseTrainer")
         return check_unfreeze(n, self._block_list)
 
     def _resolve(self, layers, params: Sequence[gluon.Parameter], base: Optional[float],
@@ -48,8 +49,8 @@ class RuleTables:
         names = [p.name for p in params]
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"parameter name(s) {twice} appear more than once; rules need "
-                             f"unique names")
+            raise InvalidValueError(f"parameter name(s) {twice} appear more than once; rules need "
+                                    "unique names")
         table = self.scope.resolve(layers, base_lr=base, strict=strict)
         for s in {id(s.lr_scheduler): s for s in table if s.lr_scheduler is not None}.values():
             self._check_sendable(f"rule {s.rule!r}", s.lr_scheduler)
@@ -95,6 +96,7 @@ class RuleTables:
         changed = self._ownership.write(rates)
         self._optimizer.layerwise.set_rates(rates)
         self._apply_bn(sorted(set(changed) | set(fresh)) if fresh_state else (), rates)
+        self._check_same_on_every_rank()
 
     def _apply_bn(self, changed: Sequence[int], rates: Optional[Dict[int, Rate]] = None) -> None:
         """The BatchNorm policy for what is frozen now, and fresh optimizer state for
