@@ -306,3 +306,24 @@ def test_explain_notes_no_replacement_where_a_hand_edit_beats_the_rule():
     trainer.set_trainable_blocks(None)  # a refresh: the edit wins
     table = explain(trainer)
     assert table[net.l2.weight.name]["rule"] == "by hand" and not table.notes
+
+
+def test_the_guide_page_runs():
+    """docs/guide/ownership.md: its example runs as written (and warns only where it says)."""
+    import pathlib
+    import re
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "guide" / "ownership.md"
+    code = "\n".join(re.findall(r"```python\n(.*?)```", page.read_text(), re.S))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        exec(compile(code, str(page), "exec"), {})
+
+
+def test_a_parameter_frozen_and_thawed_by_hand_trains_at_its_rules_rate_at_once():
+    net = four_blocks()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"*": 0.5})
+    net[1].collect_params().setattr("grad_req", "null")
+    trainer.set_trainable_blocks(None)  # a refresh: the hand freeze holds
+    net[1].collect_params().setattr("grad_req", "write")  # and a thaw by hand is allowed
+    measured = sgd_rates(net, trainer, 1)[0]
+    assert measured[net[1].weight.name] == pytest.approx(0.05, rel=1e-3)

@@ -150,8 +150,10 @@ def rates_from(table: Sequence[Any], own: Sequence[Own], base: Optional[float],
                 (s.wd_mult, s.wd_rule)
         if s.rule is None:
             rates[i] = Rate(None, own[i].lr_mult, wd, frozen=own[i].frozen, wd_rule=wd_rule)
-        elif "grad_req" in hand and own[i].frozen:
-            rates[i] = Rate(HAND_RULE, 0.0, wd, frozen=True, wd_rule=wd_rule)
+        elif "grad_req" in hand and own[i].frozen and not s.frozen:
+            # frozen by hand, at the rule's multiplier: a thaw by hand trains at it at once
+            rates[i] = Rate(HAND_RULE, 1.0 if s.lr_mult is None else s.lr_mult, wd,
+                            frozen=True, wd_rule=wd_rule)
         elif s.frozen and s.name in bn_train:
             rates[i] = Rate("bn='train'", 1.0, wd, wd_rule=wd_rule, thawed=own[i].frozen)
         elif "lr_mult" in hand and not s.frozen and s.lr_scheduler is None \

@@ -95,8 +95,8 @@ class RuleScope:
 
     def resolve(self, rules: Any, *, base_lr: Optional[float] = None,
                 strict: bool = True) -> Tuple[Setting, ...]:
-        """One :class:`Setting` per name (see :func:`resolve`)."""
-        return _resolve(self, rules, base_lr, strict)
+        """One :class:`Setting` per name (see :func:`resolve`, the engine's one entry)."""
+        return resolve(rules, scope=self, base_lr=base_lr, strict=strict)
 
     def need_net(self, rule: str, what: str):
         if self.block_list is None:
@@ -221,11 +221,12 @@ def _multiplier(rule: Optional[_Rule], fields: Mapping[str, Any],
     return lr / base_lr if base_lr is not None else None
 
 
-def resolve(rules: Any, names: Sequence[str], *,
+def resolve(rules: Any, names: Optional[Sequence[str]] = None, *,
             paths: Optional[Mapping[str, FrozenSet[str]]] = None,
             block_list: Optional[Sequence[Tuple[str, FrozenSet[str]]]] = None,
             base_lr: Optional[float] = None, strict: bool = True,
-            trainable: Optional[Iterable[str]] = None) -> Tuple[Setting, ...]:
+            trainable: Optional[Iterable[str]] = None,
+            scope: Optional[RuleScope] = None) -> Tuple[Setting, ...]:
     """Resolve layer rules into one :class:`Setting` per parameter name.
 
     Parameters
@@ -247,6 +248,8 @@ def resolve(rules: Any, names: Sequence[str], *,
     trainable : iterable of str, optional
         The parameters that are trainable before the rules apply (default:
         all): a key ``"trainable:<key>"`` matches only those among ``<key>``'s.
+    scope : RuleScope, optional
+        Instead of ``names``, ``paths``, ``block_list`` and ``trainable``.
 
     Returns
     -------
@@ -259,13 +262,11 @@ def resolve(rules: Any, names: Sequence[str], *,
     >>> [(s.name, s.lr_mult, s.frozen) for s in table]
     [('conv_weight', 0.1, False), ('fc_weight', 0.0, True)]
     """
-    frozen = None if trainable is None else frozenset(names) - frozenset(trainable)
-    return RuleScope(names, paths, block_list, frozen or frozenset()).resolve(
-        rules, base_lr=base_lr, strict=strict)
-
-
-def _resolve(scope: RuleScope, rules: Any, base_lr: Optional[float],
-             strict: bool) -> Tuple[Setting, ...]:
+    if scope is None:
+        if names is None:
+            raise InvalidTypeError("resolve needs the parameter names (or scope=)")
+        frozen = frozenset() if trainable is None else frozenset(names) - frozenset(trainable)
+        scope = RuleScope(names, paths, block_list, frozen)
     if not isinstance(strict, bool):
         raise InvalidTypeError(f"strict must be True or False, got {strict!r}")
     if base_lr is not None:
