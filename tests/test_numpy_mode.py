@@ -135,7 +135,9 @@ def test_gradual_unfreezing_in_numpy_mode(numpy_mode):
     trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
     schedule = GradualUnfreezing(trainer, every=1)
     statistics = net[1].running_mean.data().asnumpy().copy()
-    fit(net, trainer, loader(), 2, on_epoch=schedule.on_epoch, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as_in_context warned at every batch
+        fit(net, trainer, loader(), 2, loader(), on_epoch=schedule.on_epoch, progress=False)
     assert net[3].weight.grad_req == "write" and net[2].weight.grad_req == "write"
     assert net[0].weight.grad_req == "null"
     assert np.array_equal(net[1].running_mean.data().asnumpy(), statistics)  # bn='frozen'

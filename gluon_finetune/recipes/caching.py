@@ -30,7 +30,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from ..arrays import concat, symbol_input
+from ..arrays import concat, on_context, symbol_input
 from ..checks import InvalidTypeError, InvalidValueError, check_int
 from ..structure.index import _is_container, blocks, check_block, descendants
 from ..trainer import batchnorm_layers
@@ -280,7 +280,7 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     batch_size = _check_args(net, dataset, batch_size, ctx)
     ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
     prefix, suffix, split = _checked_split(
-        net, lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
+        net, lambda: on_context(next(_batches(dataset, batch_size))[0], ctx))
     _warn_inexact(prefix)
     features, labels = _run(prefix, dataset, batch_size, ctx)
     return FeatureCache(prefix, suffix, split, features, labels)
@@ -343,8 +343,8 @@ def _run(prefix, dataset, batch_size: int, ctx):
     features, labels = [], []
     with autograd.pause(train_mode=_training_mode_is_deterministic(prefix)):
         for x, y in _batches(dataset, batch_size):
-            features.append(prefix(x.as_in_context(ctx)))
-            labels.append(y.as_in_context(ctx))
+            features.append(prefix(on_context(x, ctx)))
+            labels.append(on_context(y, ctx))
     return concat(features), concat(labels)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm.auto import tqdm
 
-from ..arrays import scalar
+from ..arrays import on_context, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
 __all__ = ["fit", "evaluate", "check_loader", "EpochResult"]
@@ -61,7 +61,7 @@ def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Con
     ctx = ctx or mx.cpu()
     correct = total = 0
     for x, y in data:
-        correct += _correct(net(x.as_in_context(ctx)), y.as_in_context(ctx))
+        correct += _correct(net(on_context(x, ctx)), on_context(y, ctx))
         total += x.shape[0]
     if total == 0:
         raise InvalidValueError("evaluate got an empty data loader", argument="data")
@@ -71,7 +71,7 @@ def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Con
 def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, float]:
     losses, correct, total = [], 0, 0
     for x, y in data:
-        x, y = x.as_in_context(ctx), y.as_in_context(ctx)
+        x, y = on_context(x, ctx), on_context(y, ctx)
         with autograd.record():
             out = net(x)
             loss = loss_fn(out, y)
