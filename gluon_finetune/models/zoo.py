@@ -293,7 +293,9 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     ctx : Context or list of Context, optional
     granularity : {"unit", "stage"}
     bn : {"frozen", "stats", "train"}
-        BatchNorm policy for frozen blocks (see ``freezing.py``).
+        BatchNorm policy for frozen blocks (see ``freezing.py``): 'frozen' also
+        runs them on running statistics, as at inference; 'stats' leaves them on
+        batch statistics (``grad_req='null'`` alone).
     blocks : list, optional
         An explicit block list (see ``structure.blocks``), recorded on the
         net (``net.finetune_block_list``) for every later call.
