@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from typing import List, Optional, Tuple, Union
 
 import mxnet as mx
@@ -42,6 +43,14 @@ class Fresh(mx.init.Xavier):
             mx.init.Uniform()._init_weight(name, arr)
         else:
             self._legacy_init(str(name), arr)
+
+
+def _initialize(net, ctx) -> None:
+    """Initialise what the zoo's constructor left uninitialised. GluonCV's detectors and
+    segmentation nets initialise their heads themselves: no warning per parameter."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Parameter '.*' is already initialized")
+        net.initialize(Fresh(), ctx=ctx)
 
 
 def _mxnet_names() -> List[str]:
@@ -332,7 +341,7 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     elif isinstance(classes, tuple):
         refuse_names(classes, name)
     elif path is None:
-        net.initialize(Fresh(), ctx=ctx)
+        _initialize(net, ctx)
         if classes is not None:
             _swap_head(net, classes, ctx)
     else:
@@ -346,6 +355,6 @@ def _detector_weights(net, path: Optional[str], classes, ctx, name: str) -> None
         load_detector(net, path, classes, lambda n, p: _load(n, p, ctx, name),
                       clear_cached_graphs)
         return
-    net.initialize(Fresh(), ctx=ctx)
+    _initialize(net, ctx)
     if classes is not None:
         reset_detector(net, classes, clear_cached_graphs)
