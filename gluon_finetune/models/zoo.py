@@ -24,6 +24,7 @@ from ..trainer.freezing import (
     clear_cached_graphs,
     prepare_for_finetuning,
 )
+from .auxiliary import auxiliary_classifiers, outputs_of, warn_auxiliary
 from .detection import check_classes, is_detector, load_detector, refuse_names, reset_detector
 from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
 
@@ -176,6 +177,7 @@ def _registrations(block, child) -> List[Tuple[gluon.Block, str]]:
 
 def _swap_head(net, classes: int, ctx) -> str:
     path, old = blocks(net)[-1]
+    auxiliary = auxiliary_classifiers(net, old, outputs_of(old))
     parent, key, scope = _parent(net, path)
     with scope.name_scope():
         head = _new_head(old, classes)
@@ -186,6 +188,7 @@ def _swap_head(net, classes: int, ctx) -> str:
         else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
             setattr(parent, key, head)
     clear_cached_graphs(net)
+    warn_auxiliary(auxiliary, path, outputs_of(old), classes)
     return path
 
 
