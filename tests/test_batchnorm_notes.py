@@ -56,6 +56,9 @@ def test_explain_of_a_trainer_says_frozen_batchnorm_runs_on_running_statistics()
     stats = LayerwiseTrainer(small(), "sgd", {"learning_rate": 0.1}, layers={"features": 0},
                              bn="stats")
     assert explain(stats).notes == []
+    limited = LayerwiseTrainer(small(), "sgd", {"learning_rate": 0.1})
+    limited.set_trainable_blocks(1)  # the limit follows the trainer's bn: no note
+    assert limited.block_list[-1][0] == "output" and explain(limited).notes == []
 
 
 def test_explain_of_rules_on_a_network_says_it_before_training():

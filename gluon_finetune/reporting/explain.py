@@ -6,6 +6,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tup
 from mxnet import gluon
 
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
+from ..optim.rates import LIMIT_RULE
 from ..optim.schedules import describe_schedule
 from ..rules.resolution import resolve
 from ..structure.index import block_names, can_train, param_shape, structural_paths
@@ -106,13 +107,15 @@ def _frozen_batchnorms(net, frozen: Set[str]) -> List:
 
 
 def _batchnorm_notes(net, rows: List[Dict], preview: bool) -> List[str]:
-    """A note where BatchNorm layers frozen by a rule (or the trainable-blocks limit) run
-    (trainer) or would run (preview, under the default bn='frozen') on their running
-    statistics. Layers frozen before (``get_model(unfreeze=)``, ``freeze``) chose their
-    ``bn`` there."""
+    """A note where BatchNorm layers frozen by a layer rule run (trainer) or would run
+    (preview, under the default bn='frozen') on their running statistics. Layers frozen
+    otherwise (``get_model(unfreeze=)``, ``freeze``, the trainable-blocks limit) follow
+    the ``bn`` given there."""
     if net is None:
         return []
-    by_rules = {row["parameter"] for row in rows if row["frozen"] and row["rule"] is not None}
+    limit = LIMIT_RULE.format("")
+    by_rules = {row["parameter"] for row in rows if row["frozen"] and row["rule"] is not None
+                and not str(row["rule"]).startswith(limit)}
     frozen = _frozen_batchnorms(net, by_rules)
     if not preview:
         frozen = [layer for layer in frozen if layer._kwargs["use_global_stats"]]
