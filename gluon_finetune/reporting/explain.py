@@ -7,15 +7,16 @@ is what its rule gives, which the trainer writes into ``lr_mult``).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from mxnet import gluon
 
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
-from ..optim.rates import HAND_RULE
+from ..optim.rates import HAND_RULE, LIMIT_RULE
 from ..optim.schedules import describe_schedule
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, param_shape
+from ..structure.normalization import batchnorm_layers
 
 __all__ = ["explain", "Explanation", "COLUMNS", "replaced_notes"]
 
@@ -128,6 +129,46 @@ def replaced_notes(table: Sequence[Any], own: Sequence[Any],
                      f"matches a subset wins) or narrow rule {rule!r}")
     return notes
 
+_BATCH_STATISTICS = (
+    "as at inference: freezing BatchNorm is more than grad_req='null'. grad_req='null' alone "
+    "(plain Gluon's collect_params().setattr('grad_req', 'null'), as in d2l.ai's fine-tuning "
+    "exercise) keeps normalising each batch by its own statistics; for that, use bn='stats'")
+
+
+def _frozen_batchnorms(net, frozen: Set[str]) -> List:
+    """BatchNorm layers of ``net`` all of whose trainable parameters are in ``frozen``."""
+    index, out = BlockIndex(net), []
+    for layer in batchnorm_layers(net):
+        names = {p.name for p in layer.collect_params().values() if index.can_train(p)}
+        if names and names <= frozen:
+            out.append(layer)
+    return out
+
+
+def _batchnorm_notes(net, rows: List[Dict], preview: bool) -> List[str]:
+    """A note where BatchNorm layers frozen by a layer rule run (trainer) or would run
+    (preview, under the default bn='frozen') on their running statistics. Layers frozen
+    otherwise (``get_model(unfreeze=)``, ``freeze``, the trainable-blocks limit) follow
+    the ``bn`` given there."""
+    if net is None:
+        return []
+    limit = LIMIT_RULE.format("")
+    by_rules = {row["parameter"] for row in rows if row["frozen"]
+                and row["rule"] not in (None, HAND_RULE) and not str(row["rule"]).startswith(limit)}
+    frozen = _frozen_batchnorms(net, by_rules)
+    if not preview:
+        frozen = [layer for layer in frozen if layer._kwargs["use_global_stats"]]
+    if not frozen:
+        return []
+    n, s = len(frozen), "s" if len(frozen) > 1 else ""
+    if preview:
+        what = (f"{n} BatchNorm layer{s} frozen by these rules would run on running "
+                f"statistics under the default bn='frozen' (use_global_stats=True)")
+    else:
+        what = (f"{n} BatchNorm layer{s} frozen by the rules run{'' if s else 's'} on running "
+                f"statistics (use_global_stats=True, bn='frozen', the default)")
+    return [f"{what}, {_BATCH_STATISTICS}"]
+
 
 def _row(param, block: Optional[str], rule, lr_mult, wd_rule, wd_mult, lr, schedule,
          frozen, thawed: bool = False) -> Dict:
@@ -146,14 +187,13 @@ def _from_trainer(trainer) -> Explanation:
         schedule = rate.lr_scheduler.declared if rate and rate.lr_scheduler is not None \
             else None
         rows.append(_row(param, where.get(param.name), rate.rule if rate else None,
-                         param.lr_mult, rate.wd_rule if rate else None, param.wd_mult,
-                         lrs[i], schedule,
-                         param.grad_req == "null", bool(rate and rate.thawed)))
+                         param.lr_mult, rate.wd_rule if rate else None, param.wd_mult, lrs[i],
+                         schedule, param.grad_req == "null", bool(rate and rate.thawed)))
     table = trainer.settings
     by_hand = [{f for f, label in (("lr_mult", r.rule), ("wd_mult", r.wd_rule))
                 if label == HAND_RULE} for _, r in sorted(rates.items())]
-    return Explanation(rows, replaced_notes(table, trainer.own_settings, by_hand)
-                       if table else ())
+    notes = replaced_notes(table, trainer.own_settings, by_hand) if table else []
+    return Explanation(rows, notes + _batchnorm_notes(trainer.net, rows, preview=False))
 
 
 def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> Explanation:
@@ -174,7 +214,8 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> E
         rows.append(_row(param, where.get(param.name), s.rule, mult, s.wd_rule, wd, lr,
                          s.lr_scheduler, frozen, param.name in scope.frozen and not frozen))
     own = [_Own(p.lr_mult, p.wd_mult, p.name not in scope.fixed) for p in params]
-    return Explanation(rows, replaced_notes(table, own))
+    return Explanation(rows, replaced_notes(table, own) +
+                       _batchnorm_notes(net, rows, preview=True))
 
 
 class _Own(NamedTuple):
@@ -205,7 +246,11 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
     Returns
     -------
     Explanation
-        Prints as a text table; ``.to_pandas()`` gives a DataFrame.
+        Prints as a text table, then its ``notes``: rules that thaw what was
+        frozen before, and BatchNorm layers that a rule freezes, which the
+        default ``bn='frozen'`` also runs on running statistics (more than
+        ``grad_req='null'``; ``bn='stats'`` is that alone). ``.to_pandas()``
+        gives a DataFrame.
 
     Examples
     --------

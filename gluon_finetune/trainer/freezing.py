@@ -15,11 +15,11 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Set
 
 from mxnet import gluon
-from mxnet.gluon import nn
 
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, check_block, descendants, last_blocks_names, trains
+from ..structure.normalization import batchnorm_layers
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
@@ -36,12 +36,6 @@ def check_bn_policy(bn: str) -> str:
                                 f"keep updating; 'train': scale and shift also train), got "
                                 f"{bn!r}", argument="bn")
     return bn
-
-
-def batchnorm_layers(net) -> List[nn.BatchNorm]:
-    """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
-    return [b for b in descendants(net)
-            if isinstance(getattr(b, "_kwargs", None), dict) and "use_global_stats" in b._kwargs]
 
 
 def _trainable_names(block) -> Set[str]:
