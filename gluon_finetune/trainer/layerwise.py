@@ -50,7 +50,10 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
     """A ``gluon.Trainer`` that gives each layer its own rate, schedule or freeze.
 
     Same constructor, methods and modes as ``gluon.Trainer`` (MXNet 1.9.1);
-    without ``layers`` it behaves exactly like it.
+    without ``layers`` it behaves exactly like it. It writes its rates into each
+    ``Parameter``'s ``lr_mult``/``wd_mult``/``grad_req``; what the parameters
+    had before it, and hand edits after, stay their own values (see
+    ``docs/guide/ownership.md``).
 
     Parameters
     ----------
@@ -94,8 +97,9 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
     Examples
     --------
     >>> from mxnet.gluon import nn
-    >>> net = nn.HybridSequential()
-    >>> net.add(nn.Dense(8, in_units=4), nn.Dense(8, in_units=8), nn.Dense(2, in_units=8))
+    >>> net = nn.HybridSequential(prefix="net_")  # names that sort as the layers go
+    >>> with net.name_scope():
+    ...     net.add(nn.Dense(8, in_units=4), nn.Dense(8, in_units=8), nn.Dense(2, in_units=8))
     >>> net.initialize()
     >>> trainer = LayerwiseTrainer(net, 'sgd', {'learning_rate': 0.1},
     ...                            layers={'*': 0.1, '2': 1.0, 0: 0})
