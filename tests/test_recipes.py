@@ -142,3 +142,25 @@ def test_combine_merges_the_values_of_one_key_field_by_field():
     with pytest.raises(ValueError, match=r"combine: rule 'output' sets the rate twice"):
         combine({"output": 2.0}, {"output": 3.0})
     assert combine([(slice(0, 2), 0)], {"*": 0.5}) == [(slice(0, 2), 0), ("*", 0.5)]
+
+
+def test_combine_compares_keys_as_the_rule_engine_does():
+    """Issue 21 item 11: keys were compared by type and repr, so np.int64(2) and 2 were two
+    keys that the returned dict then collapsed (layer_decay's head rate dropped, 10x), and
+    "0:2" and slice(0, 2) were not merged."""
+    from gluon_finetune import combine
+    net = three_layers()
+    decay = layer_decay(net, 0.1, 0.5, blocks=["l1", "l2", "l3"])
+    head = np.arange(3)[-1]  # np.int64(2): an index as NumPy hands it out
+    merged = combine(decay, {head: {"wd_mult": 0.0}})
+    assert merged[2] == {"learning_rate": 0.1, "wd_mult": 0.0}
+    assert all(type(key) is int for key in merged)
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 1.0, "wd": 1e-4}, layers=merged,
+                               blocks=["l1", "l2", "l3"])
+    assert explain(trainer)[net.l3.weight.name]["lr"] == pytest.approx(0.1)
+    ranges = combine({"0:2": 0.5}, [(slice(0, 2), {"wd_mult": 0.0})])
+    assert ranges == {"0:2": {"lr_mult": 0.5, "wd_mult": 0.0}}
+    with pytest.raises(RuleError, match=r"combine: rule '0:2' sets the rate twice"):
+        combine({"0:2": 0.5}, [(slice(0, 2), 2.0)])
+    assert combine({(np.int64(0), "l3"): 2.0}, {(0, "l3"): {"wd_mult": 0.0}}) == \
+        {(0, "l3"): {"lr_mult": 2.0, "wd_mult": 0.0}}

@@ -23,14 +23,13 @@ read (YAML's number and key rules): ``config_text.py``.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..checks import InvalidTypeError, InvalidValueError, is_int, is_real
+from ..checks import InvalidTypeError, InvalidValueError, did_you_mean, is_int, is_real
 from ..rules.resolution import VALUE_KEYS
 from .config_text import ConfigError, line_of, parse, read_text
 from .config_text import fail as _fail
@@ -127,8 +126,8 @@ def check_optimizer(name: str) -> str:
     registry = sorted(Optimizer.opt_registry)
     if isinstance(name, str) and name.lower() in registry:
         return name
-    close = difflib.get_close_matches(str(name).lower(), registry, n=1)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(str(name).lower(), registry, n=1, cutoff=0.6)
+    hint = f"{hint} " if hint else ""
     raise InvalidValueError(f"unknown optimizer {name!r}. {hint}MXNet has: "
                             f"{', '.join(registry)}", argument="optimizer")
 
@@ -173,8 +172,8 @@ def _rule_fields(value: dict, keys: tuple, path: str, lines) -> dict:
     out = dict(value)
     for field, item in value.items():
         if field not in VALUE_KEYS:
-            close = difflib.get_close_matches(str(field), VALUE_KEYS, n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(field, VALUE_KEYS, n=1, cutoff=0.6)
+            hint = f"{hint} " if hint else ""
             raise _fail(path, lines, keys + (field,), f"unknown key. {hint}A rule's mapping "
                         f"takes {', '.join(VALUE_KEYS)}")
         if field in _RATE_FIELDS:
@@ -221,8 +220,8 @@ def _choices(key: str) -> Tuple[str, ...]:
 
 def _check_setting(key: str, value, path: str, lines) -> None:
     if key not in SETTINGS:
-        close = difflib.get_close_matches(str(key), SETTINGS, n=1)
-        hint = f"Did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(key, SETTINGS, n=1, cutoff=0.6)
+        hint = f"{hint} " if hint else ""
         raise _fail(path, lines, (key,), f"unknown key. {hint}Expected one of "
                     f"{', '.join(SETTINGS)} (rules go under 'layers:')")
     types = SETTINGS[key]

@@ -16,7 +16,9 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..checks import check_bool
+from ..errors import RuleError
 from ..structure.index import check_block, walk
+from .keys import key_id, plain_key
 from .resolution import rule_items
 from .values import GROUPS
 
@@ -140,7 +142,7 @@ def _merged(key: Any, first: Any, second: Any) -> Any:
         mine = {f: a[f] for f in fields if f in a}
         theirs = {f: b[f] for f in fields if f in b}
         if mine and theirs and mine != theirs:
-            raise ValueError(f"combine: rule {key!r} sets the {group} twice, to {mine} and "
+            raise RuleError(f"combine: rule {key!r} sets the {group} twice, to {mine} and "
                              f"{theirs}; give one of them")
     return {**a, **b}
 
@@ -150,7 +152,10 @@ def combine(*rule_sets: Any) -> Any:
 
     Values merge field by field (a rate from one, ``wd_mult`` from another); a
     key whose rate, or whose weight decay, two sets give differently is an
-    error. A dict when every key can be one, else ``(key, value)`` pairs.
+    error. Keys are compared as the rule engine compares them: ``np.int64(2)``
+    is ``2`` and ``"0:2"`` is ``slice(0, 2)``; a merged key keeps the first
+    spelling given (NumPy integers become ``int``). A dict when every key can
+    be one, else ``(key, value)`` pairs.
 
     Examples
     --------
@@ -161,13 +166,13 @@ def combine(*rule_sets: Any) -> Any:
     where: Dict[str, int] = {}
     for rules in rule_sets:
         for key, value in rule_items(rules):
-            slot = f"{type(key).__name__}:{key!r}"
+            slot = key_id(key)  # np.int64(2) is 2, "0:2" is slice(0, 2): as resolve sees them
             if slot in where:
                 i = where[slot]
-                pairs[i] = (key, _merged(key, pairs[i][1], value))
+                pairs[i] = (pairs[i][0], _merged(pairs[i][0], pairs[i][1], value))
             else:
                 where[slot] = len(pairs)
-                pairs.append((key, value))
+                pairs.append((plain_key(key), value))
     try:
         return dict(pairs)
     except TypeError:  # a slice key (unhashable before Python 3.12)
