@@ -14,10 +14,11 @@ start (``begin_num_update`` included once).
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set
 
-from .schedules import describe_schedule, private_copy, rebased_copy
+from .schedules import describe_schedule, private_copy, rebased_copy, scheduled_rate
 
 __all__ = ["Rate", "Own", "Clock", "Unsaved", "LayerwiseState", "base_lr", "rates_from",
            "limit_to", "keep_clocks", "declarations", "rate_at", "check_hand_edits", "LIMIT_RULE"]
@@ -146,7 +147,9 @@ def rates_from(table: Sequence[Any], own: Sequence[Own], base: Optional[float],
             clock = None
             if s.lr_scheduler is not None:
                 peak = s.learning_rate if s.learning_rate is not None else base * mult
-                clock = Clock(declared.setdefault(s.rule, rebased_copy(s.lr_scheduler, peak)))
+                if s.rule not in declared:
+                    declared[s.rule] = rebased_copy(s.lr_scheduler, peak, s.rule)
+                clock = Clock(declared[s.rule])
             rates[i] = Rate(s.rule, mult, wd, clock, ref_lr, 0, s.frozen, s.learning_rate,
                             s.wd_rule, own[i].frozen and not s.frozen)
     return rates
@@ -189,7 +192,10 @@ def rate_at(rate: Rate, count: int, begin: int, optimizer_lr: Optional[float],
     """A governed rate at the parameter's update ``count``; None when the trainer's rate
     times the multiplier applies instead."""
     if rate.lr_scheduler is not None:
-        lr = rate.lr_scheduler(count - begin + rate.start)
+        t = count - begin + rate.start
+        lr = rate.lr_scheduler(t)
+        if type(lr) is not float or not math.isfinite(lr):  # the fast path: a finite float
+            lr = scheduled_rate(rate.rule, t, lr)
     elif rate.fixed_lr is not None and not trainer_scheduled:
         lr = rate.fixed_lr
     else:
@@ -285,6 +291,21 @@ class LayerwiseState:
                 # a kvstore server has no Parameter.lr_mult to read: the table's
                 lrs[k] = lrs[k] * self.rates[index].lr_mult
         return lrs
+
+    def check_schedules(self, optimizer, params: Sequence[Any]) -> None:
+        """Evaluate, before a step changes anything, each rule's schedule at the step the
+        coming update asks it for, so that one returning no rate fails with no weight
+        updated (once per clock and step: asked again at that step, it gives the same)."""
+        begin, counts = optimizer.begin_num_update, optimizer._index_update_count
+        seen = set()
+        for index, rate in self._governed.items():
+            if rate.lr_scheduler is None or params[index].grad_req == "null":
+                continue
+            count = counts.get(index, begin) + 1
+            key = (id(rate.lr_scheduler), count - begin + rate.start)
+            if key not in seen:
+                seen.add(key)
+                rate_at(rate, count, begin, optimizer.lr, optimizer.lr_scheduler is not None)
 
     def wds(self, optimizer, indices: Sequence[int], wds: List[float]) -> List[float]:
         """Weight decays: stock (``Parameter.wd_mult``), or the table's on a server."""

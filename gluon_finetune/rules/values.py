@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Tuple
 
-from ..checks import check_real
+from ..checks import InvalidTypeError, check_real
 
 __all__ = ["GROUPS", "DEFAULTS", "VALUE_KEYS", "Parsed", "parse_value", "real"]
 
@@ -64,6 +64,11 @@ def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
     if wd is not None and wd < 0:
         raise ValueError(f"rule {rule!r}: wd_mult must be >= 0, got {wd!r}")
     sched = value.get("lr_scheduler")
+    if isinstance(sched, type):  # callable, but calling it makes a scheduler, not a rate
+        raise InvalidTypeError(f"rule {rule!r}: lr_scheduler is the class {sched.__name__}, "
+                               f"not a schedule; give an instance, e.g. "
+                               f"{sched.__name__}(...) with its arguments",
+                               argument="lr_scheduler")
     if sched is not None and not callable(sched):
         raise TypeError(f"rule {rule!r}: lr_scheduler must be an mx.lr_scheduler.LRScheduler "
                         f"or a callable step -> lr, got {type(sched).__name__} {sched!r}")
