@@ -19,7 +19,7 @@ from typing import Iterable, List
 import numpy as np
 from mxnet import gluon
 
-from ..trainer.freezing import bn_state, restore_bn_state
+from ..trainer import bn_state, restore_bn_state
 
 __all__ = ["Snapshot", "unique_params"]
 

@@ -123,7 +123,7 @@ def _merged(key: Any, first: Any, second: Any) -> Any:
         theirs = {f: b[f] for f in fields if f in b}
         if mine and theirs and mine != theirs:
             raise RuleError(f"combine: rule {key!r} sets the {group} twice, to {mine} and "
-                             f"{theirs}; give one of them")
+                            f"{theirs}; give one of them")
     return {**a, **b}
 
 

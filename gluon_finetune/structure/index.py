@@ -24,6 +24,7 @@ from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequen
 from mxnet import gluon
 
 from ..checks import did_you_mean
+from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
 from .automatic import Entry, automatic, is_container, join
 from .declared import (
     declare_blocks,
@@ -50,7 +51,8 @@ _CACHE = "_finetune_block_lists"  # on the net: cached children reach back to th
 
 def check_block(net) -> None:
     if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: {net!r}")
+        raise InvalidTypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: "
+                               f"{net!r}")
 
 
 def resolve_granularity(net, granularity: Optional[str]) -> str:
@@ -58,8 +60,8 @@ def resolve_granularity(net, granularity: Optional[str]) -> str:
     if granularity is None:
         granularity = getattr(net, "finetune_granularity", "unit")
     if not isinstance(granularity, str) or granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES} or None (the net's own), "
-                         f"got {granularity!r}")
+        raise InvalidValueError(f"granularity must be one of {GRANULARITIES} or None (the net's "
+                                f"own), got {granularity!r}")
     return granularity
 
 
@@ -173,7 +175,7 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
     """
     check_block(net)
     if not isinstance(path, str):
-        raise TypeError(f"path must be a str such as 'features.4', got {path!r}")
+        raise InvalidTypeError(f"path must be a str such as 'features.4', got {path!r}")
     block = net
     parts = path.split(".") if path else []
     for depth, part in enumerate(parts):
@@ -182,8 +184,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
             if isinstance(block, gluon.SymbolBlock):
                 return _layer_params(block, ".".join(parts[depth:]), path)
             here = ".".join(parts[:depth]) or "<root>"
-            raise KeyError(f"no child {part!r} under {here}; it has {list(children)}. "
-                           f"{did_you_mean(part, children)}".rstrip())
+            raise UnknownNameError(f"no child {part!r} under {here}; it has {list(children)}. "
+                                   f"{did_you_mean(part, children)}".rstrip())
         block = children[part]
     return list(block.collect_params().values())
 
@@ -191,8 +193,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
 def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon.Parameter]:
     layers = dict(symbol_layers(block))
     if layer not in layers:
-        raise KeyError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}. "
-                       f"{did_you_mean(layer, layers)}".rstrip())
+        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}. "
+                               f"{did_you_mean(layer, layers)}".rstrip())
     params = block.collect_params()
     return [params[n] for n in layers[layer]]
 
