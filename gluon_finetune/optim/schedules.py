@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 from typing import Any, Callable, Optional, Tuple
 
 from mxnet.lr_scheduler import LRScheduler
 
 from ..checks import InvalidTypeError, InvalidValueError, check_int, check_real, is_real
+from ..errors import UnsupportedError
 
 __all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "rate_fields", "scheduled_rate",
-           "describe_schedule", "SlantedTriangular", "OneCycle"]
+           "describe_schedule", "fingerprint", "picklable", "Unsaved", "SlantedTriangular",
+           "OneCycle"]
 
 
 def is_mx_scheduler(schedule) -> bool:
@@ -129,6 +132,46 @@ def describe_schedule(schedule) -> str:
     if is_mx_scheduler(schedule):
         return f"{name}(base_lr={schedule.base_lr:g})"
     return name
+
+
+def fingerprint(schedule: Callable) -> str:
+    """A schedule as declared: a function's qualified name, or an object's class and
+    settings (two trainers, or a trainer and a states file, compare schedules by it)."""
+    if hasattr(schedule, "__code__") or not hasattr(schedule, "__dict__"):
+        name = getattr(schedule, "__qualname__", None) or repr(schedule)
+        return f"{getattr(schedule, '__module__', None)}.{name}"
+    settings = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(schedule).items()))
+    return f"{type(schedule).__qualname__}({settings})"
+
+
+def picklable(obj: Any) -> bool:
+    """Whether ``obj`` pickles (a lambda or a local function does not)."""
+    try:
+        pickle.dumps(obj)
+        return True
+    except Exception:
+        return False
+
+
+class Unsaved:
+    """Stands in, in a states file, for a schedule that could not be pickled: its rule and
+    what it was (:func:`fingerprint`), for the messages of a trainer that loads the file."""
+
+    def __init__(self, rule: Optional[str], schedule: Optional[str] = None):
+        self.rule = rule
+        self.schedule = schedule
+
+    def __repr__(self) -> str:
+        return f"Unsaved(rule={self.rule!r})"
+
+    def describe(self) -> str:
+        """What the schedule was (files written before 0.2 do not say)."""
+        return getattr(self, "schedule", None) or "a schedule that could not be pickled"
+
+    def __call__(self, step: int) -> float:
+        raise UnsupportedError(f"the schedule of rule {self.rule!r} ({self.describe()}) was not "
+                               "saved (it could not be pickled); load these states into a "
+                               "trainer that has that rule")
 
 
 # ----------------------------------------------------------------- checks

@@ -9,11 +9,12 @@ make an index of a float).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping, Tuple
 
 from ..checks import is_int
 
-__all__ = ["TRAINABLE", "canonical_key", "key_id", "plain_key", "label", "renamed_key"]
+__all__ = ["TRAINABLE", "canonical_key", "key_id", "plain_key", "label", "renamed_key",
+           "renamed_rules"]
 
 TRAINABLE = "trainable:"  # key prefix: the parameters of the key that are trainable
 _SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
@@ -97,3 +98,23 @@ def renamed_key(key: Any, names: Mapping[str, str]) -> Any:
     if key.startswith(TRAINABLE):
         return TRAINABLE + renamed_key(key[len(TRAINABLE):], names)
     return names.get(key, key)
+
+
+def renamed_rules(rules: Any, names: Mapping[str, str]) -> Tuple[Any, Dict[str, str]]:
+    """``rules`` (a dict or ``(key, value)`` pairs) with each key :func:`renamed_key`, and
+    the rule labels that changed (old label -> new label).
+
+    Examples
+    --------
+    >>> renamed_rules({"net0_dense0_bias": {"wd_mult": 0.0}, "*": 0.5},
+    ...               {"net0_dense0_bias": "net1_dense0_bias"})
+    ({'net1_dense0_bias': {'wd_mult': 0.0}, '*': 0.5}, {'net0_dense0_bias': 'net1_dense0_bias'})
+    """
+    pairs = list(rules.items()) if isinstance(rules, Mapping) else list(rules)
+    out, labels = [], {}
+    for key, value in pairs:
+        new = renamed_key(key, names)
+        if label(new) != label(key):
+            labels[label(key)] = label(new)
+        out.append((new, value))
+    return (dict(out) if isinstance(rules, Mapping) else out), labels
