@@ -66,14 +66,8 @@ def write(fname, updater_states: dict, optimizer, sig: Signature, aggregate_num:
     stock trainer that reads the file sets its updaters up for that (a
     LayerwiseTrainer that loads it picks its update path again). ``names``
     (the parameters', in index order) let rules keyed by name follow a
-    rebuilt network. A rule's schedule that cannot be pickled is not saved:
-    a warning says so."""
+    rebuilt network."""
     state, aggregate = optimizer.layerwise, optimizer.aggregate_num
-    for rule, what in state.unsaved():
-        warnings.warn(f"rule {rule!r}: its schedule ({what}) cannot be pickled (a lambda or a "
-                      f"local function), so it is not saved in the states file; load the file "
-                      f"into a trainer built with that rule, or make the schedule a "
-                      f"module-level function or an mx.lr_scheduler.LRScheduler", stacklevel=3)
     state.signature, state.names = sig, list(names) or None
     optimizer.aggregate_num = aggregate_num
     try:
@@ -242,7 +236,8 @@ class StatesFiles:
     def save_states(self, fname):
         """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
         the rate table, its rules, each schedule's state, per-parameter update counts, the
-        trainable-blocks limit and a signature of the parameters."""
+        trainable-blocks limit and a signature of the parameters (paths, names, shapes).
+        A rule's schedule that cannot be pickled is not saved: a warning says so."""
         if not isinstance(fname, (str, os.PathLike)):
             raise InvalidTypeError(f"fname must be a path, got {fname!r}")
         if not self._kv_initialized:
@@ -253,6 +248,12 @@ class StatesFiles:
             raise UnsupportedError("Cannot save states for distributed training with "
                                    "update_on_kvstore=True (the state lives on the servers)")
         updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
+        for rule, what in self._optimizer.layerwise.unsaved():
+            warnings.warn(f"rule {rule!r}: its schedule ({what}) cannot be pickled (a lambda or "
+                          f"a local function), so it is not saved in the states file; load the "
+                          f"file into a trainer built with that rule, or make the schedule a "
+                          f"module-level function or an mx.lr_scheduler.LRScheduler",
+                          stacklevel=2)
         names = [p.name for p in self._params]
         self._write_on_rank_zero(lambda: write(fname, updater.states, self._optimizer,
                                                self._signature(), self._stock_aggregate_num,
