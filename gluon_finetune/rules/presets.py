@@ -16,7 +16,13 @@ from mxnet import gluon
 from ..checks import check_bool
 from ..errors import RuleError
 from ..structure.index import check_block, walk
-from ..structure.norms import NORM_TYPES, graph_biases, graph_norms, is_norm_layer, symbol_blocks
+from ..structure.normalization import (
+    NORM_TYPES,
+    graph_biases,
+    graph_norms,
+    is_norm_layer,
+    symbol_blocks,
+)
 from .keys import key_id, plain_key
 from .resolution import rule_items
 from .values import GROUPS
@@ -62,7 +68,7 @@ def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, D
     BatchNormReLU, LayerNorm, GroupNorm, InstanceNorm, and layers that subclass
     or wrap them), biases as the parameters layers register as ``bias``; in a
     ``SymbolBlock`` (alone or nested in another block) both are read off the
-    graph by operator (``structure.norms``), and keyed by name. Each rule sets only the
+    graph by operator (``structure.normalization``), and keyed by name. Each rule sets only the
     weight decay, so it composes with any rate rule (a frozen parameter
     stays frozen).
 

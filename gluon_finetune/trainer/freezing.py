@@ -20,7 +20,6 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 import mxnet as mx
 from mxnet import gluon
-from mxnet.gluon import nn
 
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..structure.index import (
@@ -31,7 +30,7 @@ from ..structure.index import (
     last_blocks_names,
     structural_paths,
 )
-from ..structure.norms import batchnorm_nodes, is_batchnorm_layer, symbol_blocks
+from ..structure.normalization import batchnorm_layers, batchnorm_nodes, symbol_blocks
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req",
@@ -51,11 +50,6 @@ def check_bn_policy(bn: str) -> str:
                                 f"keep updating; 'train': scale and shift also train), got "
                                 f"{bn!r}", argument="bn")
     return bn
-
-
-def batchnorm_layers(net) -> List[nn.BatchNorm]:
-    """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
-    return [b for b in descendants(net) if is_batchnorm_layer(b)]
 
 
 def _trainable_names(block) -> Set[str]:
@@ -97,9 +91,8 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     no longer frozen get their own setting back. BatchNorm nodes inside a
     ``SymbolBlock``'s graph count as layers (their gamma and beta). With
     ``owned`` (a trainer's parameter names) only layers whose parameters are
-    all owned are touched:
-    a trainer over part of a network leaves the rest alone. Returns whether
-    anything changed.
+    all owned are touched: a trainer over part of a network leaves the rest
+    alone. Returns whether anything changed.
     """
     check_bn_policy(bn)
     changed = False

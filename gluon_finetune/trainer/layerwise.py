@@ -81,7 +81,12 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
     strict : bool, default True
         A rule that matches no parameter raises (with False: warns).
     bn : {'frozen', 'stats', 'train'}, default 'frozen'
-        What a fully frozen BatchNorm does (see ``freezing.py``).
+        What a fully frozen BatchNorm does (see ``freezing.py``). 'frozen' also
+        runs it on its running statistics (``use_global_stats``), as at
+        inference, so ``{"features": 0}`` is more than ``grad_req='null'`` in a
+        BatchNorm network; 'stats' is exactly ``grad_req='null'`` (batch
+        statistics, as plain Gluon and d2l.ai's exercise); 'train' also trains
+        scale and shift.
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.

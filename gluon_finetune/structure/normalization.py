@@ -1,10 +1,12 @@
 """Normalization layers and operators: the one place that knows them.
 
 A network holds normalization as Gluon layers (found by type, or by the
-``use_global_stats`` flag of a layer that runs MXNet's BatchNorm operator
-itself) or, inside a ``SymbolBlock`` (an imported model, alone or nested in a
-``Sequential``), as operator nodes of its graph (found by operator name).
-``no_weight_decay``, the BatchNorm policy of freezing, feature caching and
+``use_global_stats`` switch of a layer that runs MXNet's BatchNorm operator
+itself: Gluon's ``BatchNorm`` and its subclasses, ``SyncBatchNorm``, GluonCV's
+``FrozenBatchNorm2D`` ... keep it in ``_kwargs``) or, inside a ``SymbolBlock``
+(an imported model, alone or nested in a ``Sequential``), as operator nodes of
+its graph (found by operator name). ``no_weight_decay``, the BatchNorm policy
+of freezing (``bn='frozen'`` sets the switch), ``explain``, feature caching and
 snapshots all ask here.
 """
 from __future__ import annotations
@@ -15,11 +17,11 @@ from typing import Dict, Iterator, List, NamedTuple, Set, Tuple
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .index import walk
+from .index import descendants, walk
 
-__all__ = ["BATCHNORM_OPS", "NORM_OPS", "NORM_TYPES", "GraphNorm", "is_batchnorm_layer",
-           "is_norm_layer", "symbol_blocks", "graph_norms", "graph_biases", "graph_nodes",
-           "batchnorm_nodes", "on_global_stats"]
+__all__ = ["batchnorm_layers", "BATCHNORM_OPS", "NORM_OPS", "NORM_TYPES", "GraphNorm",
+           "is_batchnorm_layer", "is_norm_layer", "symbol_blocks", "graph_norms", "graph_biases",
+           "graph_nodes", "batchnorm_nodes", "on_global_stats"]
 
 # MXNet 1.9.1's operators that run batch normalization, each with a use_global_stats flag
 # (src/operator: nn/batch_norm.cc, alias _npx_batch_norm; batch_norm_v1.cc;
@@ -54,6 +56,11 @@ def is_batchnorm_layer(block) -> bool:
     themselves (GluonCV's)."""
     kwargs = getattr(block, "_kwargs", None)
     return isinstance(kwargs, dict) and "use_global_stats" in kwargs
+
+
+def batchnorm_layers(net) -> List[nn.BatchNorm]:
+    """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
+    return [b for b in descendants(net) if is_batchnorm_layer(b)]
 
 
 def is_norm_layer(block) -> bool:
