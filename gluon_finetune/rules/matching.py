@@ -16,12 +16,11 @@ from typing import Any, FrozenSet, Mapping, Tuple
 
 from ..checks import is_int as _is_int
 from ..errors import NoMatchError, RuleError, RuleTypeError
+from .keys import TRAINABLE, canonical_key, label
 
-__all__ = ["rule_items", "canonical", "label", "match_key", "TRAINABLE"]
+__all__ = ["rule_items", "match_key", "TRAINABLE"]
 
-_SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
 _GLOB_CHARS = set("*?[")
-TRAINABLE = "trainable:"  # key prefix: the parameters of the key that are trainable
 
 
 def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
@@ -40,30 +39,6 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
         return tuple(pairs)
     raise RuleTypeError("layers: expected a dict of rules or a list of (key, value) pairs, got "
                         f"{type(rules).__name__}: {rules!r}")
-
-
-def canonical(key: Any) -> Any:
-    """A key with ranges as slices (``"0:2"`` is ``slice(0, 2)``): one rule, one label."""
-    if isinstance(key, (tuple, list)):
-        return tuple(canonical(k) for k in key)
-    sliced = _SLICE_STRING.match(key) if isinstance(key, str) else None
-    if sliced:
-        return slice(*(int(g) if g is not None else None for g in sliced.groups()))
-    return key
-
-
-def label(key: Any) -> str:
-    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``."""
-    key = canonical(key)
-    if isinstance(key, slice):
-        parts = ["" if v is None else str(v) for v in (key.start, key.stop)]
-        step = f":{key.step}" if key.step is not None else ""
-        return f"blocks {':'.join(parts)}{step}"
-    if isinstance(key, (tuple, list)):
-        return "(" + ", ".join(label(k) for k in key) + ")"
-    if _is_int(key):
-        return f"block {key}"
-    return key if isinstance(key, str) else repr(key)
 
 
 def _match_index(rule: str, index: Any, scope) -> FrozenSet[str]:
@@ -89,15 +64,15 @@ def _match_slice(rule: str, key: slice, scope) -> FrozenSet[str]:
     return scope.blocks_of(rule, positions)
 
 
-def _match_string(rule: str, key: str, scope) -> FrozenSet[str]:
+def _match_string(rule: str, key: str, scope, trainable: bool = False) -> FrozenSet[str]:
     if not key.strip():
         raise RuleError(f"rule {key!r}: an empty string names nothing")
     if key.startswith(TRAINABLE):  # only what is trainable already: never thaws
-        return _match_string(rule, key[len(TRAINABLE):], scope) & scope.trainable
+        return _match_string(rule, key[len(TRAINABLE):], scope, True) & scope.trainable
     if key == "*":
         return scope.name_set
-    if isinstance(canonical(key), slice):
-        return _match_slice(rule, canonical(key), scope)
+    if isinstance(canonical_key(key), slice):
+        return _match_slice(rule, canonical_key(key), scope)
     if key.startswith("re:"):
         try:
             pattern = re.compile(key[3:])
@@ -112,7 +87,7 @@ def _match_string(rule: str, key: str, scope) -> FrozenSet[str]:
         return frozenset([key])
     hint = "" if scope.paths is not None else " (structural paths need net=<your Block>)"
     raise NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
-                    f"{hint}.{scope.suggest(key)}")
+                    f"{hint}.{scope.suggest(key, trainable)}")
 
 
 def match_key(rule: str, key: Any, scope, nested: bool = False) -> FrozenSet[str]:

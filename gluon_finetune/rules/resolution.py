@@ -15,17 +15,20 @@ error, and so is a rule that matches nothing.
 """
 from __future__ import annotations
 
-import difflib
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
-from ..checks import check_real
+from ..checks import check_real, did_you_mean
 from ..errors import InvalidTypeError, NoMatchError, RuleError
-from .matching import TRAINABLE, canonical, match_key, rule_items
-from .matching import label as _label
+from .keys import TRAINABLE, key_id
+from .keys import label as _label
+from .matching import match_key, rule_items
 from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value
+
+_INDEX_STRING = re.compile(r"^\s*-?\d+\s*$")
 
 __all__ = ["Setting", "RuleScope", "RuleError", "NoMatchError", "resolve", "rule_items",
            "VALUE_KEYS", "GROUPS", "TRAINABLE"]
@@ -111,10 +114,18 @@ class RuleScope:
     def describe_blocks(self) -> str:
         return ", ".join(f"{i}:{p}" for i, (p, _) in enumerate(self.block_list))
 
-    def suggest(self, word: str) -> str:
-        candidates = list(self.paths or ()) + list(self.names)
-        close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5)
-        return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    def suggest(self, word: str, trainable: bool = False) -> str:
+        """What to write instead of ``word``, a string that names nothing (after
+        ``"trainable:"`` when ``trainable``)."""
+        if _INDEX_STRING.match(word):  # an index as text: no path looks like it ("-1" ~ "1")
+            index = int(word)
+            if trainable:
+                span = f"{index}:" if index == -1 else f"{index}:{index + 1}"
+                return (f" A block index after {TRAINABLE!r} is written as a range: "
+                        f"{TRAINABLE + span!r} is block {index}.")
+            return f" A block index is an int key: {index}, not the string {word!r}."
+        hint = did_you_mean(word, list(self.paths or ()) + list(self.names))
+        return f" {hint}" if hint else ""
 
 
 @dataclass(frozen=True)
@@ -163,8 +174,7 @@ def _build_rule(key: Any, value: Any, scope: RuleScope, strict: bool) -> Optiona
             raise NoMatchError(f"{err} (pass strict=False to only warn)") from None
         warnings.warn(str(err), stacklevel=4)
         return None
-    same = canonical(key)  # "0:2" and slice(0, 2) are the same rule
-    return _Rule(label, f"{type(same).__name__}:{same!r}", matched, parsed, key)
+    return _Rule(label, key_id(key), matched, parsed, key)  # "0:2" is slice(0, 2), one rule
 
 
 def _blame(err: Exception, *keys: Any) -> Exception:

@@ -9,11 +9,11 @@ computes.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Dict, FrozenSet, Iterator, List, Tuple
 
 from mxnet import gluon
 
+from ..checks import did_you_mean
 from ..errors import InvalidTypeError, UnknownNameError
 from .automatic import join
 from .tracing import symbol_layers
@@ -101,10 +101,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
             if isinstance(block, gluon.SymbolBlock):
                 return _layer_params(block, ".".join(parts[depth:]), path)
             here = ".".join(parts[:depth]) or "<root>"
-            close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise UnknownNameError(f"no child {part!r} under {here}; it has "
-                                   f"{list(children)}.{hint}")
+            raise UnknownNameError(f"no child {part!r} under {here}; it has {list(children)}. "
+                                   f"{did_you_mean(part, children)}".rstrip())
         block = children[part]
     return list(block.collect_params().values())
 
@@ -112,8 +110,7 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
 def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon.Parameter]:
     layers = dict(symbol_layers(block))
     if layer not in layers:
-        close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
+        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}. "
+                               f"{did_you_mean(layer, layers)}".rstrip())
     params = block.collect_params()
     return [params[n] for n in layers[layer]]

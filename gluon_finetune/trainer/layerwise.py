@@ -304,16 +304,22 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
         apply_update_path(self._optimizer, path, self._updaters)
 
     def step(self, batch_size, ignore_stale_grad=False):
-        """As ``gluon.Trainer.step``; first checks for hand edits that a rule or the limit
-        owns (``Ownership.check``: an ``lr_mult`` a rule's own rate fixes, a thaw of what
-        a rule or the limit freezes)."""
-        self._ownership.check()
+        """As ``gluon.Trainer.step``; first checks, before any weight changes, for hand
+        edits that a rule or the limit owns (``Ownership.check``: an ``lr_mult`` a rule's
+        own rate fixes, a thaw of what a rule or the limit freezes) and that every rule's
+        schedule gives a rate at this step."""
+        self._check_before_update()
         super().step(batch_size, ignore_stale_grad)
 
     def update(self, batch_size, ignore_stale_grad=False):
-        """As ``gluon.Trainer.update``, with the same check as ``step``."""
-        self._ownership.check()
+        """As ``gluon.Trainer.update``, with the same checks as ``step``."""
+        self._check_before_update()
         super().update(batch_size, ignore_stale_grad)
+
+    def _check_before_update(self) -> None:
+        state = self._optimizer.layerwise
+        self._ownership.check()
+        state.check_schedules(self._optimizer, self._params)
 
     def set_learning_rate(self, lr):
         """Set the base rate; every layer is rescaled, keeping its multiplier (a rule's own
