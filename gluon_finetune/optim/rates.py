@@ -17,6 +17,7 @@ import copy
 import pickle
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set
 
+from .._compat import update_counts
 from ..errors import InvalidValueError, StatesError, UnsupportedError
 from .schedules import describe_schedule, private_copy, rebased_copy
 
@@ -274,7 +275,7 @@ class LayerwiseState:
         if not self.rates:
             return lrs
         params, begin = optimizer.param_dict, optimizer.begin_num_update
-        counts, scheduled = optimizer._index_update_count, optimizer.lr_scheduler is not None
+        counts, scheduled = update_counts(optimizer)[1], optimizer.lr_scheduler is not None
         governed = self._governed
         for k, index in enumerate(indices):
             rate = governed.get(index)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from mxnet import gluon
 
+from .._compat import is_differentiable
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..optim import OneCycle
 from ..rules.presets import combine, no_weight_decay
@@ -221,7 +222,7 @@ def _trainable_before_rules(net, trainer: Optional[LayerwiseTrainer]) -> List[st
     if trainer is not None:
         return [p.name for p in trainer.params if p.name not in trainer.frozen_before]
     return [p.name for p in net.collect_params().values()
-            if not (p._differentiable and p.grad_req == "null")]
+            if not (is_differentiable(p) and p.grad_req == "null")]
 
 
 def _context(net):

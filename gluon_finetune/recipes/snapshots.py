@@ -18,6 +18,14 @@ from typing import Iterable, List
 import numpy as np
 from mxnet import gluon
 
+from .._compat import (
+    fresh_grad,
+    param_trainer,
+    set_fresh_grad,
+    set_global_stats,
+    set_param_trainer,
+    uses_global_stats,
+)
 from ..trainer import batchnorm_layers, clear_cached_graphs
 
 __all__ = ["Snapshot", "unique_params"]
@@ -40,10 +48,10 @@ class _ParamState:
     def __init__(self, param: gluon.Parameter):
         self.param = param
         self.settings = (param.lr_mult, param.wd_mult, param.grad_req)
-        self.trainer = param._trainer
+        self.trainer = param_trainer(param)
         self.data = [array.copy() for array in param.list_data()]
         trains = param.grad_req != "null"  # only then has an array a gradient (and a flag)
-        self.fresh = [array._fresh_grad for array in param.list_data()] if trains else []
+        self.fresh = [fresh_grad(array) for array in param.list_data()] if trains else []
         self.grad = [array.copy() for array in param.list_grad()] if trains else []
 
     def restore(self) -> None:
@@ -52,14 +60,14 @@ class _ParamState:
         if param.grad_req != grad_req:  # never changed by lr_find; set back all the same
             param.grad_req = grad_req
         param.lr_mult, param.wd_mult = lr_mult, wd_mult
-        param._trainer = self.trainer
+        set_param_trainer(param, self.trainer)
         for saved, array in zip(self.data, param.list_data()):
             saved.copyto(array)
         if self.grad:
             for saved, array in zip(self.grad, param.list_grad()):
                 saved.copyto(array)
             for array, fresh in zip(param.list_data(), self.fresh):
-                array._fresh_grad = fresh
+                set_fresh_grad(array, fresh)
 
 
 class Snapshot:
@@ -89,7 +97,7 @@ class Snapshot:
         self._params = [_ParamState(p) for p in
                         unique_params(net.collect_params().values(), params)]
         self._net = net
-        self._bn = [(layer, layer._kwargs["use_global_stats"]) for layer in batchnorm_layers(net)]
+        self._bn = [(layer, uses_global_stats(layer)) for layer in batchnorm_layers(net)]
         self._numpy = np.random.get_state()
         self._python = random.getstate()
 
@@ -99,8 +107,8 @@ class Snapshot:
             state.restore()
         changed = False
         for layer, mode in self._bn:
-            if layer._kwargs["use_global_stats"] != mode:
-                layer._kwargs["use_global_stats"] = mode
+            if uses_global_stats(layer) != mode:
+                set_global_stats(layer, mode)
                 changed = True
         if changed:
             clear_cached_graphs(self._net)

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Set, Tuple
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .._compat import batchnorm_base, graph_output, has_global_stats, own_params
 from ..checks import check_bool
 from ..errors import RuleError
 from ..structure.index import check_block, walk
@@ -25,8 +26,8 @@ __all__ = ["no_weight_decay", "combine", "norm_layers", "NORM_TYPES"]
 
 # MXNet's normalization layers (``_BatchNorm`` covers BatchNorm, BatchNormReLU and
 # SyncBatchNorm); GluonCV's and GluonNLP's subclass these or wrap the BatchNorm
-# operator, which ``_wraps_batchnorm`` recognises.
-NORM_TYPES: Tuple[type, ...] = (nn.basic_layers._BatchNorm, nn.LayerNorm, nn.GroupNorm,
+# operator, which ``_compat.has_global_stats`` recognises.
+NORM_TYPES: Tuple[type, ...] = (batchnorm_base(nn), nn.LayerNorm, nn.GroupNorm,
                                 nn.InstanceNorm)
 # The operators of those layers in an exported graph (a SymbolBlock has no layers).
 _NORM_OPS = {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "_contrib_SyncBatchNorm",
@@ -34,25 +35,18 @@ _NORM_OPS = {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "_contrib_Sy
 _BIAS_OPS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}  # op -> bias input
 
 
-def _wraps_batchnorm(block) -> bool:
-    """A layer that runs MXNet's BatchNorm operator itself (e.g. GluonCV's GroupNorm):
-    it keeps that operator's flags, ``use_global_stats`` among them."""
-    kwargs = getattr(block, "_kwargs", None)
-    return isinstance(kwargs, dict) and "use_global_stats" in kwargs
-
-
 def norm_layers(net) -> List[Tuple[str, gluon.Block]]:
     """``(structural path, layer)`` of every normalization layer of ``net``, by type."""
     check_block(net)
     return [(path, block) for path, block in walk(net)
-            if isinstance(block, NORM_TYPES) or _wraps_batchnorm(block)]
+            if isinstance(block, NORM_TYPES) or has_global_stats(block)]
 
 
 def _biases(net) -> Set[str]:
     """Names of the parameters registered as a layer's ``bias`` (or ``*_bias``: RNN cells)."""
     out = set()
     for _, block in walk(net):
-        for attr, param in block._reg_params.items():
+        for attr, param in own_params(block).items():
             if attr == "bias" or attr.endswith("_bias"):
                 out.add(param.name)
     return out
@@ -60,7 +54,7 @@ def _biases(net) -> Set[str]:
 
 def _graph_params(net: gluon.SymbolBlock) -> Tuple[Set[str], Set[str]]:
     """(bias names, normalization parameter names) read off an exported graph."""
-    nodes = json.loads(net._cached_graph[1].tojson())["nodes"]
+    nodes = json.loads(graph_output(net).tojson())["nodes"]
     biases, norms = set(), set()
     for node in nodes:
         inputs = [nodes[i[0]] for i in node.get("inputs", [])]

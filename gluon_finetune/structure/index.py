@@ -24,6 +24,7 @@ from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequen
 
 from mxnet import gluon
 
+from .._compat import children, is_differentiable, is_initialized, own_params, param_data
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
 from .automatic import Entry, automatic, is_container, join
 from .declared import (
@@ -84,8 +85,8 @@ class BlockGroup:
 def param_shape(param: gluon.Parameter) -> Tuple[int, ...]:
     """A parameter's shape: its data's once it has data (a SymbolBlock's parameters keep
     ``shape=None`` even then), else the declared one (0: not known yet)."""
-    if param._data is not None:
-        return tuple(int(d) for d in param._data[0].shape)
+    if is_initialized(param):
+        return tuple(int(d) for d in param_data(param)[0].shape)
     return tuple(int(d) for d in (param.shape or ()))
 
 
@@ -93,7 +94,7 @@ def walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
     """``block`` and every block below it, depth first in registration order, with its
     structural path (``""`` for ``block`` itself)."""
     yield prefix, block
-    for name, child in block._children.items():
+    for name, child in children(block).items():
         yield from walk(child, join(prefix, name))
 
 
@@ -119,18 +120,18 @@ def can_train(param: gluon.Parameter, net=None) -> bool:
     """
     if net is not None:
         _register_aux(net)
-    return bool(param._differentiable) and not isinstance(param, gluon.Constant) \
+    return is_differentiable(param) and not isinstance(param, gluon.Constant) \
         and param not in _AUX
 
 
 # ----------------------------------------------------------------- paths
 
 def _collect_paths(block, prefix: str, paths: Dict[str, FrozenSet[str]]) -> FrozenSet[str]:
-    names = set(block.params.keys()) | {p.name for p in block._reg_params.values()}
+    names = set(block.params.keys()) | {p.name for p in own_params(block).values()}
     if isinstance(block, gluon.SymbolBlock):
         for layer, layer_names in symbol_layers(block):
             paths[join(prefix, layer)] = frozenset(layer_names)
-    for name, child in block._children.items():
+    for name, child in children(block).items():
         names |= _collect_paths(child, join(prefix, name), paths)
     frozen = frozenset(names)
     if prefix:
@@ -153,9 +154,9 @@ def param_paths(net) -> Dict[str, str]:
     out: Dict[str, str] = {}
 
     def visit(block, prefix: str) -> None:
-        for attr, param in block._reg_params.items():
+        for attr, param in own_params(block).items():
             out.setdefault(param.name, join(prefix, attr))
-        for name, child in block._children.items():
+        for name, child in children(block).items():
             visit(child, join(prefix, name))
 
     visit(net, "")
@@ -179,16 +180,16 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
     block = net
     parts = path.split(".") if path else []
     for depth, part in enumerate(parts):
-        children = block._children
-        if part not in children:
+        under = children(block)
+        if part not in under:
             if isinstance(block, gluon.SymbolBlock):
                 return _layer_params(block, ".".join(parts[depth:]), path)
             here = ".".join(parts[:depth]) or "<root>"
-            close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
+            close = difflib.get_close_matches(part, list(under), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownNameError(f"no child {part!r} under {here}; it has "
-                                   f"{list(children)}.{hint}")
-        block = children[part]
+                                   f"{list(under)}.{hint}")
+        block = under[part]
     return list(block.collect_params().values())
 
 
@@ -217,7 +218,7 @@ def _trainable_only(net, found: List[Entry]) -> List[Entry]:
 
 
 def _signature(net) -> tuple:
-    return tuple((id(b), tuple(b._children), tuple(map(id, b._reg_params.values())))
+    return tuple((id(b), tuple(children(b)), tuple(map(id, own_params(b).values())))
                  for b in descendants(net))
 
 

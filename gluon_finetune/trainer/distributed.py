@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from mxnet import nd
 
+from .._compat import deferred_init
 from ..errors import InvalidTypeError
 
 __all__ = ["ParameterServerSync", "sends_optimizer", "check_sendable", "exit_at_once_on_error"]
@@ -121,7 +122,7 @@ class ParameterServerSync:
         first step: by then each worker has computed a gradient on its own initial
         weights, and the lazy set-up races with it."""
         self._scale_sent = True  # False while the servers have rescale_grad from before step 1
-        if self._is_dist_config() and not any(p._deferred_init for p in self._params):
+        if self._is_dist_config() and not any(deferred_init(p) for p in self._params):
             self._scale_sent = False
             self._init_kvstore()
             self._init_params()

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Set
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .._compat import clear_cached_op, has_global_stats, set_global_stats, uses_global_stats
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..structure.index import (
     block_names,
@@ -46,8 +47,7 @@ def check_bn_policy(bn: str) -> str:
 
 def batchnorm_layers(net) -> List[nn.BatchNorm]:
     """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
-    return [b for b in descendants(net)
-            if isinstance(getattr(b, "_kwargs", None), dict) and "use_global_stats" in b._kwargs]
+    return [b for b in descendants(net) if has_global_stats(b)]
 
 
 def _trainable_names(block) -> Set[str]:
@@ -98,11 +98,11 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
         if owned is not None and not names <= owned:
             continue
         if not hasattr(layer, _ORIGINAL):
-            object.__setattr__(layer, _ORIGINAL, layer._kwargs["use_global_stats"])
+            object.__setattr__(layer, _ORIGINAL, uses_global_stats(layer))
         frozen = bool(names) and names <= frozen_names
         wanted = True if (frozen and bn == "frozen") else getattr(layer, _ORIGINAL)
-        if layer._kwargs["use_global_stats"] != wanted:
-            layer._kwargs["use_global_stats"] = wanted
+        if uses_global_stats(layer) != wanted:
+            set_global_stats(layer, wanted)
             changed = True
     if changed:
         clear_cached_graphs(net)
@@ -113,7 +113,7 @@ def clear_cached_graphs(net) -> None:
     """Make hybridized blocks rebuild their graph (they cache BatchNorm's flags)."""
     for block in descendants(net):
         if isinstance(block, gluon.HybridBlock):
-            block._clear_cached_op()
+            clear_cached_op(block)
 
 
 def bn_param_names(net) -> Dict[str, str]:

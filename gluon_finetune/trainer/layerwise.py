@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mxnet import gluon
 
+from .._compat import param_trainer, set_param_trainer, stock_lrs, update_counts
 from ..checks import check_bool, check_real
 from ..errors import InvalidTypeError, InvalidValueError
 from ..optim import rates as rate_table
@@ -132,13 +133,13 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
         table = self._resolve(layers, params, base_lr(opt), strict) if layers is not None \
             else None
 
-        previous = [p._trainer for p in params]
+        previous = [param_trainer(p) for p in params]
         try:
             super().__init__(params, layerwise(opt), None, kvstore, compression_params,
                              update_on_kvstore)
         except Exception:
             for p, trainer in zip(params, previous):
-                p._trainer = trainer
+                set_param_trainer(p, trainer)
             raise
         self._layers, self._table = layers, table
         self._choose_update_path()
@@ -199,7 +200,7 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
 
     def current_lrs(self) -> List[float]:
         """Each parameter's learning rate at the current step (trainer order)."""
-        return list(self._optimizer._get_lrs(list(range(len(self._params)))))
+        return list(stock_lrs(self._optimizer, list(range(len(self._params)))))
 
     def preview_lrs(self, steps: int) -> List[List[float]]:
         """Each parameter's learning rate at each of the next ``steps`` updates, as
@@ -317,7 +318,7 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
             for i in indices:
                 updater.states.pop(i, None)
                 updater.states_synced.pop(i, None)
-        for counts in self._optimizer._all_index_update_counts.values():
+        for counts in update_counts(self._optimizer)[0].values():
             for i in indices:
                 counts.pop(i, None)
 
