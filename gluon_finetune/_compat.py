@@ -34,7 +34,7 @@ __all__ = [
     "set_param_trainer", "deferred_init", "after_init", "fresh_grad", "set_fresh_grad",
     "trainer_params", "trainer_contexts", "kvstore_in_use", "requested_kvstore",
     "updates_on_kvstore", "grad_scale", "compression_params", "update_counts",
-    "set_update_counts", "count_update", "stock_lrs", "same_update", "model_hashes",
+    "set_update_counts", "count_update", "stock_lrs", "same_update", "init_weight", "model_hashes",
 ]
 
 
@@ -247,6 +247,12 @@ def same_update(cls: type, base: type) -> bool:
     """Whether ``cls``, a subclass of optimizer class ``base``, updates with ``base``'s own
     update (no override of it)."""
     return cls._update_impl is base._update_impl
+
+
+def init_weight(initializer, name, array) -> None:
+    """Fill ``array`` as ``initializer`` fills a weight (what it does for a name ending in
+    ``weight``), whatever the name."""
+    initializer._init_weight(name, array)
 
 
 # ----------------------------------------------------------------- model stores

@@ -15,7 +15,7 @@ from ..errors import InvalidTypeError, InvalidValueError
 from .explain import block_labels
 
 __all__ = ["RateRecorder", "lr_curves", "merged_curves", "plot_lr_curves", "plot_accuracy",
-           "plot_schedules", "plot_lr_find"]
+           "plot_schedules", "plot_lr_find", "image_path"]
 
 Curves = Dict[str, List[float]]
 
@@ -101,7 +101,38 @@ def _figure(title: str, xlabel: str, ylabel: str, size=(10, 4.5), dpi: int = 100
     return plt, fig, ax
 
 
+def image_path(path: str, name: str = "path") -> str:
+    """The file a plot given ``path`` is written to: ``path`` itself, or ``path`` with
+    ``.png`` added where it has no extension (matplotlib would add one and write
+    another name than the one given). A format matplotlib cannot write is refused
+    here, before any work: the plots and the command line's ``--out`` check it so.
+
+    Raises
+    ------
+    InvalidValueError
+        For an extension matplotlib has no writer for, naming ``name``.
+
+    Examples
+    --------
+    >>> image_path("plots/lr"), image_path("lr.svg")
+    ('plots/lr.png', 'lr.svg')
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"{name} must be a file name, got {type(path).__name__}: "
+                               f"{path!r}", argument=name)
+    path = os.fspath(path)
+    kind = os.path.splitext(path)[1][1:].lower()
+    if not kind:
+        return path + ("png" if path.endswith(".") else ".png")
+    from matplotlib.backend_bases import FigureCanvasBase
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise InvalidValueError(f"{name} {path!r}: matplotlib cannot write .{kind} files; use "
+                                f".png (or .pdf, .svg)", argument=name)
+    return path
+
+
 def _save(plt, fig, ax, path: str) -> str:
+    path = image_path(path)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     folder = os.path.dirname(os.path.abspath(path))
@@ -143,7 +174,8 @@ def _check_curves(curves: Mapping[str, Sequence[float]], what: str) -> None:
 
 def plot_lr_curves(curves: Mapping[str, Sequence[float]], path: str,
                    title: str = "learning rate per layer", log: Optional[bool] = None) -> str:
-    """Write a PNG with one learning-rate curve per layer; returns ``path``.
+    """Write a PNG with one learning-rate curve per layer; returns the file written
+    (``image_path(path)``).
 
     Layers with identical curves are drawn once (see ``merged_curves``).
     ``log`` (default: when the positive rates span more than 10x) draws the
@@ -166,7 +198,8 @@ def plot_lr_curves(curves: Mapping[str, Sequence[float]], path: str,
 
 def plot_accuracy(curves: Mapping[str, Sequence[float]], path: str,
                   title: str = "validation accuracy") -> str:
-    """Write a PNG with one accuracy-per-epoch curve per method; returns ``path``."""
+    """Write a PNG with one accuracy-per-epoch curve per method; returns the file
+    written (``image_path(path)``)."""
     _check_curves(curves, "curves")
     plt, fig, ax = _figure(title, "epoch", "accuracy")
     for label, values in curves.items():
@@ -182,7 +215,8 @@ def plot_schedules(trainer, steps: int, path: str) -> str:
 
 def plot_lr_find(result, path: str, title: str = "learning-rate range test") -> str:
     """Write an ``lr_find`` result as a PNG: loss against the base rate (log axis), each
-    batch's loss faintly, the suggestion marked; returns ``path``."""
+    batch's loss faintly, the suggestion marked; returns the file written
+    (``image_path(path)``)."""
     if not result.lrs:
         raise InvalidValueError("plot_lr_find: the result has no points")
     plt, fig, ax = _figure(title, "base learning rate", "loss", size=(9, 4), dpi=80)
