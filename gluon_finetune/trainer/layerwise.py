@@ -130,8 +130,7 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
         self._to_servers = sends_optimizer(kvstore, update_on_kvstore)
         self._check_sendable("the trainer's lr_scheduler", opt.lr_scheduler)
         self._own = [Own(p.lr_mult, p.wd_mult, p.grad_req, can_train(p, net)) for p in params]
-        table = self._resolve(layers, params, base_lr(opt), strict) if layers is not None \
-            else None
+        table = None if layers is None else self._resolve(layers, params, base_lr(opt), strict)
 
         previous = [param_trainer(p) for p in params]
         try:
