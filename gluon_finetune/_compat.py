@@ -29,12 +29,13 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 __all__ = [
     "children", "set_child", "own_params", "has_empty_prefix", "graph_inputs", "graph_output",
     "operator_flags", "has_global_stats", "uses_global_stats", "set_global_stats",
-    "dense_flatten", "conv_in_channels", "clear_cached_op", "hybridize_flags", "batchnorm_base",
-    "is_initialized", "param_data", "is_differentiable", "storage_type", "param_trainer",
-    "set_param_trainer", "deferred_init", "after_init", "fresh_grad", "set_fresh_grad",
-    "trainer_params", "trainer_contexts", "kvstore_in_use", "requested_kvstore",
-    "updates_on_kvstore", "grad_scale", "compression_params", "update_counts",
-    "set_update_counts", "count_update", "stock_lrs", "same_update", "init_weight", "model_hashes",
+    "dense_flatten", "dense_units", "conv_channels", "conv_in_channels", "clear_cached_op",
+    "hybridize_flags", "batchnorm_base", "is_initialized", "param_data", "is_differentiable",
+    "storage_type", "param_trainer", "set_param_trainer", "deferred_init", "after_init",
+    "fresh_grad", "set_fresh_grad", "trainer_params", "trainer_contexts", "kvstore_in_use",
+    "requested_kvstore", "updates_on_kvstore", "grad_scale", "compression_params",
+    "update_counts", "set_update_counts", "count_update", "stock_lrs", "same_update",
+    "init_weight", "model_hashes",
 ]
 
 
@@ -99,6 +100,16 @@ def set_global_stats(layer, value: bool) -> None:
 def dense_flatten(layer) -> bool:
     """A Dense layer's ``flatten`` argument."""
     return layer._flatten
+
+
+def dense_units(layer) -> int:
+    """A Dense layer's number of outputs."""
+    return layer._units
+
+
+def conv_channels(layer) -> int:
+    """A convolution layer's number of output channels."""
+    return layer._channels
 
 
 def conv_in_channels(layer) -> int:

@@ -31,6 +31,7 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from .._compat import children, hybridize_flags, is_differentiable, own_params, uses_global_stats
+from ..arrays import concat, on_context, symbol_input
 from ..checks import InvalidTypeError, InvalidValueError, check_int
 from ..structure.index import _is_container, blocks, check_block, descendants
 from ..trainer import batchnorm_layers
@@ -203,7 +204,7 @@ def _graph(symbol):
 
 def _traced_same(net, prefix, suffix) -> bool:
     """Whether tracing both with a symbol gives the same graph (no data needed)."""
-    data = mx.sym.var("data")
+    data = symbol_input("data")
     try:
         expected = net(data)
     except Exception as err:
@@ -280,7 +281,7 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     batch_size = _check_args(net, dataset, batch_size, ctx)
     ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
     prefix, suffix, split = _checked_split(
-        net, lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
+        net, lambda: on_context(next(_batches(dataset, batch_size))[0], ctx))
     _warn_inexact(prefix)
     features, labels = _run(prefix, dataset, batch_size, ctx)
     return FeatureCache(prefix, suffix, split, features, labels)
@@ -332,7 +333,7 @@ def _training_mode_is_deterministic(prefix) -> bool:
     it so (uncached training's own computation; oneDNN's training kernels are faster)."""
     if not isinstance(prefix, gluon.HybridBlock):
         return False  # cannot see inside: inference mode is the safe reading
-    nodes = json.loads(prefix(mx.sym.var("data")).tojson())["nodes"]
+    nodes = json.loads(prefix(symbol_input("data")).tojson())["nodes"]
     return not any(n["op"] in _MODE_DEPENDENT or (
         n["op"] in _BATCHNORMS and n.get("attrs", {}).get("use_global_stats") != "True")
         for n in nodes)
@@ -343,9 +344,9 @@ def _run(prefix, dataset, batch_size: int, ctx):
     features, labels = [], []
     with autograd.pause(train_mode=_training_mode_is_deterministic(prefix)):
         for x, y in _batches(dataset, batch_size):
-            features.append(prefix(x.as_in_context(ctx)))
-            labels.append(y.as_in_context(ctx))
-    return mx.nd.concat(*features, dim=0), mx.nd.concat(*labels, dim=0)
+            features.append(prefix(on_context(x, ctx)))
+            labels.append(on_context(y, ctx))
+    return concat(features), concat(labels)
 
 
 def _hybridize_like(net, *chains) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 
 from mxnet import nd
 
-from .._compat import deferred_init
+from .._compat import deferred_init, update_counts
 from ..errors import InvalidTypeError
 
 __all__ = ["ParameterServerSync", "sends_optimizer", "check_sendable", "exit_at_once_on_error"]
@@ -111,6 +111,17 @@ class ParameterServerSync:
         if self._update_on_kvstore and kv_updater is not None:
             updaters.append(kv_updater)
         return updaters
+
+    def _reset_optimizer_state(self, indices: Sequence[int]) -> None:
+        """Forget momentum etc. of parameters that were frozen or thawed: thawed ones
+        start fresh (MXNet would resume the old momentum), frozen ones free memory."""
+        for updater in self._active_updaters():
+            for i in indices:
+                updater.states.pop(i, None)
+                updater.states_synced.pop(i, None)
+        for counts in update_counts(self._optimizer)[0].values():
+            for i in indices:
+                counts.pop(i, None)
 
     def _check_sendable(self, what: str, schedule: Any) -> None:
         if self._to_servers:

@@ -15,9 +15,8 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Set
 
 from mxnet import gluon
-from mxnet.gluon import nn
 
-from .._compat import clear_cached_op, has_global_stats, set_global_stats, uses_global_stats
+from .._compat import clear_cached_op, set_global_stats, uses_global_stats
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..structure.index import (
     block_names,
@@ -27,6 +26,7 @@ from ..structure.index import (
     last_blocks_names,
     structural_paths,
 )
+from ..structure.normalization import batchnorm_layers
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
@@ -43,11 +43,6 @@ def check_bn_policy(bn: str) -> str:
                                 f"keep updating; 'train': scale and shift also train), got "
                                 f"{bn!r}", argument="bn")
     return bn
-
-
-def batchnorm_layers(net) -> List[nn.BatchNorm]:
-    """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
-    return [b for b in descendants(net) if has_global_stats(b)]
 
 
 def _trainable_names(block) -> Set[str]:

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from mxnet import gluon
 
-from .._compat import param_trainer, set_param_trainer, stock_lrs, update_counts
+from .._compat import param_trainer, set_param_trainer, stock_lrs
 from ..checks import check_bool, check_real
 from ..errors import InvalidTypeError, InvalidValueError
 from ..optim import rates as rate_table
@@ -82,7 +82,12 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
     strict : bool, default True
         A rule that matches no parameter raises (with False: warns).
     bn : {'frozen', 'stats', 'train'}, default 'frozen'
-        What a fully frozen BatchNorm does (see ``freezing.py``).
+        What a fully frozen BatchNorm does (see ``freezing.py``). 'frozen' also
+        runs it on its running statistics (``use_global_stats``), as at
+        inference, so ``{"features": 0}`` is more than ``grad_req='null'`` in a
+        BatchNorm network; 'stats' is exactly ``grad_req='null'`` (batch
+        statistics, as plain Gluon and d2l.ai's exercise); 'train' also trains
+        scale and shift.
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
@@ -309,17 +314,6 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
             self._reset_optimizer_state(changed)
         self._send_to_servers(changed if fresh_state else ())
         self._check_same_on_every_rank()
-
-    def _reset_optimizer_state(self, indices: Sequence[int]) -> None:
-        """Forget momentum etc. of parameters that were frozen or thawed: thawed ones
-        start fresh (MXNet would resume the old momentum), frozen ones free memory."""
-        for updater in self._active_updaters():
-            for i in indices:
-                updater.states.pop(i, None)
-                updater.states_synced.pop(i, None)
-        for counts in update_counts(self._optimizer)[0].values():
-            for i in indices:
-                counts.pop(i, None)
 
     # ------------------------------------------------------------ gluon.Trainer
 
