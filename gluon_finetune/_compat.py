@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "children", "set_child", "own_params", "has_empty_prefix", "graph_inputs", "graph_output",
+    "set_graph_output",
     "operator_flags", "has_global_stats", "uses_global_stats", "set_global_stats",
     "dense_flatten", "dense_units", "conv_channels", "conv_in_channels", "clear_cached_op",
     "hybridize_flags", "batchnorm_base", "is_initialized", "param_data", "is_differentiable",
@@ -70,6 +71,12 @@ def graph_inputs(block) -> Sequence[Any]:
 def graph_output(block):
     """The output symbol of a SymbolBlock's graph."""
     return block._cached_graph[1]
+
+
+def set_graph_output(block, symbol) -> None:
+    """Give a SymbolBlock another output symbol over the same inputs (its cached op is
+    not rebuilt until ``clear_cached_op``)."""
+    block._cached_graph = (block._cached_graph[0], symbol)
 
 
 def operator_flags(block) -> Optional[Dict[str, Any]]:

@@ -7,7 +7,6 @@ in GluonCV's classification zoo.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from typing import List, Optional, Tuple, Union
@@ -26,7 +25,7 @@ from .._compat import (
     operator_flags,
     set_child,
 )
-from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, last_line
+from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, did_you_mean, last_line
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
     check_bn_policy,
@@ -92,10 +91,10 @@ def _zoo_of(name: str) -> str:
         return "mxnet"
     if name.lower() in _gluoncv_names():
         return "gluoncv"
-    close = difflib.get_close_matches(name.lower(), model_names(), n=5, cutoff=0.6)
-    hint = f" Close names: {close}." if close else ""
+    hint = did_you_mean(name.lower(), model_names(), n=5, cutoff=0.6)
     raise InvalidValueError(f"unknown model {name!r}: not in MXNet's model zoo nor in "
-                            f"GluonCV's.{hint} (gluon_finetune.model_names() lists them all)",
+                            f"GluonCV's. {hint + ' ' if hint else ''}(gluon_finetune."
+                            f"model_names() lists them all)",
                             argument="name")
 
 

@@ -30,10 +30,17 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from .._compat import children, hybridize_flags, is_differentiable, own_params, uses_global_stats
+from .._compat import (
+    children,
+    hybridize_flags,
+    is_differentiable,
+    own_params,
+    uses_global_stats,
+)
 from ..arrays import concat, on_context, symbol_input
 from ..checks import InvalidTypeError, InvalidValueError, check_int
 from ..structure.index import _is_container, blocks, check_block, descendants
+from ..structure.normalization import BATCHNORM_OPS, batchnorm_nodes, on_global_stats, symbol_blocks
 from ..trainer import batchnorm_layers
 
 __all__ = ["cache_features", "split_frozen", "FeatureCache"]
@@ -171,7 +178,9 @@ def _warn_inexact(prefix) -> None:
     """Where the prefix is not deterministic in training mode it runs in inference mode:
     say where uncached training would differ."""
     dropout = [b.name for b in descendants(prefix) if isinstance(b, nn.Dropout)]
-    live_bn = [b.name for b in batchnorm_layers(prefix) if not uses_global_stats(b)]
+    live_bn = [b.name for b in batchnorm_layers(prefix) if not uses_global_stats(b)] + \
+        [n.node for _, block in symbol_blocks(prefix) for n in batchnorm_nodes(block).values()
+         if not n.global_stats]
     if dropout:
         warnings.warn(f"the frozen prefix contains Dropout {dropout}: cached features are "
                       f"computed without dropout, uncached training would apply it",
@@ -323,9 +332,8 @@ def _check_args(net, dataset, batch_size, ctx) -> int:
     return batch_size
 
 
-# ops that compute differently in training mode (BatchNorm: unless on running statistics)
-_MODE_DEPENDENT = ("Dropout", "RNN", "BatchNorm_v1", "_contrib_SyncBatchNorm")
-_BATCHNORMS = ("BatchNorm", "_contrib_BatchNormWithReLU")
+# ops that compute differently in training mode (and BatchNorm, unless on running statistics)
+_MODE_DEPENDENT = ("Dropout", "RNN")
 
 
 def _training_mode_is_deterministic(prefix) -> bool:
@@ -334,9 +342,8 @@ def _training_mode_is_deterministic(prefix) -> bool:
     if not isinstance(prefix, gluon.HybridBlock):
         return False  # cannot see inside: inference mode is the safe reading
     nodes = json.loads(prefix(symbol_input("data")).tojson())["nodes"]
-    return not any(n["op"] in _MODE_DEPENDENT or (
-        n["op"] in _BATCHNORMS and n.get("attrs", {}).get("use_global_stats") != "True")
-        for n in nodes)
+    return not any(n["op"] in _MODE_DEPENDENT or
+                   (n["op"] in BATCHNORM_OPS and not on_global_stats(n)) for n in nodes)
 
 
 def _run(prefix, dataset, batch_size: int, ctx):

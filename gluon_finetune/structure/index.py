@@ -18,13 +18,13 @@ automatic list of ``grouping.py``.
 """
 from __future__ import annotations
 
-import difflib
 import weakref
 from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mxnet import gluon
 
 from .._compat import children, is_differentiable, is_initialized, own_params, param_data
+from ..checks import did_you_mean
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
 from .automatic import Entry, automatic, is_container, join
 from .declared import (
@@ -185,10 +185,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
             if isinstance(block, gluon.SymbolBlock):
                 return _layer_params(block, ".".join(parts[depth:]), path)
             here = ".".join(parts[:depth]) or "<root>"
-            close = difflib.get_close_matches(part, list(under), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise UnknownNameError(f"no child {part!r} under {here}; it has "
-                                   f"{list(under)}.{hint}")
+            raise UnknownNameError(f"no child {part!r} under {here}; it has {list(under)}. "
+                                   f"{did_you_mean(part, under)}".rstrip())
         block = under[part]
     return list(block.collect_params().values())
 
@@ -196,9 +194,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
 def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon.Parameter]:
     layers = dict(symbol_layers(block))
     if layer not in layers:
-        close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
+        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}. "
+                               f"{did_you_mean(layer, layers)}".rstrip())
     params = block.collect_params()
     return [params[n] for n in layers[layer]]
 

@@ -327,14 +327,20 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
 
     def step(self, batch_size, ignore_stale_grad=False):
         """As ``gluon.Trainer.step``; first checks for hand edits of ``lr_mult`` that a
-        rule cannot honour (``rates.check_hand_edits``)."""
-        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
+        rule cannot honour (``rates.check_hand_edits``) and that every rule's schedule
+        gives a rate at this step, before any weight changes."""
+        self._check_before_update()
         super().step(batch_size, ignore_stale_grad)
 
     def update(self, batch_size, ignore_stale_grad=False):
-        """As ``gluon.Trainer.update``, with the same check as ``step``."""
-        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
+        """As ``gluon.Trainer.update``, with the same checks as ``step``."""
+        self._check_before_update()
         super().update(batch_size, ignore_stale_grad)
+
+    def _check_before_update(self) -> None:
+        state = self._optimizer.layerwise
+        rate_table.check_hand_edits(state.rates, self._params)
+        state.check_schedules(self._optimizer, self._params)
 
     def set_learning_rate(self, lr):
         """Set the base rate; every layer is rescaled, keeping its multiplier.
