@@ -13,6 +13,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional
 
+from .._compat import is_initialized
 from ..errors import FinetuneError, InvalidValueError, MissingFileError
 from ..rules.resolution import rule_items
 from .schema import Settings, refuse
@@ -238,7 +239,7 @@ def _finish_init(net, loader) -> None:
     """Give deferred parameters their shapes with one recorded forward pass (an inference
     pass would leave convolution weights in oneDNN's layout; nothing updates here)."""
     import mxnet as mx
-    if any(p._data is None for p in net.collect_params().values()):
+    if any(not is_initialized(p) for p in net.collect_params().values()):
         with mx.autograd.record():
             net(next(iter(loader))[0])
         mx.nd.waitall()

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 from mxnet.gluon import nn
 
+from .._compat import conv_channels, dense_units
 from ..structure.index import walk
 from ..structure.tracing import forward_trace
 
@@ -22,9 +23,9 @@ __all__ = ["outputs_of", "auxiliary_classifiers", "warn_auxiliary"]
 def outputs_of(layer) -> Optional[int]:
     """The number of outputs of a Dense or Conv2D layer (None for other layers)."""
     if isinstance(layer, nn.Dense):
-        return int(layer._units)
+        return int(dense_units(layer))
     if isinstance(layer, nn.Conv2D):
-        return int(layer._channels)
+        return int(conv_channels(layer))
     return None
 
 

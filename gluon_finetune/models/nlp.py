@@ -14,6 +14,7 @@ from typing import Optional
 
 import mxnet as mx
 
+from .._compat import model_hashes
 from ..errors import InvalidValueError, MissingDependencyError, MissingFileError
 
 __all__ = ["NLP_MODELS", "is_nlp_model", "get_nlp_model"]
@@ -59,10 +60,10 @@ def _weights_file(name: str, dataset_name: Optional[str], root: str) -> str:
     root = os.path.expanduser(root)
     key = f"{name}_{dataset_name}" if dataset_name else None
     official = None
-    if key in model_store._model_sha1:
+    if key in model_hashes(model_store):
         official = os.path.join(root, f"{key}-{model_store.short_hash(key)}.params")
         if os.path.exists(official) and model_store.check_sha1(official,
-                                                               model_store._model_sha1[key]):
+                                                               model_hashes(model_store)[key]):
             return official
     local = os.path.join(root, f"{name}.params")
     if os.path.exists(local):

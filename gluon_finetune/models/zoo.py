@@ -15,6 +15,16 @@ import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .._compat import (
+    children,
+    conv_in_channels,
+    dense_flatten,
+    has_empty_prefix,
+    init_weight,
+    model_hashes,
+    operator_flags,
+    set_child,
+)
 from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, did_you_mean, last_line
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
@@ -40,7 +50,7 @@ class Fresh(mx.init.Xavier):
         if len(arr.shape) >= 2:
             super()._init_weight(name, arr)
         elif str(name).endswith("weight"):
-            mx.init.Uniform()._init_weight(name, arr)
+            init_weight(mx.init.Uniform(), name, arr)
         else:
             self._legacy_init(str(name), arr)
 
@@ -106,7 +116,7 @@ def _weights_file(name: str, zoo: str, root: str) -> str:
     store = _model_store(zoo)
     root = os.path.expanduser(root)
     official = os.path.join(root, f"{name}-{store.short_hash(name)}.params")
-    if os.path.exists(official) and store.check_sha1(official, store._model_sha1[name]):
+    if os.path.exists(official) and store.check_sha1(official, model_hashes(store)[name]):
         return official
     local = os.path.join(root, f"{name}.params")
     if os.path.exists(local):
@@ -134,14 +144,14 @@ def _build(name: str, zoo: str, kwargs) -> gluon.HybridBlock:
 def _new_head(old, classes: int):
     """A freshly initialised layer like ``old`` with ``classes`` outputs."""
     if isinstance(old, nn.Dense):
-        return nn.Dense(classes, flatten=old._flatten, use_bias=old.bias is not None,
+        return nn.Dense(classes, flatten=dense_flatten(old), use_bias=old.bias is not None,
                         in_units=old.weight.shape[1] if old.weight.shape else 0)
     if isinstance(old, nn.Conv2D):
-        k = old._kwargs
+        k = operator_flags(old)
         return nn.Conv2D(classes, kernel_size=k["kernel"], strides=k["stride"],
                          padding=k["pad"], dilation=k["dilate"], groups=k["num_group"],
                          layout=k["layout"], use_bias=not k["no_bias"],
-                         in_channels=old._in_channels)
+                         in_channels=conv_in_channels(old))
     raise InvalidTypeError(f"cannot replace a head of type {type(old).__name__}: classes= "
                            f"replaces a classifier's last block when it is a Dense or Conv2D "
                            f"layer (or resets a GluonCV detector's classes). Build the model "
@@ -160,15 +170,15 @@ def _parent(net, path: str) -> Tuple[gluon.Block, str, gluon.Block]:
     parts = path.split(".")
     block = scope = net
     for part in parts[:-1]:
-        block = block._children[part]
-        scope = scope if getattr(block, "_empty_prefix", False) else block
+        block = children(block)[part]
+        scope = scope if has_empty_prefix(block) else block
     return block, parts[-1], scope
 
 
 def _registrations(block, child) -> List[Tuple[gluon.Block, str]]:
     """Every (parent, key) under which ``child`` is registered below ``block``."""
-    found = [(block, key) for key, c in block._children.items() if c is child]
-    for c in block._children.values():
+    found = [(block, key) for key, c in children(block).items() if c is child]
+    for c in children(block).values():
         if c is not child:
             found.extend(_registrations(c, child))
     return found
@@ -183,7 +193,7 @@ def _swap_head(net, classes: int, ctx) -> str:
     head.initialize(mx.init.Xavier(), ctx=ctx)
     for parent, key in _registrations(net, old):  # GluonCV's GoogLeNet: head.2 is output
         if key.isdigit():  # a Sequential child: replace it in place, keeping its position
-            parent._children[key] = head
+            set_child(parent, key, head)
         else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
             setattr(parent, key, head)
     clear_cached_graphs(net)

@@ -31,6 +31,7 @@ from typing import Dict, List, Sequence
 from mxnet.optimizer import SGD, Optimizer
 from mxnet.optimizer import optimizer as _mx_opt  # its operators, without mxnet.gluon
 
+from .._compat import count_update, same_update, set_update_counts, stock_lrs, update_counts
 from ..errors import InvalidTypeError
 from .rates import LayerwiseState
 
@@ -104,7 +105,7 @@ def layerwise_class(base: type) -> type:
     cls = _CLASSES.get(base)
     if cls is None:
         # Only where SGD's own update runs: a subclass with its own update keeps it.
-        stock_sgd = issubclass(base, SGD) and base._update_impl is SGD._update_impl
+        stock_sgd = issubclass(base, SGD) and same_update(base, SGD)
         mixins = (_LayerwiseMixin, _PerArraySGDMixin) if stock_sgd else (_LayerwiseMixin,)
         cls = type(f"Layerwise{base.__name__}", (*mixins, base),
                    {"__module__": __name__, "__doc__": f"{base.__name__} with per-layer rates."})
@@ -151,18 +152,16 @@ def preview_lrs(optimizer: Optimizer, count: int, updated: Sequence[int], steps:
     sim.lr_scheduler = copy.deepcopy(optimizer.lr_scheduler)
     if is_layerwise(optimizer):
         sim.layerwise = copy.deepcopy(optimizer.layerwise)
-    sim._all_index_update_counts = {}
-    for device, counts in optimizer._all_index_update_counts.items():
-        sim._all_index_update_counts[device] = dict(counts)
-        if counts is optimizer._index_update_count:
-            sim._index_update_count = sim._all_index_update_counts[device]
-    if sim._index_update_count is optimizer._index_update_count:
-        sim._index_update_count = dict(optimizer._index_update_count)
+    all_counts, current = update_counts(optimizer)
+    copies = {device: dict(counts) for device, counts in all_counts.items()}
+    mine = next((copies[d] for d, counts in all_counts.items() if counts is current),
+                dict(current))
+    set_update_counts(sim, copies, mine)
     indices = list(range(count))
     out = []
     for _ in range(steps):
-        sim._update_count(list(updated))
-        out.append(list(sim._get_lrs(indices)))
+        count_update(sim, list(updated))
+        out.append(list(stock_lrs(sim, indices)))
     return out
 
 
@@ -191,8 +190,8 @@ def fresh_layerwise(optimizer: Optimizer) -> Optimizer:
                                          if k not in skip}))
     fresh.param_dict, fresh.lr_scheduler, fresh.layerwise = {}, None, LayerwiseState()
     fresh.num_update = fresh.begin_num_update = 0
-    fresh._index_update_count = {}
-    fresh._all_index_update_counts = {0: fresh._index_update_count}
+    current: Dict[int, int] = {}
+    set_update_counts(fresh, {0: current}, current)
     return fresh
 
 
@@ -229,8 +228,7 @@ def _take_over(optimizer: Optimizer) -> None:
         return
     for index in fresh:
         states.pop(index, None)
-    optimizer._all_index_update_counts = {
-        device: {i: n for i, n in counts.items() if i not in fresh}
-        for device, counts in previous._all_index_update_counts.items()}
-    optimizer._index_update_count = optimizer._all_index_update_counts.setdefault(0, {})
+    counts = {device: {i: n for i, n in table.items() if i not in fresh}
+              for device, table in update_counts(previous)[0].items()}
+    set_update_counts(optimizer, counts, counts.setdefault(0, {}))
     optimizer.num_update = max(optimizer.num_update, previous.num_update)

@@ -17,6 +17,7 @@ import copy
 import math
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set
 
+from .._compat import update_counts
 from ..errors import StatesError
 from .schedules import Unsaved, describe_schedule, private_copy, rebased_copy, scheduled_rate
 from .schedules import fingerprint as _fingerprint
@@ -290,7 +291,7 @@ class LayerwiseState:
         if not self.rates:
             return lrs
         params, begin = optimizer.param_dict, optimizer.begin_num_update
-        counts, scheduled = optimizer._index_update_count, optimizer.lr_scheduler is not None
+        counts, scheduled = update_counts(optimizer)[1], optimizer.lr_scheduler is not None
         governed = self._governed
         for k, index in enumerate(indices):
             rate = governed.get(index)
@@ -307,7 +308,7 @@ class LayerwiseState:
         """Evaluate, before a step changes anything, each rule's schedule at the step the
         coming update asks it for, so that one returning no rate fails with no weight
         updated (once per clock and step: asked again at that step, it gives the same)."""
-        begin, counts = optimizer.begin_num_update, optimizer._index_update_count
+        begin, counts = optimizer.begin_num_update, update_counts(optimizer)[1]
         seen = set()
         for index, rate in self._governed.items():
             if rate.lr_scheduler is None or params[index].grad_req == "null":

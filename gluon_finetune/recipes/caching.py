@@ -30,6 +30,13 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from .._compat import (
+    children,
+    hybridize_flags,
+    is_differentiable,
+    own_params,
+    uses_global_stats,
+)
 from ..arrays import concat, on_context, symbol_input
 from ..checks import InvalidTypeError, InvalidValueError, check_int
 from ..structure.index import _is_container, blocks, check_block, descendants
@@ -86,7 +93,7 @@ def _check_batch_size(batch_size) -> int:
 
 
 def _trainable(block) -> bool:
-    return any(p.grad_req != "null" and p._differentiable
+    return any(p.grad_req != "null" and is_differentiable(p)
                for p in block.collect_params().values())
 
 
@@ -108,15 +115,15 @@ def _cut(block, parts: List[str], depth: int) -> Tuple[list, list]:
     if depth and not _is_container(block):  # blocks() only descends into containers
         raise InvalidValueError(f"cannot cut inside {type(block).__name__} at "
                                 f"{'.'.join(parts[:depth])!r}: it is not a Sequential chain")
-    children = list(block._children.items())
-    names = [name for name, _ in children]
+    listed = list(children(block).items())
+    names = [name for name, _ in listed]
     if parts[depth] not in names:  # a SymbolBlock's layer, or a block of several paths
         raise InvalidValueError(f"cannot cut {type(block).__name__} at {'.'.join(parts)!r}: the "
                                 "first trainable block is not one of its child blocks")
     index = names.index(parts[depth])
-    before = [child for _, child in children[:index]]
-    after = [child for _, child in children[index + 1:]]
-    child = children[index][1]
+    before = [child for _, child in listed[:index]]
+    after = [child for _, child in listed[index + 1:]]
+    child = listed[index][1]
     if depth + 1 == len(parts):
         return before, [child] + after
     inner_before, inner_after = _cut(child, parts, depth + 1)
@@ -158,7 +165,7 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
     if isinstance(net, gluon.SymbolBlock):
         raise InvalidValueError("cannot cut a SymbolBlock: its layers are one graph, not child "
                                 "blocks; wrap the frozen part and the rest as separate blocks")
-    own = [p.name for p in net._reg_params.values()]
+    own = [p.name for p in own_params(net).values()]
     if own and not _is_container(net):
         raise InvalidValueError(f"cannot cut {type(net).__name__}: its forward uses its own "
                                 f"parameters {own}, so it is not a chain of its children")
@@ -171,7 +178,7 @@ def _warn_inexact(prefix) -> None:
     """Where the prefix is not deterministic in training mode it runs in inference mode:
     say where uncached training would differ."""
     dropout = [b.name for b in descendants(prefix) if isinstance(b, nn.Dropout)]
-    live_bn = [b.name for b in batchnorm_layers(prefix) if not b._kwargs["use_global_stats"]] + \
+    live_bn = [b.name for b in batchnorm_layers(prefix) if not uses_global_stats(b)] + \
         [n.node for _, block in symbol_blocks(prefix) for n in batchnorm_nodes(block).values()
          if not n.global_stats]
     if dropout:
@@ -298,7 +305,7 @@ def _checked_split(net, first_batch):
     the same cut of the same blocks: their compiled graphs and memory then serve every
     later cache (a validation set, a re-run) instead of being built again."""
     prefix, suffix, split = split_frozen(net)
-    blocks_now = (tuple(prefix._children.values()), tuple(suffix._children.values()))
+    blocks_now = (tuple(children(prefix).values()), tuple(children(suffix).values()))
     memo = _CHECKED.get(net)
     if memo is not None and memo[0] == (split, blocks_now):
         return memo[1]
@@ -351,7 +358,8 @@ def _run(prefix, dataset, batch_size: int, ctx):
 
 def _hybridize_like(net, *chains) -> None:
     """Hybridize the chains as the network is (one cached graph each instead of per child)."""
-    if isinstance(net, gluon.HybridBlock) and net._active:
+    flags = hybridize_flags(net) if isinstance(net, gluon.HybridBlock) else None
+    if flags is not None:
         for chain in chains:
             if isinstance(chain, gluon.HybridBlock):
-                chain.hybridize(True, **dict(net._flags))
+                chain.hybridize(True, **flags)

@@ -24,6 +24,18 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from tqdm.auto import tqdm
 
+from .._compat import (
+    compression_params,
+    grad_scale,
+    is_initialized,
+    kvstore_in_use,
+    requested_kvstore,
+    set_param_trainer,
+    storage_type,
+    trainer_contexts,
+    trainer_params,
+    updates_on_kvstore,
+)
 from ..arrays import as_array, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..optim import fresh_layerwise, preview_lrs
@@ -127,7 +139,7 @@ def suggest_lr(lrs: Sequence[float], losses: Sequence[float]) -> Optional[float]
 # ----------------------------------------------------------------- the trainer side
 
 def _kvstore_kind(trainer: gluon.Trainer) -> Optional[str]:
-    store = trainer._kvstore if trainer._kv_initialized else trainer._kvstore_params["kvstore"]
+    store = kvstore_in_use(trainer)
     if store is None or isinstance(store, str):
         return store
     return store.type
@@ -141,19 +153,19 @@ def _check_trainer(net: gluon.Block, trainer: gluon.Trainer) -> None:
             f"range test in a single-process job (one or several contexts, kvstore 'device' "
             f"or 'local') and give its rate to the distributed job", argument="trainer")
     in_net = {id(p) for p in net.collect_params().values()}
-    outside = [p.name for p in trainer._params if id(p) not in in_net]
+    outside = [p.name for p in trainer_params(trainer) if id(p) not in in_net]
     if outside:
         raise InvalidValueError(
             f"the trainer has parameters that are not in net: {outside[:5]}"
             f"{' ...' if len(outside) > 5 else ''}; pass the network they belong to",
             argument="trainer")
     for p in unique_params(net.collect_params().values()):
-        if p._data is None:
+        if not is_initialized(p):
             raise InvalidValueError(
                 f"parameter {p.name!r} is not initialized yet (deferred shape or no "
                 f"initialize()); run one forward pass before lr_find", argument="net")
-        if p._stype != "default":
-            raise InvalidValueError(f"parameter {p.name!r} has storage type {p._stype!r}; "
+        if storage_type(p) != "default":
+            raise InvalidValueError(f"parameter {p.name!r} has storage type {storage_type(p)!r}; "
                                     f"lr_find supports dense weights only", argument="net")
 
 
@@ -165,7 +177,7 @@ def relative_rates(trainer: gluon.Trainer) -> Tuple[float, List[float]]:
     A frozen parameter's entry is 0.
     """
     opt = trainer.optimizer
-    params = trainer._params
+    params = trainer_params(trainer)
     updated = [i for i, p in enumerate(params) if p.grad_req != "null"]
     rates = preview_lrs(opt, len(params), updated, 1)[0]
     base = opt.lr if opt.lr_scheduler is None else \
@@ -188,19 +200,17 @@ def _sweep_optimizer(opt, scale: float):
 
 def _sweep_trainer(trainer: gluon.Trainer, multipliers: Sequence[float]):
     from ..trainer import LayerwiseTrainer
-    params = trainer._params
+    params = trainer_params(trainer)
     for param, mult in zip(params, multipliers):
         param.lr_mult = mult
     for param in params:  # gluon.Trainer refuses to take over a sparse parameter's pointer
-        param._trainer = None
-    kvstore = trainer._kvstore_params["kvstore"]
+        set_param_trainer(param, None)
+    kvstore = requested_kvstore(trainer)
     if not (kvstore is None or isinstance(kvstore, str)):
         kvstore = kvstore.type  # never the user's store: it holds their weights
-    update_on_kvstore = trainer._update_on_kvstore if trainer._kv_initialized \
-        else trainer._kvstore_params["update_on_kvstore"]
-    return LayerwiseTrainer(list(params), _sweep_optimizer(trainer.optimizer, trainer._scale),
-                            kvstore=kvstore, compression_params=trainer._compression_params,
-                            update_on_kvstore=update_on_kvstore)
+    return LayerwiseTrainer(list(params), _sweep_optimizer(trainer.optimizer, grad_scale(trainer)),
+                            kvstore=kvstore, compression_params=compression_params(trainer),
+                            update_on_kvstore=updates_on_kvstore(trainer))
 
 
 # ----------------------------------------------------------------- the sweep
@@ -236,7 +246,7 @@ def _step(net, trainer, loss_fn, batch, contexts, accumulating) -> float:
 
 
 def _sweep(net, trainer, data, loss_fn, lrs, smooth, diverge, bar):
-    contexts = trainer._contexts
+    contexts = trainer_contexts(trainer)
     accumulating = [p for p in net.collect_params().values() if p.grad_req == "add"]
     batches = _cycle(data)
     raw: List[float] = []
@@ -365,7 +375,7 @@ def lr_find(net: gluon.Block, trainer: gluon.Trainer, data: Iterable,
     _check_trainer(net, trainer)
     _, multipliers = relative_rates(trainer)
     lrs = geometric_rates(float(start_lr), float(end_lr), int(num_iter))
-    snapshot = Snapshot(net, trainer._params)
+    snapshot = Snapshot(net, trainer_params(trainer))
     try:
         sweeper = _sweep_trainer(trainer, multipliers)
         with tqdm(total=len(lrs), desc="lr_find", disable=not progress, leave=False,

@@ -19,6 +19,7 @@ from typing import Iterable, List
 import numpy as np
 from mxnet import gluon
 
+from .._compat import fresh_grad, param_trainer, set_fresh_grad, set_param_trainer
 from ..trainer import bn_state, restore_bn_state
 
 __all__ = ["Snapshot", "unique_params"]
@@ -41,10 +42,10 @@ class _ParamState:
     def __init__(self, param: gluon.Parameter):
         self.param = param
         self.settings = (param.lr_mult, param.wd_mult, param.grad_req)
-        self.trainer = param._trainer
+        self.trainer = param_trainer(param)
         self.data = [array.copy() for array in param.list_data()]
         trains = param.grad_req != "null"  # only then has an array a gradient (and a flag)
-        self.fresh = [array._fresh_grad for array in param.list_data()] if trains else []
+        self.fresh = [fresh_grad(array) for array in param.list_data()] if trains else []
         self.grad = [array.copy() for array in param.list_grad()] if trains else []
 
     def restore(self) -> None:
@@ -53,14 +54,14 @@ class _ParamState:
         if param.grad_req != grad_req:  # never changed by lr_find; set back all the same
             param.grad_req = grad_req
         param.lr_mult, param.wd_mult = lr_mult, wd_mult
-        param._trainer = self.trainer
+        set_param_trainer(param, self.trainer)
         for saved, array in zip(self.data, param.list_data()):
             saved.copyto(array)
         if self.grad:
             for saved, array in zip(self.grad, param.list_grad()):
                 saved.copyto(array)
             for array, fresh in zip(param.list_data(), self.fresh):
-                array._fresh_grad = fresh
+                set_fresh_grad(array, fresh)
 
 
 class Snapshot:

@@ -11,6 +11,7 @@ from typing import Any, Dict, FrozenSet, Iterator, List, NamedTuple, Optional, S
 
 from mxnet import gluon
 
+from .._compat import uses_global_stats
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
 from ..optim.rates import HAND_RULE, LIMIT_RULE
 from ..optim.schedules import describe_schedule
@@ -157,7 +158,7 @@ def _batchnorm_notes(net, rows: List[Dict], preview: bool) -> List[str]:
                 and row["rule"] not in (None, HAND_RULE) and not str(row["rule"]).startswith(limit)}
     frozen = _frozen_batchnorms(net, by_rules)
     if not preview:
-        frozen = [layer for layer in frozen if layer._kwargs["use_global_stats"]]
+        frozen = [layer for layer in frozen if uses_global_stats(layer)]
     if not frozen:
         return []
     n, s = len(frozen), "s" if len(frozen) > 1 else ""

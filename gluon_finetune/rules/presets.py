@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from mxnet import gluon
 
+from .._compat import own_params
 from ..checks import check_bool
 from ..errors import RuleError
 from ..structure.index import check_block, walk
@@ -43,7 +44,7 @@ def _biases(net) -> Set[str]:
     for _, block in walk(net):
         if isinstance(block, gluon.SymbolBlock):
             continue
-        for attr, param in block._reg_params.items():
+        for attr, param in own_params(block).items():
             if attr == "bias" or attr.endswith("_bias"):
                 out.add(param.name)
     return out

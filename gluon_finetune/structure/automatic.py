@@ -27,6 +27,7 @@ from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .._compat import children, own_params
 from .tracing import forward_trace, symbol_layers
 
 __all__ = ["Entry", "automatic", "is_container", "is_stack"]
@@ -77,7 +78,7 @@ def is_stack(block) -> bool:
     """A chain of two or more parameter-owning layers, all of one model class."""
     if not is_container(block):
         return False
-    layers = [c for c in block._children.values() if owns_params(c)]
+    layers = [c for c in children(block).values() if owns_params(c)]
     kinds = {type(c) for c in layers}
     return len(layers) >= 2 and len(kinds) == 1 and _is_model_class(kinds.pop()) \
         and not is_container(layers[0])
@@ -86,7 +87,7 @@ def is_stack(block) -> bool:
 def _stacks(block) -> int:
     """Repeated stacks among the children and inside custom children (not through chains)."""
     return sum(1 if is_stack(c) else _stacks(c) if not is_container(c) else 0
-               for c in block._children.values())
+               for c in children(block).values())
 
 
 def _holds_stack(block) -> bool:
@@ -97,7 +98,7 @@ def _holds_stack(block) -> bool:
 
 def is_stage(block) -> bool:
     """A container none of whose parameter-owning children is itself a container."""
-    return not any(is_container(c) and owns_params(c) for c in block._children.values())
+    return not any(is_container(c) and owns_params(c) for c in children(block).values())
 
 
 def _params(block) -> Tuple[gluon.Parameter, ...]:
@@ -124,9 +125,9 @@ def _child(child, path: str, stage: bool, stacked: bool) -> List[Entry]:
 def _units(block, path: str, stage: bool, stacked: bool = False) -> List[Entry]:
     """Units below ``block`` in registration order (its own parameters first)."""
     out = [Entry((join(path, attr),), (p,), kind="param", stacked=stacked)
-           for attr, p in block._reg_params.items()]
+           for attr, p in own_params(block).items()]
     inner = stacked or is_stack(block)
-    for name, child in block._children.items():
+    for name, child in children(block).items():
         if owns_params(child):
             out.extend(_child(child, join(path, name), stage, inner))
     return out
@@ -135,7 +136,7 @@ def _units(block, path: str, stage: bool, stacked: bool = False) -> List[Entry]:
 # ----------------------------------------------------------------- order
 
 def _may_reorder(block) -> bool:
-    parts = sum(1 for c in block._children.values() if owns_params(c)) + bool(block._reg_params)
+    parts = sum(1 for c in children(block).values() if owns_params(c)) + bool(own_params(block))
     return parts >= 2 and not is_container(block)
 
 
@@ -163,8 +164,8 @@ def _registration_order(block, path: str, opened: Set[str], why: str) -> List[st
                       f"uses them, and the last one registered is taken for the head (even "
                       f"an auxiliary head). Declare the list (a finetune_block_list method, "
                       f"or blocks=) to be sure.", stacklevel=6)
-    out = [p.name for p in block._reg_params.values()]
-    for name, child in block._children.items():
+    out = [p.name for p in own_params(block).values()]
+    for name, child in children(block).items():
         out.extend(_forward_names(child, join(path, name), opened))
     return out
 
@@ -246,7 +247,7 @@ def automatic(net, granularity: str) -> List[Entry]:
     """The automatic block list of ``net`` (before empty blocks are dropped)."""
     if isinstance(net, gluon.SymbolBlock):
         units = _layers(net, "")
-    elif not any(owns_params(c) for c in net._children.values()):
+    elif not any(owns_params(c) for c in children(net).values()):
         # a lone layer is a one-block network (not holding net: the list is cached by it)
         return [Entry(("",), _params(net))] if owns_params(net) else []
     else:

@@ -13,6 +13,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from mxnet import gluon
 
+from .._compat import children
 from ..checks import did_you_mean
 from ..errors import InvalidTypeError, InvalidValueError
 from .automatic import Entry
@@ -78,7 +79,7 @@ def _single_block(net, paths: Tuple[str, ...]) -> Optional[gluon.Block]:
         return None
     block = net
     for part in paths[0].split(".") if paths[0] else []:
-        block = block._children.get(part) if isinstance(block, gluon.Block) else None
+        block = children(block).get(part) if isinstance(block, gluon.Block) else None
         if block is None:
             return None
     return block

@@ -25,6 +25,7 @@ from typing import Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple,
 
 from mxnet import gluon
 
+from .._compat import children, is_differentiable, own_params
 from ..errors import InvalidValueError
 from .automatic import Entry, automatic, is_container
 from .declared import (
@@ -90,7 +91,7 @@ class BlockNames(NamedTuple):
 
 def trains(param: gluon.Parameter) -> bool:
     """What a parameter says of itself: differentiable and not a ``Constant``."""
-    return bool(param._differentiable) and not isinstance(param, gluon.Constant)
+    return is_differentiable(param) and not isinstance(param, gluon.Constant)
 
 
 # ----------------------------------------------------------------- the index
@@ -112,7 +113,7 @@ _KNOWN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _signature(net) -> tuple:
-    return tuple((id(b), tuple(b._children), tuple(map(id, b._reg_params.values())))
+    return tuple((id(b), tuple(children(b)), tuple(map(id, own_params(b).values())))
                  for b in descendants(net))
 
 
@@ -235,7 +236,7 @@ class BlockIndex:
         if has_block:
             block = self.net
             for part in paths[0].split("."):
-                block = block._children[part]
+                block = children(block)[part]
         return Entry(paths, tuple(self.params[n] for n in names), block)
 
 

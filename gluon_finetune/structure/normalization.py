@@ -3,8 +3,9 @@
 A network holds normalization as Gluon layers (found by type, or by the
 ``use_global_stats`` switch of a layer that runs MXNet's BatchNorm operator
 itself: Gluon's ``BatchNorm`` and its subclasses, ``SyncBatchNorm``, GluonCV's
-``FrozenBatchNorm2D`` ... keep it in ``_kwargs``) or, inside a ``SymbolBlock``
-(an imported model, alone or nested in a ``Sequential``), as operator nodes of
+``FrozenBatchNorm2D`` ... keep it in their operator flags, read in ``_compat``) or,
+inside a ``SymbolBlock`` (an imported model, alone or nested in a ``Sequential``),
+as operator nodes of
 its graph (found by operator name). ``no_weight_decay``, the BatchNorm policy
 of freezing (``bn='frozen'`` sets the switch), ``explain``, feature caching and
 snapshots all ask here.
@@ -17,6 +18,7 @@ from typing import Dict, Iterator, List, NamedTuple, Set, Tuple
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .._compat import batchnorm_base, graph_output, has_global_stats
 from .index import descendants, walk
 
 __all__ = ["batchnorm_layers", "BATCHNORM_OPS", "NORM_OPS", "NORM_TYPES", "GraphNorm",
@@ -34,7 +36,7 @@ BATCHNORM_OPS = frozenset({"BatchNorm", "_npx_batch_norm", "BatchNorm_v1",
 # its alias _npx_layer_norm, nn/group_norm.cc, instance_norm.cc).
 NORM_OPS = BATCHNORM_OPS | {"LayerNorm", "_npx_layer_norm", "GroupNorm", "InstanceNorm"}
 # The layers that run them (``_BatchNorm`` covers BatchNorm, BatchNormReLU, SyncBatchNorm).
-NORM_TYPES: Tuple[type, ...] = (nn.basic_layers._BatchNorm, nn.LayerNorm, nn.GroupNorm,
+NORM_TYPES: Tuple[type, ...] = (batchnorm_base(nn), nn.LayerNorm, nn.GroupNorm,
                                 nn.InstanceNorm)
 # operator -> position of its bias among its inputs
 _BIAS_INPUTS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}
@@ -54,8 +56,7 @@ def is_batchnorm_layer(block) -> bool:
     """A layer that runs MXNet's BatchNorm operator with a ``use_global_stats`` switch:
     Gluon's BatchNorm family, and layers of other libraries that wrap the operator
     themselves (GluonCV's)."""
-    kwargs = getattr(block, "_kwargs", None)
-    return isinstance(kwargs, dict) and "use_global_stats" in kwargs
+    return has_global_stats(block)
 
 
 def batchnorm_layers(net) -> List[nn.BatchNorm]:
@@ -75,7 +76,7 @@ def symbol_blocks(net) -> Iterator[Tuple[str, gluon.SymbolBlock]]:
 
 def graph_nodes(block: gluon.SymbolBlock) -> List[dict]:
     """The nodes of the block's graph, as its JSON lists them."""
-    return json.loads(block._cached_graph[1].tojson())["nodes"]
+    return json.loads(graph_output(block).tojson())["nodes"]
 
 
 def _variables(nodes: List[dict], node: dict) -> List[str]:
@@ -88,7 +89,7 @@ def graph_norms(block: gluon.SymbolBlock) -> List[GraphNorm]:
     """Every normalization node of the block's graph that reads the block's parameters."""
     nodes = graph_nodes(block)
     own = block.collect_params()
-    aux = set(block._cached_graph[1].list_auxiliary_states())
+    aux = set(graph_output(block).list_auxiliary_states())
     out = []
     for node in nodes:
         if node["op"] not in NORM_OPS:

@@ -13,6 +13,7 @@ from typing import Dict, FrozenSet, Iterator, List, Tuple
 
 from mxnet import gluon
 
+from .._compat import children, is_initialized, own_params, param_data
 from ..checks import did_you_mean
 from ..errors import InvalidTypeError, UnknownNameError
 from .automatic import join
@@ -32,7 +33,7 @@ def walk(block, prefix: str = "") -> Iterator[Tuple[str, gluon.Block]]:
     """``block`` and every block below it, depth first in registration order, with its
     structural path (``""`` for ``block`` itself)."""
     yield prefix, block
-    for name, child in block._children.items():
+    for name, child in children(block).items():
         yield from walk(child, join(prefix, name))
 
 
@@ -44,17 +45,17 @@ def descendants(block) -> Iterator[gluon.Block]:
 def param_shape(param: gluon.Parameter) -> Tuple[int, ...]:
     """A parameter's shape: its data's once it has data (a SymbolBlock's parameters keep
     ``shape=None`` even then), else the declared one (0: not known yet)."""
-    if param._data is not None:
-        return tuple(int(d) for d in param._data[0].shape)
+    if is_initialized(param):
+        return tuple(int(d) for d in param_data(param)[0].shape)
     return tuple(int(d) for d in (param.shape or ()))
 
 
 def _collect(block, prefix: str, paths: Dict[str, FrozenSet[str]]) -> FrozenSet[str]:
-    names = set(block.params.keys()) | {p.name for p in block._reg_params.values()}
+    names = set(block.params.keys()) | {p.name for p in own_params(block).values()}
     if isinstance(block, gluon.SymbolBlock):
         for layer, layer_names in symbol_layers(block):
             paths[join(prefix, layer)] = frozenset(layer_names)
-    for name, child in block._children.items():
+    for name, child in children(block).items():
         names |= _collect(child, join(prefix, name), paths)
     frozen = frozenset(names)
     if prefix:
@@ -74,7 +75,7 @@ def collect_param_paths(net) -> Dict[str, str]:
     shared one."""
     out: Dict[str, str] = {}
     for prefix, block in walk(net):
-        for attr, param in block._reg_params.items():
+        for attr, param in own_params(block).items():
             out.setdefault(param.name, join(prefix, attr))
     return out
 
@@ -96,14 +97,14 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
     block = net
     parts = path.split(".") if path else []
     for depth, part in enumerate(parts):
-        children = block._children
-        if part not in children:
+        kids = children(block)
+        if part not in kids:
             if isinstance(block, gluon.SymbolBlock):
                 return _layer_params(block, ".".join(parts[depth:]), path)
             here = ".".join(parts[:depth]) or "<root>"
-            raise UnknownNameError(f"no child {part!r} under {here}; it has {list(children)}. "
-                                   f"{did_you_mean(part, children)}".rstrip())
-        block = children[part]
+            raise UnknownNameError(f"no child {part!r} under {here}; it has {list(kids)}. "
+                                   f"{did_you_mean(part, kids)}".rstrip())
+        block = kids[part]
     return list(block.collect_params().values())
 
 

@@ -26,6 +26,7 @@ from typing import Dict, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from .._compat import graph_inputs, graph_output, own_params
 from ..arrays import symbol_input
 
 __all__ = ["Trace", "forward_order", "forward_trace", "symbol_layers", "symbol_aux_names"]
@@ -37,11 +38,11 @@ def _input_counts(block) -> List[int]:
     """How many symbols to try: the required positional inputs of the forward, then all
     positional ones (BERT's decoder runs only given ``masked_positions``)."""
     if isinstance(block, gluon.SymbolBlock):
-        return [len(block._cached_graph[0])]
+        return [len(graph_inputs(block))]
     hybrid = isinstance(block, gluon.HybridBlock)
     func = block.hybrid_forward if hybrid else block.forward
     listed = list(inspect.signature(func).parameters.values())[1 if hybrid else 0:]
-    own = set(block._reg_params) if hybrid else set()
+    own = set(own_params(block)) if hybrid else set()
     positional = [p for p in listed if p.name not in own
                   and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = max(1, sum(1 for p in positional if p.default is p.empty))
@@ -166,7 +167,7 @@ def forward_order(block) -> Tuple[Optional[List[str]], Optional[str]]:
 
 
 def _graph(block: gluon.SymbolBlock):
-    return block._cached_graph[1]
+    return graph_output(block)
 
 
 def symbol_layers(block: gluon.SymbolBlock) -> List[Tuple[str, List[str]]]:

@@ -21,6 +21,13 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 import mxnet as mx
 from mxnet import gluon
 
+from .._compat import (
+    clear_cached_op,
+    graph_output,
+    set_global_stats,
+    set_graph_output,
+    uses_global_stats,
+)
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, check_block, descendants, last_blocks_names, trains
@@ -96,11 +103,11 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
         if owned is not None and not names <= owned:
             continue
         if not hasattr(layer, _ORIGINAL):
-            object.__setattr__(layer, _ORIGINAL, layer._kwargs["use_global_stats"])
+            object.__setattr__(layer, _ORIGINAL, uses_global_stats(layer))
         frozen = bool(names) and names <= frozen_names
         wanted = True if (frozen and bn == "frozen") else getattr(layer, _ORIGINAL)
-        if layer._kwargs["use_global_stats"] != wanted:
-            layer._kwargs["use_global_stats"] = wanted
+        if uses_global_stats(layer) != wanted:
+            set_global_stats(layer, wanted)
             changed = True
     for _, block in symbol_blocks(net):
         changed |= _graph_bn_policy(block, frozen_names, bn, owned)
@@ -135,7 +142,7 @@ def _set_global_stats(block: gluon.SymbolBlock, nodes: FrozenSet[str]) -> None:
     its own graph itself)."""
     own = block.__dict__.get(_GRAPH)
     if own is None:
-        own = block._cached_graph[1]
+        own = graph_output(block)
         object.__setattr__(block, _GRAPH, own)  # not Block.__setattr__: no child, no parameter
     graph = json.loads(own.tojson())
     for node in graph["nodes"]:
@@ -144,14 +151,14 @@ def _set_global_stats(block: gluon.SymbolBlock, nodes: FrozenSet[str]) -> None:
     copy = mx.sym.load_json(json.dumps(graph)) if nodes else own
     if type(copy) is not type(own):  # NumPy mode: the graph's symbols are NumPy symbols
         copy = copy.as_np_ndarray()
-    block._cached_graph = (block._cached_graph[0], copy)
+    set_graph_output(block, copy)
     object.__setattr__(block, _FORCED, nodes)
-    block._clear_cached_op()  # a SymbolBlock keeps _cached_graph, drops its cached op
+    clear_cached_op(block)  # a SymbolBlock keeps its graph, drops its cached op
 
 
 def bn_state(net) -> List[Tuple[gluon.Block, Any]]:
     """What the BatchNorm policy may change in ``net``, for :func:`restore_bn_state`."""
-    return [(layer, layer._kwargs["use_global_stats"]) for layer in batchnorm_layers(net)] + \
+    return [(layer, uses_global_stats(layer)) for layer in batchnorm_layers(net)] + \
         [(block, _forced(block)) for _, block in symbol_blocks(net)]
 
 
@@ -163,8 +170,8 @@ def restore_bn_state(net, state: List[Tuple[gluon.Block, Any]]) -> None:
             if _forced(block) != mode:
                 _set_global_stats(block, mode)
                 changed = True
-        elif block._kwargs["use_global_stats"] != mode:
-            block._kwargs["use_global_stats"] = mode
+        elif uses_global_stats(block) != mode:
+            set_global_stats(block, mode)
             changed = True
     if changed:
         clear_cached_graphs(net)
@@ -174,7 +181,7 @@ def clear_cached_graphs(net) -> None:
     """Make hybridized blocks rebuild their graph (they cache BatchNorm's flags)."""
     for block in descendants(net):
         if isinstance(block, gluon.HybridBlock):
-            block._clear_cached_op()
+            clear_cached_op(block)
 
 
 def bn_param_names(net) -> Dict[str, str]:

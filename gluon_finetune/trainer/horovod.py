@@ -20,13 +20,13 @@ a Horovod kvstore is made.
 from __future__ import annotations
 
 import itertools
-import types
 import warnings
 import zlib
 from typing import Any, List
 
 from mxnet.kvstore import KVStoreBase
 
+from .._compat import after_init, deferred_init
 from ..errors import InvalidTypeError, InvalidValueError
 
 __all__ = ["HorovodKVStore", "horovod_store", "is_horovod", "check_not_horovod_optimizer",
@@ -193,7 +193,7 @@ class HorovodSync:
         # Gluon broadcasts at the first step, after each worker's first forward and
         # backward on its own initial weights: too late for the same run on every rank.
         for index, param in enumerate(self._params):
-            if param._deferred_init:
+            if deferred_init(param):
                 _broadcast_when_made(param, store, index)
             else:
                 arrays = param.list_data()
@@ -227,10 +227,7 @@ class HorovodSync:
 
 def _broadcast_when_made(param, store: HorovodKVStore, index: int) -> None:
     """After a deferred parameter is made (its first forward), give it rank 0's values."""
-    make = param._init_impl
-
-    def init_then_broadcast(self, *args, **kwargs):
-        make(*args, **kwargs)
-        arrays = self.list_data()
+    def broadcast(made) -> None:
+        arrays = made.list_data()
         store.broadcast(index, arrays[0], arrays)
-    param._init_impl = types.MethodType(init_then_broadcast, param)
+    after_init(param, broadcast)

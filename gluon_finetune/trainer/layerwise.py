@@ -181,6 +181,11 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
                           blocks=self._blocks, grad_reqs=[o.grad_req for o in self.own_settings])
 
     @property
+    def ownership(self) -> Ownership:
+        """Who owns each parameter's settings (a later trainer on them asks this one)."""
+        return self._ownership
+
+    @property
     def own_settings(self) -> List[Own]:
         """Each parameter's own ``lr_mult``, ``wd_mult``, ``grad_req``: what it had before
         the trainer, or was given by hand since (see ``docs/guide/ownership.md``)."""

@@ -30,6 +30,7 @@ from typing import Callable, Collection, Dict, List, Optional, Sequence, Set, Tu
 
 from mxnet import gluon
 
+from .._compat import param_trainer
 from ..errors import InvalidValueError
 from ..optim.rates import HAND_RULE, LIMIT_RULE, Own, Rate
 from .freezing import trainable_req
@@ -47,7 +48,7 @@ def _values(param: gluon.Parameter) -> Values:
 
 def _previous_own(param: gluon.Parameter) -> Optional[Values]:
     """The own values a previous trainer of ``param`` knows (None: it wrote nothing)."""
-    ownership = getattr(getattr(param, "_trainer", None), "_ownership", None)
+    ownership = getattr(param_trainer(param), "ownership", None)
     return ownership.own_values(param) if isinstance(ownership, Ownership) else None
 
 

@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tu
 from mxnet import nd
 from mxnet.optimizer import Optimizer
 
+from .._compat import update_counts
 from ..errors import InvalidTypeError, StatesError, UnsupportedError
 from ..optim import rates as rate_table
 from ..optim.optimizer import is_layerwise, layerwise
@@ -214,7 +215,7 @@ def _reindex(order: Sequence[int], table: dict) -> None:
 
 def _reindex_optimizer(order: Sequence[int], optimizer) -> None:
     """The optimizer's index-keyed tables: update counts, rates, declarations."""
-    for counts in optimizer._all_index_update_counts.values():
+    for counts in update_counts(optimizer)[0].values():
         _reindex(order, counts)
     state = optimizer.layerwise
     rates = dict(state.rates)
