@@ -34,6 +34,7 @@ from .declared import (
     spec_items,
 )
 from .declared import version as declarations_version
+from .locks import is_locked
 from .tracing import symbol_aux_names, symbol_layers
 
 __all__ = ["blocks", "block_params", "structural_paths", "block_names", "last_blocks_names",
@@ -119,6 +120,12 @@ def can_train(param: gluon.Parameter, net=None) -> bool:
         _register_aux(net)
     return bool(param._differentiable) and not isinstance(param, gluon.Constant) \
         and param not in _AUX
+
+
+def _in_block_list(param: gluon.Parameter) -> bool:
+    """What makes a block: a parameter that can train, or one locked by adapters (LoRA):
+    adding adapters never renumbers the blocks."""
+    return can_train(param) or is_locked(param)
 
 
 # ----------------------------------------------------------------- paths
@@ -208,7 +215,7 @@ def _trainable_only(net, found: List[Entry]) -> List[Entry]:
     for entry in found:
         mine = tuple(p for p in entry.params if p.name not in seen)
         seen.update(p.name for p in mine)
-        if any(can_train(p) for p in mine):
+        if any(_in_block_list(p) for p in mine):
             out.append(Entry(entry.paths, mine, entry.block, entry.kind))
     return out
 
@@ -224,7 +231,7 @@ def _explicit(net, items) -> List[Entry]:
     for name, path in paths.items():
         table.setdefault(path, frozenset([name]))
         table.setdefault(name, frozenset([name]))
-    return explicit_entries(net, items, table, paths, can_train)
+    return explicit_entries(net, items, table, paths, _in_block_list)
 
 
 def _entries(net, granularity: Optional[str], spec) -> List[Entry]:

@@ -1,0 +1,71 @@
+"""The MXNet internals LoRA needs, in one place (Gluon 1.x has no public way to do these).
+
+Gluon hands a HybridBlock's ``hybrid_forward`` the parameters registered in
+``Block._reg_params`` (by attribute name), and ``collect_params`` lists the
+block's ``ParameterDict``: an adapter must be in both, next to the weight it
+adapts, and must leave both again when merged. BatchNorm keeps its
+``use_global_stats`` switch in ``_kwargs``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Tuple
+
+from mxnet import gluon
+
+__all__ = ["registered", "walk_registrations", "register", "unregister", "contexts",
+           "has_data", "global_stats", "set_global_stats"]
+
+
+def registered(block: gluon.Block) -> Dict[str, gluon.Parameter]:
+    """Attribute name -> parameter, as ``hybrid_forward`` receives them."""
+    return block._reg_params
+
+
+def walk_registrations(net: gluon.Block) -> Iterator[Tuple[gluon.Block, str, gluon.Parameter]]:
+    """Every ``(block, attribute, parameter)`` registration below ``net`` (a shared parameter
+    once per block that registers it)."""
+    stack: List[gluon.Block] = [net]
+    while stack:
+        block = stack.pop(0)
+        for attr, param in block._reg_params.items():
+            yield block, attr, param
+        stack.extend(block._children.values())
+
+
+def register(block: gluon.Block, attr: str, param: gluon.Parameter, after: str) -> None:
+    """Register ``param`` as ``block.<attr>``, listed right after parameter ``after`` (a name)."""
+    setattr(block, attr, param)  # Block.__setattr__ puts it in _reg_params
+    listed = block.params._params
+    items = [(k, v) for k, v in listed.items() if k != param.name]
+    at = next((i + 1 for i, (k, _) in enumerate(items) if k == after), len(items))
+    items.insert(at, (param.name, param))
+    listed.clear()
+    listed.update(items)
+
+
+def unregister(block: gluon.Block, attr: str) -> None:
+    """Undo :func:`register`."""
+    param = block._reg_params.pop(attr)
+    block.__dict__.pop(attr, None)
+    block.params._params.pop(param.name, None)
+
+
+def contexts(param: gluon.Parameter):
+    """The contexts ``param`` is (or will be, when deferred) initialised on; None if
+    ``initialize`` has not been called for it."""
+    if param._data is None and not param._deferred_init:
+        return None
+    return param.list_ctx()
+
+
+def has_data(param: gluon.Parameter) -> bool:
+    """Whether ``param`` holds arrays (initialised, not deferred)."""
+    return param._data is not None
+
+
+def global_stats(layer) -> bool:
+    return bool(layer._kwargs["use_global_stats"])
+
+
+def set_global_stats(layer, value: bool) -> None:
+    layer._kwargs["use_global_stats"] = value
