@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Dict, Iterator, List, Tuple
 
+import mxnet as mx
 from mxnet import gluon
 
 __all__ = ["registered", "walk_registrations", "register", "unregister", "contexts",
-           "has_data", "global_stats", "set_global_stats"]
+           "has_data", "plain_layout", "global_stats", "set_global_stats"]
 
 
 def registered(block: gluon.Block) -> Dict[str, gluon.Parameter]:
@@ -61,6 +62,17 @@ def contexts(param: gluon.Parameter):
 def has_data(param: gluon.Parameter) -> bool:
     """Whether ``param`` holds arrays (initialised, not deferred)."""
     return param._data is not None
+
+
+def plain_layout(param: gluon.Parameter) -> None:
+    """Give ``param`` fresh arrays in MXNet's default layout. An inference pass leaves
+    convolution weights in oneDNN's blocked layout, and a hybridized graph that adds an
+    update to such a weight fails for some shapes ("could not create a primitive
+    descriptor for a sum primitive"; seen on mobilenetv2's convolutions). ``set_data``
+    writes into the arrays and keeps their layout."""
+    if param._data is not None:
+        param._data = [mx.nd.array(d.asnumpy(), ctx=d.context, dtype=d.dtype)
+                       for d in param._data]
 
 
 def global_stats(layer) -> bool:

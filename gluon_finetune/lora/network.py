@@ -23,7 +23,13 @@ from ..structure import block_names, can_train, structural_paths
 from ..structure.index import check_block, descendants
 from ..structure.locks import is_locked, lock, unlock
 from ..trainer import batchnorm_layers, check_bn_policy, clear_cached_graphs
-from ._blocks import global_stats, registered, set_global_stats, walk_registrations
+from ._blocks import (
+    global_stats,
+    plain_layout,
+    registered,
+    set_global_stats,
+    walk_registrations,
+)
 from .adapters import Adapter, adapters_of, attach, detach, merged_weight, shape_known
 from .targets import Target, select
 
@@ -219,6 +225,7 @@ def add_lora(net: gluon.Block, targets=None, rank: int = 8, alpha: float = 16, *
             lock(param)
     for target in chosen:
         lock(target.weight)
+        plain_layout(target.weight)
         attach(target.blocks, target.attr, target.weight, rank, alpha)
     _hold_batchnorm(net, bn)
     clear_cached_graphs(net)

@@ -20,8 +20,10 @@ from ..checks import (
     InvalidValueError,
     MissingFileError,
     check_int,
+    check_real,
     last_line,
 )
+from ..lora import add_lora
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
     check_bn_policy,
@@ -237,9 +239,24 @@ def _load_with_head(net, path: str, classes: Optional[int], ctx, name: str) -> N
         _swap_head(net, classes, ctx)
 
 
+def _check_lora(lora, lora_alpha) -> Optional[int]:
+    if lora is None:
+        return None
+    check_real("lora_alpha", lora_alpha, positive=True)
+    return check_int("lora", lora, minimum=1)
+
+
+def _with_lora(net, rank: int, alpha: float, targets, unfreeze: Optional[int], bn: str):
+    """``add_lora`` with the last ``unfreeze`` blocks (default 1: the head) trainable."""
+    keep = check_unfreeze(1 if unfreeze is None else unfreeze, block_names(net))
+    add_lora(net, targets, rank, alpha, train=slice(-keep, None) if keep else None, bn=bn)
+    return net
+
+
 def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] = None,
               pretrained: Union[bool, str] = False, root: Optional[str] = None, ctx=None,
               granularity: str = "unit", bn: str = "frozen", blocks=None,
+              lora: Optional[int] = None, lora_alpha: float = 16, lora_targets=None,
               **kwargs) -> gluon.HybridBlock:
     """A zoo network ready for fine-tuning.
 
@@ -280,6 +297,14 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     blocks : list, optional
         An explicit block list (see ``structure.blocks``), recorded on the
         net (``net.finetune_block_list``) for every later call.
+    lora : int, optional
+        Add LoRA adapters of this rank (``add_lora``): only the adapters
+        and the last ``unfreeze`` blocks (default 1: the head) train.
+    lora_alpha : float, default 16
+        The adapters' alpha (the update is scaled by ``lora_alpha / lora``).
+    lora_targets : rule key or tuple, optional
+        The weights to adapt (default: attention's query and value weights,
+        else every Dense and convolution weight outside the head).
     **kwargs
         Passed to the zoo's constructor (e.g. ``norm_kwargs`` for GluonCV).
 
@@ -296,6 +321,11 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)  # doctest: +SKIP
     """
     classes = _check_args(name, classes, pretrained, granularity, bn)
+    rank = _check_lora(lora, lora_alpha)
+    if rank is not None:
+        net = get_model(name, classes, None, pretrained, root, ctx, granularity, bn, blocks,
+                        **kwargs)
+        return _with_lora(net, rank, lora_alpha, lora_targets, unfreeze, bn)
     if is_nlp_model(name):
         return get_nlp_model(name, classes, unfreeze, pretrained, root, ctx, granularity, bn,
                              blocks, **kwargs)

@@ -24,7 +24,7 @@ class Explanation:
 
     def __init__(self, rows: List[Dict]):
         self.rows = rows
-        self.notes = _thaw_notes(rows)
+        self.notes = _thaw_notes(rows) + _lora_notes(rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -87,6 +87,17 @@ def _thaw_notes(rows: List[Dict]) -> List[str]:
             f"trainer.set_trainable_blocks(n)" for rule, n in sorted(counts.items())]
 
 
+def _lora_notes(rows: List[Dict]) -> List[str]:
+    """A note on LoRA-adapted weights (``NAME`` beside ``NAME_lora_a``/``NAME_lora_b``)."""
+    names = {row["parameter"] for row in rows}
+    adapted = [n for n in names if f"{n}_lora_a" in names and f"{n}_lora_b" in names]
+    if not adapted:
+        return []
+    return [f"{len(adapted)} weight{'s are' if len(adapted) > 1 else ' is'} adapted by LoRA: "
+            f"frozen whatever the rules say, each trains through its NAME_lora_a and "
+            f"NAME_lora_b at its block's rate (merge_lora folds them in)"]
+
+
 def _row(param, block: Optional[str], rule, lr_mult, wd_rule, wd_mult, lr, schedule,
          frozen, thawed: bool = False) -> Dict:
     return {"parameter": param.name, "shape": param_shape(param), "block": block,
@@ -121,7 +132,8 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> E
     for param, s in zip(params, table):
         mult = s.lr_mult if s.rule is not None else param.lr_mult
         wd = s.wd_mult if s.wd_mult is not None else param.wd_mult
-        frozen = s.frozen if s.rule is not None else param.grad_req == "null"
+        frozen = (s.frozen if s.rule is not None else param.grad_req == "null") or \
+            not can_train(param, net)  # no rule thaws a running statistic or a LoRA lock
         if s.learning_rate is not None and not s.frozen:
             lr = s.learning_rate
         else:
