@@ -42,8 +42,11 @@ bench: $(STAMP)
 	$(PY) bench/bert_step.py
 	$(PY) bench/lr_find_cost.py
 
+# ruff, then the import contracts of .importlinter (layers, the pure rule engine, optim
+# without mxnet.gluon, recipes through the trainer's public API).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gluon_finetune tests examples bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -18,7 +18,7 @@ setup(
         "numpy<1.24",
         "pandas<2.1",
         "tqdm",
-        "PyYAML",
+        "ruamel.yaml>=0.19.1,<0.20",  # YAML 1.2 configs (cli/config_text.py)
     ],
     extras_require={
         "zoo": ["gluoncv==0.10.5.post0", "opencv-python<4.9", "scipy<1.12"],

@@ -1,83 +1,121 @@
-"""What each ``gluon-finetune`` command does, once ``cli.py`` has read its settings.
+"""What each ``gluon-finetune`` command does, once ``main.py`` has merged its settings.
 
-Each command is ``command(settings, args, steps)``: the merged settings
-(defaults < config < flags), argparse's namespace, and ``cli._Steps``, told
-before each step which config keys feed it, so that an input error names
-the config's line only when the config gave the value at fault.
+Each command is ``command(settings)``, with the ``schema.Settings`` of the
+run (defaults < config < flags, checked together). A call that takes
+settings runs inside ``feeding(argument="setting", ...)``: an input error it
+raises about one of those arguments is then about that setting, and
+``main`` names the config's line for it when the config gave the value.
 """
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Optional
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional
 
-from ..checks import InvalidValueError
+from ..errors import FinetuneError, InvalidValueError, MissingFileError
 from ..rules.resolution import rule_items
+from .schema import Settings, refuse
 
-__all__ = ["COMMANDS"]
-
-_MOMENTUM_OPTIMIZERS = ("sgd", "nag")
-# what the fine_tune recipe decides itself (the trainable blocks, the schedules)
-_NOT_WITH_RECIPE = ("unfreeze", "gradual", "gradual_unfreezing", "lr_scheduler")
-_GRADUAL = {"schedule": ("gradual_unfreezing", "schedule"),
-            "every": ("gradual_unfreezing", "every"),
-            "restart": ("gradual_unfreezing", "restart")}
+__all__ = ["COMMANDS", "feeding"]
 
 
-def _optimizer_params(settings: Dict[str, Any]) -> Dict[str, Any]:
-    params = dict(settings.get("optimizer_params") or {})
-    params["learning_rate"] = settings["learning_rate"]
-    if settings.get("momentum") is not None:
-        params["momentum"] = settings["momentum"]
-    elif settings["optimizer"] in _MOMENTUM_OPTIMIZERS:
-        params.setdefault("momentum", 0.9)
-    if settings.get("wd") is not None:
-        params["wd"] = settings["wd"]
-    if settings.get("lr_scheduler") is not None:
-        params["lr_scheduler"] = settings["lr_scheduler"]
+@contextmanager
+def feeding(**arguments: str) -> Iterator[None]:
+    """Inside, an input error about argument ``A`` is about the setting ``arguments[A]``
+    (a key path such as ``"gradual_unfreezing.schedule"``): ``err.setting``."""
+    try:
+        yield
+    except FinetuneError as err:
+        if getattr(err, "setting", None) is None and err.argument in arguments:
+            err.setting = arguments[err.argument]
+        raise
+
+
+def _optimizer_params(settings: Settings) -> Dict[str, Any]:
+    """optimizer_params, with --momentum/--wd on top, the momentum default, the rate and
+    the trainer's schedule."""
+    from ..recipes.fine_tuning import with_default_momentum
+    params = dict(settings.optimizer_params or {})
+    for name in ("momentum", "wd", "lr_scheduler"):
+        if getattr(settings, name) is not None:
+            params[name] = getattr(settings, name)
+    params = with_default_momentum(settings.optimizer, params)
+    params["learning_rate"] = settings.learning_rate
     return params
 
 
-def _check_rules(net, settings: Dict[str, Any]) -> None:
-    """Resolve the rules on the network first: ``resolve`` is pure and its only input
-    here is the user's, so any error it raises is about the rules."""
+def _check_rules(net, layers, base_lr: float) -> None:
+    """Resolve the rules on the network before anything else (the fine_tune recipe gives
+    them to its trainer only later)."""
     from ..rules.resolution import resolve
     from ..structure.index import block_names, structural_paths
+    resolve(layers or (), list(net.collect_params().keys()), paths=structural_paths(net),
+            base_lr=base_lr, block_list=block_names(net, net.finetune_granularity))
+
+
+def _vocabulary(settings: Settings, kind):
+    """``--vocab FILE`` read as ``kind`` (GluonNLP's BERTVocab or Vocab), or a vocabulary of
+    ``--vocab-size`` tokens: the model's special tokens and placeholders."""
+    if settings.vocab is None:
+        special = len(kind())
+        if settings.vocab_size < special:
+            raise refuse("vocab_size", f"vocab_size must be at least {special} (the "
+                         f"special tokens of {settings.model}), got {settings.vocab_size}")
+        return kind({f"<token{i}>": 1 for i in range(settings.vocab_size - special)})
     try:
-        resolve(settings["layers"] or (), list(net.collect_params().keys()),
-                paths=structural_paths(net), base_lr=settings["learning_rate"],
-                block_list=block_names(net, net.finetune_granularity))
-    except (ValueError, TypeError) as err:
-        wrapped = InvalidValueError(str(err), argument="layers")
-        wrapped.rule_keys = getattr(err, "rule_keys", None)  # which rules are at fault
-        raise wrapped from err
+        with open(settings.vocab, encoding="utf-8") as f:
+            return kind.from_json(f.read())
+    except OSError as err:
+        raise MissingFileError(f"--vocab {settings.vocab!r}: cannot read it: {err.strerror}",
+                               argument="vocab") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # the file is not one
+        raise refuse("vocab", f"--vocab {settings.vocab!r} is not a GluonNLP vocabulary "
+                     f"(JSON from vocab.to_json()): {type(err).__name__}: {err}") from None
 
 
-def _build(settings: Dict[str, Any], steps, classes: Optional[int] = None,
-           pretrained: bool = False, with_rules: bool = True):
+def _model_arguments(settings: Settings) -> Dict[str, Any]:
+    """What ``get_model`` needs beyond the zoo's arguments: a GluonNLP model's vocabulary
+    (nothing for the vision models); checked before the model is built."""
+    from ..models.nlp import NLP_MODELS, is_nlp_model
+    if not is_nlp_model(settings.model):
+        return {}
+    name = settings.model.lower()
+    if settings.classes is None:
+        raise refuse("classes", f"{name} is an encoder without a head: give --classes N")
+    if settings.vocab is None and settings.vocab_size is None:
+        raise refuse("vocab", f"{name} needs its vocabulary: give --vocab FILE (GluonNLP's, "
+                     f"as JSON: vocab.to_json()) or --vocab-size N (placeholder tokens: "
+                     f"enough to preview the rules)")
+    import gluonnlp
+    kind = gluonnlp.vocab.BERTVocab if NLP_MODELS[name] == "bert" else gluonnlp.vocab.Vocab
+    return {"vocab": _vocabulary(settings, kind)}
+
+
+def _build(settings: Settings, classes: Optional[int] = None, pretrained: bool = False,
+           with_rules: bool = True):
     """(net, trainer) for the settings; ``with_rules=False``: the rules are checked on the
     network but left out of the trainer (the fine_tune recipe composes them itself)."""
     from ..models.zoo import get_model
     from ..trainer.layerwise import LayerwiseTrainer
-    steps.now(name="model", classes="classes", unfreeze="unfreeze", pretrained="pretrained",
-              root="root", granularity="granularity", bn="bn")
-    net = get_model(settings["model"], classes=settings.get("classes", classes),
-                    unfreeze=settings.get("unfreeze"), pretrained=pretrained,
-                    root=settings.get("root"), granularity=settings["granularity"],
-                    bn=settings["bn"])
-    steps.now(layers="layers")
-    if settings.get("no_weight_decay") and with_rules:
+    extra = _model_arguments(settings)
+    with feeding(name="model", classes="classes", unfreeze="unfreeze", pretrained="pretrained",
+                 root="root", granularity="granularity", bn="bn"):
+        net = get_model(settings.model, classes=classes if settings.classes is None else
+                        settings.classes, unfreeze=settings.unfreeze, pretrained=pretrained,
+                        root=settings.root, granularity=settings.granularity, bn=settings.bn,
+                        **extra)
+    layers = settings.layers
+    if settings.no_weight_decay and with_rules:
         from ..rules.presets import combine, no_weight_decay
-        settings = dict(settings, layers=rule_items(combine(settings["layers"] or {},
-                                                             no_weight_decay(net))))
-    _check_rules(net, settings)
-    steps.now(optimizer_params="optimizer_params", layers="layers")
-    trainer = LayerwiseTrainer(net, settings["optimizer"], _optimizer_params(settings),
-                               layers=settings["layers"] if with_rules else None,
-                               bn=settings["bn"])
-    if settings.get("unfreeze") is not None:  # a limit on top of the rules: "*" cannot thaw
-        steps.now(unfreeze="unfreeze")
-        trainer.set_trainable_blocks(settings["unfreeze"])
+        layers = rule_items(combine(layers or {}, no_weight_decay(net)))
+    with feeding(layers="layers", optimizer_params="optimizer_params"):
+        _check_rules(net, layers, settings.learning_rate)
+        trainer = LayerwiseTrainer(net, settings.optimizer, _optimizer_params(settings),
+                                   layers=layers if with_rules else None, bn=settings.bn)
+    if settings.unfreeze is not None:  # a limit on top of the rules: "*" cannot thaw
+        with feeding(unfreeze="unfreeze"):
+            trainer.set_trainable_blocks(settings.unfreeze)
     return net, trainer
 
 
@@ -98,33 +136,39 @@ def _check_writable(path: str, flag: str) -> None:
 
 # ----------------------------------------------------------------- commands
 
-def _explain(settings: Dict[str, Any], args, steps) -> None:
-    _, trainer = _build(settings, steps)
+def _explain(settings: Settings) -> None:
+    _, trainer = _build(settings)
     print(trainer.explain())
 
 
-def _plot(settings: Dict[str, Any], args, steps) -> None:
-    from matplotlib.backend_bases import FigureCanvasBase
+def _image_out(settings: Settings) -> str:
+    """Where the command's image goes (``.png`` added to a name without extension),
+    checked before any work: a format matplotlib can write, a file that can be."""
+    from ..reporting.plots import image_path
+    _check_writable(settings.out, "--out")  # a folder is refused as given, not as folder.png
+    path = image_path(settings.out, "--out")
+    if path != settings.out:
+        _check_writable(path, "--out")
+    return path
 
+
+def _plot(settings: Settings) -> None:
     from ..reporting.plots import plot_schedules
-    _check_writable(args.out, "--out")
-    kind = os.path.splitext(args.out)[1][1:].lower()
-    if kind and kind not in FigureCanvasBase.get_supported_filetypes():
-        raise InvalidValueError(f"--out {args.out!r}: matplotlib cannot write .{kind} files; "
-                                f"use .png (or .pdf, .svg)", argument="out")
-    _, trainer = _build(settings, steps)
-    steps.now()
-    print(f"wrote {plot_schedules(trainer, args.steps, args.out)}")
+    out = _image_out(settings)
+    _, trainer = _build(settings)
+    print(f"wrote {plot_schedules(trainer, settings.steps, out)}")
 
 
-def _unfreezer(trainer, settings: Dict[str, Any]):
+def _unfreezer(trainer, settings: Settings):
     from ..recipes.unfreezing import GradualUnfreezing
-    spec = dict(settings.get("gradual_unfreezing") or {})
-    if settings.get("gradual") is not None:
-        spec = {"every": settings["gradual"], "restart": spec.get("restart")}
+    spec = dict(settings.gradual_unfreezing or {})
+    if settings.gradual is not None:
+        spec = {"every": settings.gradual, "restart": spec.get("restart")}
     if not spec:
         return None
-    return GradualUnfreezing(trainer, **spec).on_epoch
+    with feeding(schedule="gradual_unfreezing.schedule", every="gradual_unfreezing.every",
+                 restart="gradual_unfreezing.restart"):
+        return GradualUnfreezing(trainer, **spec).on_epoch
 
 
 def _save(net, trainer, path: str) -> None:
@@ -134,79 +178,57 @@ def _save(net, trainer, path: str) -> None:
     trainer.save_states(path + ".states")
 
 
-def _check_recipe(settings: Dict[str, Any], steps) -> None:
-    """``freeze_epochs`` needs the recipe; the recipe decides what some settings would."""
-    steps.now(recipe="recipe", freeze_epochs="freeze_epochs",
-              **{key: key for key in _NOT_WITH_RECIPE if key != "gradual"},
-              gradual="gradual_unfreezing")
-    if settings.get("recipe") is None:
-        if settings.get("freeze_epochs") is not None:
-            raise InvalidValueError("freeze_epochs is for recipe fine_tune: give --recipe "
-                                    "fine_tune (or 'recipe: fine_tune' in the config)",
-                                    argument="freeze_epochs")
-        return
-    for key in _NOT_WITH_RECIPE:
-        if settings.get(key) is not None:
-            raise InvalidValueError(f"{key} does not combine with recipe fine_tune: the recipe "
-                                    f"trains the head, then every block, each on its own "
-                                    f"one-cycle schedule", argument=key)
-
-
-def _prepare(settings: Dict[str, Any], args, steps, with_rules: bool = True):
+def _prepare(settings: Settings, with_rules: bool = True):
     """(data, net, trainer): the image folder's loaders and the model for the settings."""
     import mxnet as mx
     import numpy as np
 
     from ..models.input_size import check_input_size
     from ..recipes.data import image_folders
-    mx.random.seed(args.seed)
-    np.random.seed(args.seed)
-    steps.now(image_size="image_size", batch_size="batch_size")
-    data = image_folders(args.data, settings["image_size"], settings["batch_size"])
-    steps.now(classes="classes")
-    if settings.get("classes") not in (None, len(data.classes)):
-        raise InvalidValueError(f"classes is {settings['classes']}, but {args.data!r} has "
-                                f"{len(data.classes)} class folders: {data.classes}",
-                                argument="classes")
-    net, trainer = _build(settings, steps, classes=len(data.classes),
-                          pretrained=settings.get("pretrained", True), with_rules=with_rules)
-    steps.now(image_size="image_size")
-    check_input_size(net, settings["image_size"], settings["model"])
+    mx.random.seed(settings.seed)
+    np.random.seed(settings.seed)
+    with feeding(image_size="image_size", batch_size="batch_size"):
+        data = image_folders(settings.data, settings.image_size, settings.batch_size)
+    if settings.classes not in (None, len(data.classes)):
+        raise refuse("classes", f"classes is {settings.classes}, but {settings.data!r} has "
+                     f"{len(data.classes)} class folders: {data.classes}")
+    net, trainer = _build(settings, classes=len(data.classes), pretrained=settings.pretrained,
+                          with_rules=with_rules)
+    with feeding(image_size="image_size"):
+        check_input_size(net, settings.image_size, settings.model)
     return data, net, trainer
 
 
-def _fit(settings: Dict[str, Any], args, steps):
+def _fit(settings: Settings):
     """Train as the settings say; fit's per-epoch history."""
-    recipe = settings.get("recipe") == "fine_tune"
-    data, net, trainer = _prepare(settings, args, steps, with_rules=not recipe)
+    recipe = settings.recipe == "fine_tune"
+    data, net, trainer = _prepare(settings, with_rules=not recipe)
+    progress = not settings.no_progress
     if recipe:
         from ..recipes.fine_tuning import fine_tune
-        steps.now(layers="layers", freeze_epochs="freeze_epochs")
-        freeze = settings.get("freeze_epochs")
-        history = fine_tune(net, data.train, settings["epochs"], base_lr=settings["learning_rate"],
-                            freeze_epochs=1 if freeze is None else freeze, val_data=data.val,
-                            layers=settings["layers"], trainer=trainer,
-                            no_decay=settings.get("no_weight_decay") is not False,
-                            progress=not args.no_progress)
+        with feeding(layers="layers", freeze_epochs="freeze_epochs"):
+            history = fine_tune(net, data.train, settings.epochs,
+                                base_lr=settings.learning_rate,
+                                freeze_epochs=settings.freeze_epochs, val_data=data.val,
+                                layers=settings.layers, trainer=trainer,
+                                no_decay=settings.no_weight_decay is not False,
+                                progress=progress)
         return net, trainer, history
     from ..recipes.training import fit
-    steps.now(**_GRADUAL)
     on_epoch = _unfreezer(trainer, settings)
-    steps.now()
-    return net, trainer, fit(net, trainer, data.train, settings["epochs"], data.val,
-                             on_epoch=on_epoch, progress=not args.no_progress)
+    return net, trainer, fit(net, trainer, data.train, settings.epochs, data.val,
+                             on_epoch=on_epoch, progress=progress)
 
 
-def _train(settings: Dict[str, Any], args, steps) -> None:
-    _check_recipe(settings, steps)
-    if args.save:
-        _check_writable(args.save, "--save")
-    net, trainer, history = _fit(settings, args, steps)
-    if args.save:
-        _save(net, trainer, args.save)
+def _train(settings: Settings) -> None:
+    if settings.save:
+        _check_writable(settings.save, "--save")
+    net, trainer, history = _fit(settings)
+    if settings.save:
+        _save(net, trainer, settings.save)
     last = history[-1]
     val = f"  val_acc {last['val_acc']:.4f}" if "val_acc" in last else ""
-    saved = f"  saved {args.save}" if args.save else ""
+    saved = f"  saved {settings.save}" if settings.save else ""
     print(f"final: epochs {len(history)}  train_loss {last['train_loss']:.4f}  "
           f"train_acc {last['train_acc']:.4f}{val}  seconds {last['seconds']:.1f}{saved}")
 
@@ -238,25 +260,22 @@ def _summary(result, what: str) -> str:
             f"{result.lrs[-1]:.3g}{stop}{low}\n{advice}")
 
 
-def _lr_find(settings: Dict[str, Any], args, steps) -> None:
+def _lr_find(settings: Settings) -> None:
     """The range test on the training images; with recipe fine_tune, of its first phase
     (the head alone), so that the suggestion is a base rate for the recipe."""
     from ..recipes.lr_finder import lr_find
-    _check_writable(args.out, "--out")
-    if args.end_lr <= args.start_lr:
-        raise InvalidValueError(f"--end-lr ({args.end_lr:g}) must be greater than --start-lr "
-                                f"({args.start_lr:g})", argument="end_lr")
-    data, net, trainer = _prepare(settings, args, steps)
-    head_only = settings.get("recipe") == "fine_tune" and settings.get("unfreeze") is None
+    out = _image_out(settings)
+    data, net, trainer = _prepare(settings)
+    head_only = settings.recipe == "fine_tune" and settings.unfreeze is None
     if head_only:
         trainer.set_trainable_blocks(1)
-    steps.now()
     _finish_init(net, data.train)
-    result = lr_find(net, trainer, data.train, start_lr=args.start_lr, end_lr=args.end_lr,
-                     num_iter=args.num_iter, progress=not args.no_progress)
+    result = lr_find(net, trainer, data.train, start_lr=settings.start_lr,
+                     end_lr=settings.end_lr, num_iter=settings.num_iter,
+                     progress=not settings.no_progress)
     print(_summary(result, " (the head alone: recipe fine_tune's first phase)"
                    if head_only else ""))
-    print(f"wrote {result.plot(args.out)}")
+    print(f"wrote {result.plot(out)}")
 
 
 COMMANDS = {"train": _train, "lr-find": _lr_find, "explain": _explain, "plot": _plot}

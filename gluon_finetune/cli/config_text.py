@@ -1,10 +1,12 @@
-"""Config text (YAML or JSON) -> data, and the line of every key, for messages.
+"""Config text (YAML or JSON) -> plain data, and the line of every key, for messages.
 
-YAML is read with a safe loader, with three changes: ``3:5`` stays the string
-"3:5" (a block range) instead of YAML 1.1's base-60 number 185; ``1e-3`` is a
-number, as in YAML 1.2 and JSON (YAML 1.1 wants ``1.0e-3``); and a key given
-twice is an error instead of the last one silently winning (``3`` and ``'3'``
-are different keys: a block index and a structural path).
+YAML is read by ``ruamel.yaml`` as YAML 1.2 (safe: no Python objects): ``3:5``
+is the string "3:5" (a block range; YAML 1.1 read the base-60 number 185),
+``1e-3`` is a number as in JSON, ``yes``/``no`` are strings, and every key
+knows its line. Two changes to ruamel's reading: ``.5e1`` is a number (YAML
+1.2's core schema says so; ruamel wants ``.5e+1``), and a key given twice is a
+``ConfigError`` naming both lines (``3`` and ``'3'`` are different keys: a
+block index and a structural path; ``3`` and ``0x3`` are the same).
 """
 from __future__ import annotations
 
@@ -12,74 +14,91 @@ import json
 import re
 from typing import Any, Dict, Optional, Tuple
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.constructor import RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.tag import Tag
 
 from ..errors import ConfigError
 
-__all__ = ["ConfigError", "line_of", "fail", "read_text", "parse"]
+__all__ = ["ConfigError", "Where", "read_text", "parse"]
 
-# YAML 1.2 / JSON numbers with an exponent; YAML 1.1 reads 1e-3 as the string "1e-3"
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML, but ``m:n`` stays a string (YAML 1.1 reads ``3:5`` as 185) and
-    ``1e-3`` is a float (YAML 1.1 reads it as a string)."""
+_DOT_EXPONENT = re.compile(r"^[-+]?\.[0-9]+[eE][-+]?[0-9]+$")  # YAML 1.2 core; ruamel misses it
+Lines = Dict[tuple, int]
 
 
-def _no_sexagesimal(kind):
-    def construct(loader, node):
-        if ":" in node.value:
-            return node.value
-        return getattr(yaml.SafeLoader, f"construct_yaml_{kind}")(loader, node)
-    return construct
+class Where:
+    """A key path in a config file, for messages: ``"file, line N: key.path: ..."``."""
+
+    def __init__(self, path: str, lines: Lines, keys: tuple = ()):
+        self.path, self.lines, self.keys = path, lines, tuple(keys)
+
+    def __truediv__(self, key: Any) -> Where:
+        return Where(self.path, self.lines, self.keys + (key,))
+
+    @property
+    def line(self) -> Optional[int]:
+        # JSON keys are strings: a key turned into an int (block index, epoch) is found as text
+        return self.lines.get(self.keys) or self.lines.get(tuple(str(k) for k in self.keys))
+
+    def place(self) -> str:
+        """``"file, line N"`` (or the file alone where the line is not known)."""
+        return f"{self.path}, line {self.line}" if self.line else self.path
+
+    def fail(self, message: str) -> ConfigError:
+        """A ConfigError ``"file, line N: key.path: message"``."""
+        dotted = ".".join(str(k) for k in self.keys)
+        return ConfigError(f"{self.place()}: {dotted}: {message}" if dotted else
+                           f"{self.place()}: {message}")
 
 
-_Loader.add_constructor("tag:yaml.org,2002:int", _no_sexagesimal("int"))
-_Loader.add_constructor("tag:yaml.org,2002:float", _no_sexagesimal("float"))
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+class _Resolver(VersionedResolver):
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode and implicit[0] and _DOT_EXPONENT.match(value):
+            return Tag(suffix="tag:yaml.org,2002:float")
+        return super().resolve(kind, value, implicit)
 
 
-def line_of(lines: Dict[tuple, int], keys: tuple) -> Optional[int]:
-    """The line of key path ``keys``, or None."""
-    # JSON keys are strings: a key turned into an int (block index, epoch) is found as text
-    return lines.get(tuple(keys)) or lines.get(tuple(str(k) for k in keys))
+class _Constructor(RoundTripConstructor):
+    """Notes a key given twice (with both lines) instead of ruamel's own error, which
+    cannot say the key's path; ``_plain`` reports it."""
+
+    def check_mapping_key(self, node: Any, key_node: Any, mapping: Any, key: Any,
+                          value: Any) -> bool:
+        if key in mapping:
+            first = mapping.lc.key(key)[0] + 1
+            self.loader.twice.setdefault(id(mapping), (key, key_node.start_mark.line + 1, first))
+            return False
+        return True
 
 
-def fail(path: str, lines: Dict[tuple, int], keys: tuple, message: str) -> ConfigError:
-    """A ConfigError ``"file, line N: key.path: message"``."""
-    line = line_of(lines, keys)
-    where = f"{path}, line {line}" if line else path
-    dotted = ".".join(str(k) for k in keys)
-    return ConfigError(f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}")
-
-
-def _key_of(loader: _Loader, node) -> Any:
-    """The Python key a mapping key node becomes (3 and '3' differ)."""
-    try:
-        return loader.construct_object(node)
-    except yaml.YAMLError:  # e.g. the merge key '<<'
-        return node.value
-
-
-def _key_lines(loader: _Loader, node, prefix: tuple, lines: Dict[tuple, int],
-               path: str) -> None:
-    """Record the line of every mapping key; a key given twice is an error."""
-    if isinstance(node, yaml.MappingNode):
-        seen: Dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue  # unhashable: the constructor reports it
-            key, line = _key_of(loader, key_node), key_node.start_mark.line + 1
-            if key in seen:
-                dotted = ".".join(str(k) for k in prefix + (key,))
-                raise ConfigError(f"{path}, line {line}: {dotted}: given twice (first at "
-                                  f"line {seen[key]})")
-            seen[key] = lines[prefix + (key,)] = line
-            _key_lines(loader, value_node, prefix + (key,), lines, path)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _key_lines(loader, item, prefix + (i,), lines, path)
+def _plain(data: Any, where: Where, twice: Dict[int, tuple]) -> Any:
+    """ruamel's round-trip objects -> dict/list/int/float/str/bool/None, recording the
+    line of every key in ``where.lines``; a key given twice is a ConfigError."""
+    if isinstance(data, CommentedMap):
+        if id(data) in twice:
+            key, line, first = twice[id(data)]
+            at = where / key
+            raise Where(at.path, {at.keys: line}, at.keys).fail(f"given twice (first at line "
+                                                                f"{first})")
+        out = {}
+        for key, value in data.items():
+            key = _plain(key, where, twice)
+            position = data.lc.data.get(key)  # keys merged in with '<<' have none
+            if position is not None:
+                where.lines[where.keys + (key,)] = position[0] + 1
+            out[key] = _plain(value, where / key, twice)
+        return out
+    if isinstance(data, list):
+        return [_plain(item, where / i, twice) for i, item in enumerate(data)]
+    for kind in (bool, int, float, str):  # ruamel's ScalarFloat, HexInt ... are subclasses
+        if isinstance(data, kind):
+            return kind(data)
+    return data
 
 
 def read_text(path: str) -> str:
@@ -95,44 +114,39 @@ def read_text(path: str) -> str:
                           f"text") from None
 
 
-def _yaml_error(path: str, err: yaml.YAMLError) -> ConfigError:
-    if isinstance(err, yaml.reader.ReaderError):  # a control character: binary data
+def _yaml_error(path: str, err: YAMLError) -> ConfigError:
+    if isinstance(err, ReaderError):  # a control character: binary data
         code = err.character if isinstance(err.character, int) else ord(err.character)
         return ConfigError(f"{path}: not a text file (character #x{code:04x} at offset "
                            f"{err.position}); a config is YAML or JSON text")
-    mark = getattr(err, "problem_mark", None)
+    mark = err.problem_mark if isinstance(err, MarkedYAMLError) else None
     where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else path
     return ConfigError(f"{where}: invalid YAML: {getattr(err, 'problem', None) or err}")
 
 
-def _yaml(path: str, text: str, is_json: bool) -> Tuple[Any, Dict[tuple, int]]:
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        lines: Dict[tuple, int] = {}
-        if node is not None:
-            _key_lines(loader, node, (), lines, path)
-        data = None if node is None or is_json else loader.construct_document(node)
-        return data, lines
-    finally:
-        loader.dispose()
+def _yaml(path: str, text: str) -> Tuple[Any, Lines]:
+    yaml = YAML(typ="rt", pure=True)
+    yaml.Resolver, yaml.Constructor = _Resolver, _Constructor
+    yaml.twice = {}
+    data = yaml.load(text)
+    lines: Lines = {}
+    return _plain(data, Where(path, lines), yaml.twice), lines
 
 
-def parse(path: str, text: str) -> Tuple[Any, Dict[tuple, int]]:
-    """(data, key lines). JSON is parsed as JSON; its key lines come from YAML,
-    of which it is (nearly always) a subset."""
-    is_json = path.lower().endswith(".json")
-    data: Any = None
-    if is_json:
+def parse(path: str, text: str) -> Tuple[Any, Lines]:
+    """(data, key lines). JSON is parsed as JSON; its key lines come from YAML 1.2,
+    of which it is a subset."""
+    if not path.lower().endswith(".json"):
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}, line {err.lineno}, column {err.colno}: invalid JSON: "
-                              f"{err.msg}") from None
+            return _yaml(path, text)
+        except YAMLError as err:
+            raise _yaml_error(path, err) from None
     try:
-        parsed, lines = _yaml(path, text, is_json)
-    except yaml.YAMLError as err:
-        if is_json:
-            return data, {}
-        raise _yaml_error(path, err) from None
-    return (data if is_json else parsed), lines
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}, line {err.lineno}, column {err.colno}: invalid JSON: "
+                          f"{err.msg}") from None
+    try:
+        return data, _yaml(path, text)[1]
+    except YAMLError:
+        return data, {}

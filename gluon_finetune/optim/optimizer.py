@@ -31,9 +31,11 @@ from typing import Dict, List, Sequence
 from mxnet.optimizer import SGD, Optimizer
 from mxnet.optimizer import optimizer as _mx_opt  # its operators, without mxnet.gluon
 
+from ..errors import InvalidTypeError
 from .rates import LayerwiseState
 
-__all__ = ["layerwise", "layerwise_class", "is_layerwise", "base_class", "preview_lrs"]
+__all__ = ["layerwise", "layerwise_class", "is_layerwise", "base_class", "preview_lrs",
+           "fresh_layerwise"]
 
 
 class _LayerwiseMixin:
@@ -96,7 +98,7 @@ _CLASSES: Dict[type, type] = {}
 def layerwise_class(base: type) -> type:
     """The ``Layerwise<Base>`` subclass of an optimizer class (made once, cached)."""
     if not (isinstance(base, type) and issubclass(base, Optimizer)):
-        raise TypeError(f"expected an mxnet Optimizer class, got {base!r}")
+        raise InvalidTypeError(f"expected an mxnet Optimizer class, got {base!r}")
     if issubclass(base, _LayerwiseMixin):
         return base
     cls = _CLASSES.get(base)
@@ -128,7 +130,7 @@ def layerwise(optimizer: Optimizer) -> Optimizer:
     With an empty table it behaves exactly like the original class.
     """
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
+        raise InvalidTypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
     if not is_layerwise(optimizer):
         optimizer.__class__ = layerwise_class(type(optimizer))
         optimizer.layerwise = LayerwiseState()
@@ -162,6 +164,36 @@ def preview_lrs(optimizer: Optimizer, count: int, updated: Sequence[int], steps:
         sim._update_count(list(updated))
         out.append(list(sim._get_lrs(indices)))
     return out
+
+
+def fresh_layerwise(optimizer: Optimizer) -> Optimizer:
+    """A new layerwise optimizer of ``optimizer``'s class with its hyperparameters.
+
+    Nothing that training accumulates comes along: no states, no update counts,
+    no schedule, an empty rate table and no ``param_dict``. ``optimizer`` is
+    left as it is. ``lr_find`` sweeps the rate with it.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> opt = mx.optimizer.SGD(learning_rate=0.1, momentum=0.9)
+    >>> fresh = fresh_layerwise(opt)
+    >>> type(fresh).__name__, fresh.momentum, fresh.num_update, fresh is opt
+    ('LayerwiseSGD', 0.9, 0, False)
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise InvalidTypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
+    cls = layerwise_class(base_class(optimizer))
+    fresh = cls.__new__(cls)
+    skip = ("param_dict", "layerwise", "lr_scheduler", "_index_update_count",
+            "_all_index_update_counts")
+    fresh.__dict__.update(copy.deepcopy({k: v for k, v in optimizer.__dict__.items()
+                                         if k not in skip}))
+    fresh.param_dict, fresh.lr_scheduler, fresh.layerwise = {}, None, LayerwiseState()
+    fresh.num_update = fresh.begin_num_update = 0
+    fresh._index_update_count = {}
+    fresh._all_index_update_counts = {0: fresh._index_update_count}
+    return fresh
 
 
 def _rebuild(base: type, state: dict) -> Optimizer:

@@ -21,16 +21,19 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from mxnet import gluon
 
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
-from ..optim.schedules import OneCycle
+from ..optim import OneCycle
 from ..rules.presets import combine, no_weight_decay
 from ..rules.resolution import resolve, rule_items
 from ..rules.spreads import spread_rates
 from ..rules.values import GROUPS, parse_value
 from ..structure.index import block_names, structural_paths
-from ..trainer.layerwise import LayerwiseTrainer
+from ..trainer import LayerwiseTrainer
 from .training import EpochResult, check_loader, fit
 
-__all__ = ["fine_tune", "phase_rules"]
+__all__ = ["fine_tune", "phase_rules", "with_default_momentum"]
+
+DEFAULT_MOMENTUM = 0.9  # for the optimizers that take one and are named as a string
+_MOMENTUM_OPTIMIZERS = ("sgd", "nag")
 
 # fastai's fine_tune: the frozen phase peaks late (pct_start 0.99) from base/25, the thawed
 # one starts from base/5; both end at peak/1e5.
@@ -188,11 +191,29 @@ def _make_trainer(net, optimizer, optimizer_params, base_lr) -> LayerwiseTrainer
             raise InvalidValueError(f"optimizer_params must not contain {key!r}: fine_tune "
                                     f"sets the rates (base_lr) and their schedules",
                                     argument="optimizer_params")
-    if isinstance(optimizer, str) and optimizer.lower() in ("sgd", "nag"):
-        params.setdefault("momentum", 0.9)
+    params = with_default_momentum(optimizer, params)
     if isinstance(optimizer, str):
         params["learning_rate"] = base_lr
     return LayerwiseTrainer(net, optimizer, params)
+
+
+def with_default_momentum(optimizer: Any, optimizer_params: Optional[dict]) -> dict:
+    """``optimizer_params`` with ``momentum`` 0.9 added for ``'sgd'`` and ``'nag'`` (MXNet
+    names them in any case) unless it is given; other optimizers get them unchanged.
+
+    The one place of this default: ``fine_tune`` and the command line both use it.
+
+    Examples
+    --------
+    >>> with_default_momentum("SGD", {"wd": 1e-4})
+    {'wd': 0.0001, 'momentum': 0.9}
+    >>> with_default_momentum("adam", None)
+    {}
+    """
+    params = dict(optimizer_params or {})
+    if isinstance(optimizer, str) and optimizer.lower() in _MOMENTUM_OPTIMIZERS:
+        params.setdefault("momentum", DEFAULT_MOMENTUM)
+    return params
 
 
 def _trainable_before_rules(net, trainer: Optional[LayerwiseTrainer]) -> List[str]:

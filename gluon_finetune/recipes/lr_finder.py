@@ -25,8 +25,7 @@ from mxnet import autograd, gluon, nd
 from tqdm.auto import tqdm
 
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
-from ..optim.optimizer import base_class, layerwise_class, preview_lrs
-from ..optim.rates import LayerwiseState
+from ..optim import fresh_layerwise, preview_lrs
 from .snapshots import Snapshot, unique_params
 
 __all__ = ["lr_find", "LRFinderResult", "relative_rates", "geometric_rates",
@@ -52,7 +51,7 @@ class LRFinderResult:
 
     def plot(self, path: str, title: str = "learning-rate range test") -> str:
         """Write the loss against the base rate (log axis), the suggestion marked; returns
-        ``path``."""
+        the file written (``.png`` added where ``path`` has no extension)."""
         from ..reporting.plots import plot_lr_find
         return plot_lr_find(self, path, title)
 
@@ -164,7 +163,7 @@ def relative_rates(trainer: gluon.Trainer) -> Tuple[float, List[float]]:
     Computed on copies: the trainer, its schedules and its clocks are untouched.
     A frozen parameter's entry is 0.
     """
-    opt = trainer._optimizer
+    opt = trainer.optimizer
     params = trainer._params
     updated = [i for i, p in enumerate(params) if p.grad_req != "null"]
     rates = preview_lrs(opt, len(params), updated, 1)[0]
@@ -181,22 +180,13 @@ def relative_rates(trainer: gluon.Trainer) -> Tuple[float, List[float]]:
 def _sweep_optimizer(opt, scale: float):
     """A fresh optimizer of ``opt``'s class with its hyperparameters: no state, no
     counts, no schedule (the sweep sets the rate at each step)."""
-    cls = layerwise_class(base_class(opt))
-    fresh = cls.__new__(cls)
-    skip = ("param_dict", "layerwise", "lr_scheduler", "_index_update_count",
-            "_all_index_update_counts")
-    fresh.__dict__.update(copy.deepcopy({k: v for k, v in opt.__dict__.items()
-                                         if k not in skip}))
-    fresh.param_dict, fresh.lr_scheduler, fresh.layerwise = {}, None, LayerwiseState()
-    fresh.num_update = fresh.begin_num_update = 0
-    fresh._index_update_count = {}
-    fresh._all_index_update_counts = {0: fresh._index_update_count}
+    fresh = fresh_layerwise(opt)
     fresh.rescale_grad = scale  # the trainer's step(batch_size) divides this by the batch
     return fresh
 
 
 def _sweep_trainer(trainer: gluon.Trainer, multipliers: Sequence[float]):
-    from ..trainer.layerwise import LayerwiseTrainer
+    from ..trainer import LayerwiseTrainer
     params = trainer._params
     for param, mult in zip(params, multipliers):
         param.lr_mult = mult
@@ -207,7 +197,7 @@ def _sweep_trainer(trainer: gluon.Trainer, multipliers: Sequence[float]):
         kvstore = kvstore.type  # never the user's store: it holds their weights
     update_on_kvstore = trainer._update_on_kvstore if trainer._kv_initialized \
         else trainer._kvstore_params["update_on_kvstore"]
-    return LayerwiseTrainer(list(params), _sweep_optimizer(trainer._optimizer, trainer._scale),
+    return LayerwiseTrainer(list(params), _sweep_optimizer(trainer.optimizer, trainer._scale),
                             kvstore=kvstore, compression_params=trainer._compression_params,
                             update_on_kvstore=update_on_kvstore)
 

@@ -18,7 +18,7 @@ from typing import Iterable, List
 import numpy as np
 from mxnet import gluon
 
-from ..trainer.freezing import batchnorm_layers, clear_cached_graphs
+from ..trainer import batchnorm_layers, clear_cached_graphs
 
 __all__ = ["Snapshot", "unique_params"]
 

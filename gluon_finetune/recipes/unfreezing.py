@@ -11,8 +11,7 @@ from typing import Callable, Mapping, Optional, Union
 from mxnet.gluon.contrib.estimator.event_handler import EpochBegin
 
 from ..checks import InvalidTypeError, InvalidValueError, check_int, is_int
-from ..trainer.freezing import describe_blocks
-from ..trainer.layerwise import LayerwiseTrainer
+from ..trainer import LayerwiseTrainer, describe_blocks
 
 __all__ = ["GradualUnfreezing"]
 
