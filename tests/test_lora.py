@@ -346,3 +346,30 @@ def test_symbolblocks_and_plain_blocks_are_clear_errors(tmp_path):
 
     with pytest.raises(ValueError, match="plain gluon.Block.*make the layer a HybridBlock"):
         add_lora(Plain(), targets="*")
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_numpy_mode_networks_are_adapted_too(hybridize):
+    from mxnet import np as mnp
+    from mxnet import npx
+    npx.set_np()
+    try:
+        net = nn.HybridSequential(prefix="np_")
+        with net.name_scope():
+            net.add(nn.Dense(4), nn.Dense(2, in_units=4))
+        net.initialize()
+        if hybridize:
+            net.hybridize()
+        add_lora(net, rank=2)  # deferred: Dense(4) has no in_units
+        x = mnp.ones((2, 3))
+        trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.5})
+        with autograd.record():
+            loss = (net(x) ** 2).sum()
+        loss.backward()
+        trainer.step(1)
+        adapted = net(x).asnumpy()
+        assert net[0].weight_lora_b.data().asnumpy().any()
+        merge_lora(net)
+        assert np.allclose(net(x).asnumpy(), adapted, rtol=1e-5, atol=1e-6)
+    finally:
+        npx.reset_np()

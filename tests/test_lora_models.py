@@ -173,3 +173,48 @@ def test_states_files_resume_a_lora_run_bit_for_bit(tmp_path):
 
     plain, resumed = run(False), run(True)
     assert all(np.array_equal(plain[n], resumed[n]) for n in plain)
+
+
+def test_cli_explain_with_lora_shows_adapters_and_the_lock(capsys):
+    from gluon_finetune.cli import main
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2", "--lora", "4",
+                 "--lora-alpha", "8", "--lora-targets", "features.0", "--lora-targets", "-2",
+                 "--layer-lr", "*=0.5"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "_conv0_weight_lora_a " in line)
+    assert row.split()[1:3] == ["4x0", "0:features.0"]  # (the stem's input: not known yet)
+    assert "3 weights are adapted by LoRA" in out  # the stem and the last unit's two convs
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--lora-alpha", "8"], "lora_alpha is for LoRA adapters: give --lora RANK too"),
+    (["--lora", "2", "--lora-targets", "nowhere"], "no block path or parameter is named"),
+])
+def test_cli_lora_errors_are_one_line(capsys, flags, message):
+    from gluon_finetune.cli import main
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_train_with_lora_moves_only_adapters_and_head(tmp_path, capsys):
+    from image_folder import make_image_folder
+
+    from gluon_finetune.cli import main
+    images = make_image_folder(tmp_path / "images")
+    source = mx.gluon.model_zoo.vision.resnet18_v1()
+    source.initialize(mx.init.Xavier())
+    source(nd.zeros((1, 3, 32, 32)))
+    source.save_parameters(str(tmp_path / "resnet18_v1.params"))
+    saved = tmp_path / "model.params"
+    assert main(["train", str(images), "--model", "resnet18_v1", "--root", str(tmp_path),
+                 "--image-size", "32", "--batch-size", "4", "--epochs", "1", "--lora", "2",
+                 "--lr", "0.01", "--no-progress", "--save", str(saved)]) == 0
+    trained = get_model("resnet18_v1", classes=2, lora=2)
+    trained.load_parameters(str(saved))
+    mine = dict(zip((p for p in trained.collect_params().keys() if "_lora_" not in p),
+                    source.collect_params().values()))
+    for name, param in trained.collect_params().items():
+        if name in mine and "dense" not in name and "running" not in name:
+            assert np.array_equal(param.data().asnumpy(), mine[name].data().asnumpy()), name
+    assert any(a.b.data().asnumpy().any() for a in lora_adapters(trained).values())

@@ -71,8 +71,8 @@ def plain_layout(param: gluon.Parameter) -> None:
     descriptor for a sum primitive"; seen on mobilenetv2's convolutions). ``set_data``
     writes into the arrays and keeps their layout."""
     if param._data is not None:
-        param._data = [mx.nd.array(d.asnumpy(), ctx=d.context, dtype=d.dtype)
-                       for d in param._data]
+        param._data = [(mx.np if isinstance(d, mx.np.ndarray) else mx.nd).array(
+            d.asnumpy(), ctx=d.context, dtype=d.dtype) for d in param._data]
 
 
 def global_stats(layer) -> bool:

@@ -19,6 +19,7 @@ from typing import Dict, Optional, Tuple
 
 import mxnet as mx
 from mxnet import gluon
+from mxnet.util import is_np_array
 
 from ._blocks import contexts, has_data, register, unregister
 
@@ -78,7 +79,16 @@ def _target_shape(adapter: Adapter) -> Tuple[int, ...]:
 
 
 def adapted(F, w, a, b, adapter: Adapter, forward: Optional[LoraForward] = None):  # noqa: N803
-    """``w + reshape(b @ a) * scale`` in ``F`` (``mx.nd`` or ``mx.sym``)."""
+    """``w + reshape(b @ a) * scale`` in ``F`` (``mx.nd`` or ``mx.sym``), for classic arrays
+    and symbols or, after ``npx.set_np()``, NumPy ones (computed on classic views)."""
+    if is_np_array():
+        w, a, b = (v.as_nd_ndarray() for v in (w, a, b))
+        return _adapted(F, w, a, b, adapter, forward).as_np_ndarray()
+    return _adapted(F, w, a, b, adapter, forward)
+
+
+def _adapted(F, w, a, b, adapter: Adapter, forward: Optional[LoraForward]):  # noqa: N803
+    F = mx.sym if isinstance(w, mx.sym.Symbol) else mx.nd  # noqa: N806 (classic operators)
     if forward is not None and isinstance(w, mx.sym.Symbol) and not shape_known(adapter.a):
         # Deferred shapes: a's fan-in must come from w's, and dot infers no input from its
         # output. An elementwise sum infers both sides, so a gets 0 * (rank rows shaped
