@@ -218,3 +218,18 @@ def test_cli_train_with_lora_moves_only_adapters_and_head(tmp_path, capsys):
         if name in mine and "dense" not in name and "running" not in name:
             assert np.array_equal(param.data().asnumpy(), mine[name].data().asnumpy()), name
     assert any(a.b.data().asnumpy().any() for a in lora_adapters(trained).values())
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_adapters_of_a_weight_a_block_owns_itself_join_its_block(vocab, declared):
+    """BERT's encoder owns position_weight itself: a declared list that names it by its
+    path, and the automatic list, put its adapters in the embeddings' block."""
+    from gluon_finetune import automatic_blocks, block_names
+    spec = automatic_blocks(bert(vocab)) if declared else None
+    net = bert(vocab, blocks=spec)
+    labels = [label for label, _ in block_names(net)]
+    add_lora(net, targets="*position_weight", rank=2)
+    listed = block_names(net)
+    assert [label for label, _ in listed] == labels
+    weight = net.bert.encoder.position_weight
+    assert {weight.name + "_lora_a", weight.name + "_lora_b", weight.name} <= listed[0].names

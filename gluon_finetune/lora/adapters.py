@@ -21,6 +21,7 @@ import mxnet as mx
 from mxnet import gluon
 from mxnet.util import is_np_array
 
+from ..structure.adapted import belong, part
 from ._blocks import contexts, has_data, register, unregister
 
 __all__ = ["Adapter", "LoraForward", "adapters_of", "attach", "detach", "merged_weight",
@@ -144,6 +145,7 @@ def _new_params(weight: gluon.Parameter, rank: int) -> Tuple[gluon.Parameter, gl
 def attach(blocks, attr: str, weight: gluon.Parameter, rank: int, alpha: float) -> Adapter:
     """Give ``weight`` (registered as ``attr`` in each of ``blocks``) its adapters."""
     a, b = _new_params(weight, rank)
+    belong((a, b), weight)
     adapter = Adapter(attr, weight, a, b, rank, float(alpha))
     for block in blocks:
         register(block, adapter.a_attr, a, after=weight.name)
@@ -159,6 +161,7 @@ def detach(block: gluon.Block, attr: str) -> None:
     """Remove the adapters of ``block``'s weight ``attr``; the last one restores the
     class's ``hybrid_forward``."""
     adapter = block.__dict__[_RECORD].pop(attr)
+    part(adapter.weight)
     unregister(block, adapter.a_attr)
     unregister(block, adapter.b_attr)
     if not block.__dict__[_RECORD]:

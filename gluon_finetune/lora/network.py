@@ -2,7 +2,7 @@
 
 After ``add_lora`` only the adapters and what ``train`` names (the head, by
 default: PEFT's ``modules_to_save``) can train. Everything else, the adapted
-weights first, is *locked* (``structure.locks``): never trainable, whatever
+weights first, is *locked* (``structure.adapted``): never trainable, whatever
 rule, ``unfreeze`` or gradual unfreezing says, as running statistics are, so
 ``{"*": 0.1}``, ``layer_decay`` and ``fine_tune`` rate the adapters (each as a
 parameter of its weight's block) and the head, and nothing else. BatchNorm
@@ -20,8 +20,8 @@ from mxnet import gluon
 from ..checks import FinetuneError, InvalidValueError, check_int, check_real
 from ..rules import resolve
 from ..structure import block_names, can_train, structural_paths
+from ..structure.adapted import is_locked, lock, unlock
 from ..structure.index import check_block, descendants
-from ..structure.locks import is_locked, lock, unlock
 from ..trainer import batchnorm_layers, check_bn_policy, clear_cached_graphs
 from ._blocks import (
     global_stats,

@@ -27,6 +27,7 @@ from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .adapted import adapters_of, weight_of
 from .tracing import forward_trace, symbol_layers
 
 __all__ = ["Entry", "automatic", "is_container", "is_stack"]
@@ -123,8 +124,9 @@ def _child(child, path: str, stage: bool, stacked: bool) -> List[Entry]:
 
 def _units(block, path: str, stage: bool, stacked: bool = False) -> List[Entry]:
     """Units below ``block`` in registration order (its own parameters first)."""
-    out = [Entry((join(path, attr),), (p,), kind="param", stacked=stacked)
-           for attr, p in block._reg_params.items()]
+    # LoRA's adapters of a parameter the block owns are in that parameter's unit
+    out = [Entry((join(path, attr),), (p,) + adapters_of(p), kind="param", stacked=stacked)
+           for attr, p in block._reg_params.items() if weight_of(p) is None]
     inner = stacked or is_stack(block)
     for name, child in block._children.items():
         if owns_params(child):

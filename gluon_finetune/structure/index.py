@@ -25,6 +25,7 @@ from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequen
 from mxnet import gluon
 
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
+from .adapted import adapters_of, is_locked
 from .automatic import Entry, automatic, is_container, join
 from .declared import (
     declare_blocks,
@@ -35,7 +36,6 @@ from .declared import (
     spec_items,
 )
 from .declared import version as declarations_version
-from .locks import is_locked
 from .tracing import symbol_aux_names, symbol_layers
 
 __all__ = ["blocks", "block_params", "structural_paths", "block_names", "last_blocks_names",
@@ -231,9 +231,11 @@ def _signature(net) -> tuple:
 def _explicit(net, items) -> List[Entry]:
     table = dict(structural_paths(net))  # a path in a list: of a block or a parameter, or a name
     paths = param_paths(net)
+    params = net.collect_params()
     for name, path in paths.items():
-        table.setdefault(path, frozenset([name]))
-        table.setdefault(name, frozenset([name]))
+        own = frozenset([name] + [a.name for a in adapters_of(params[name])])  # LoRA's come along
+        table.setdefault(path, own)
+        table.setdefault(name, own)
     return explicit_entries(net, items, table, paths, _in_block_list)
 
 
