@@ -15,6 +15,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm.auto import tqdm
 
+from ..arrays import on_context, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
 __all__ = ["fit", "evaluate", "check_loader", "EpochResult"]
@@ -48,15 +49,19 @@ def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int
     return check_positive_int("epochs", epochs)
 
 
+def _correct(out, y) -> int:
+    """How many rows of ``out`` score their label highest. Compared as integers: in NumPy
+    mode ``argmax`` gives int64, which MXNet does not compare with float labels."""
+    return int(scalar((out.argmax(axis=1).astype("int64") == y.astype("int64")).sum()))
+
+
 def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Context] = None
              ) -> float:
     """Top-1 accuracy of ``net`` on a loader of ``(x, label)`` batches."""
     ctx = ctx or mx.cpu()
     correct = total = 0
     for x, y in data:
-        predicted = net(x.as_in_context(ctx)).argmax(axis=1)
-        correct += int((predicted == y.as_in_context(ctx).astype(predicted.dtype)).sum()
-                       .asscalar())
+        correct += _correct(net(on_context(x, ctx)), on_context(y, ctx))
         total += x.shape[0]
     if total == 0:
         raise InvalidValueError("evaluate got an empty data loader", argument="data")
@@ -66,7 +71,7 @@ def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Con
 def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, float]:
     losses, correct, total = [], 0, 0
     for x, y in data:
-        x, y = x.as_in_context(ctx), y.as_in_context(ctx)
+        x, y = on_context(x, ctx), on_context(y, ctx)
         with autograd.record():
             out = net(x)
             loss = loss_fn(out, y)
@@ -74,8 +79,8 @@ def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, fl
         trainer.step(x.shape[0])
         if on_step is not None:
             on_step(trainer)
-        losses.append(float(loss.mean().asscalar()))
-        correct += int((out.argmax(axis=1) == y.astype(out.dtype)).sum().asscalar())
+        losses.append(scalar(loss.mean()))
+        correct += _correct(out, y)
         total += x.shape[0]
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
