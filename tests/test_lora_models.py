@@ -1,10 +1,11 @@
 """LoRA on a small GluonNLP BERT and on zoo CNNs, through get_model, fine_tune and states."""
+import importlib
 import os
 
 import mxnet as mx
 import numpy as np
 import pytest
-from finetune_helpers import LOSS, trainable_names, weights
+from finetune_helpers import BERT_WORDS, LOSS, SMALL_BERT, trainable_names, weights
 from mxnet import autograd, gluon, nd
 from test_lora import X, Y, conv_net, train
 
@@ -21,23 +22,20 @@ from gluon_finetune import (
     save_lora,
 )
 
-if os.environ.get("CI"):  # `make test` installs GluonNLP: there it must be tested, not skipped
-    import gluonnlp as nlp
-else:
-    nlp = pytest.importorskip("gluonnlp")
-
-SMALL = {"units": 16, "embed_size": 16, "hidden_size": 32, "num_heads": 2, "max_length": 16}
-WORDS = "the a movie film good bad great awful plot acting".split()
-
 
 @pytest.fixture(scope="module")
 def vocab():
-    return nlp.vocab.BERTVocab(nlp.data.count_tokens(WORDS))
+    """The BERT tests' vocabulary; they skip without GluonNLP, except under `make test`,
+    which installs it (there they must run). The CNN tests here run either way."""
+    nlp = importlib.import_module("gluonnlp") if os.environ.get("CI") else \
+        pytest.importorskip("gluonnlp")
+    return nlp.vocab.BERTVocab(nlp.data.count_tokens(BERT_WORDS))
 
 
 def bert(vocab, seed=0, **kwargs):
     mx.random.seed(seed)
-    return get_model("bert_12_768_12", classes=2, vocab=vocab, num_layers=2, **SMALL, **kwargs)
+    return get_model("bert_12_768_12", classes=2, vocab=vocab, num_layers=2, **SMALL_BERT,
+                     **kwargs)
 
 
 def sentences(vocab, seed=0, n=4, length=6):
