@@ -72,7 +72,7 @@ def save_lora(net: gluon.Block, path: str) -> str:
     Examples
     --------
     >>> add_lora(net, rank=8)                    # doctest: +SKIP
-    >>> ...  # train
+    >>> # ... train the adapters and the head ...
     >>> save_lora(net, "adapters.params")        # doctest: +SKIP
     """
     check_block(net)
