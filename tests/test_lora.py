@@ -373,3 +373,15 @@ def test_numpy_mode_networks_are_adapted_too(hybridize):
         assert np.allclose(net(x).asnumpy(), adapted, rtol=1e-5, atol=1e-6)
     finally:
         npx.reset_np()
+
+
+def test_attention_with_projection_layers_gets_query_and_value_adapters():
+    net = nn.HybridSequential(prefix="t_")
+    with net.name_scope():
+        cell = nn.HybridSequential(prefix="cell_")  # GluonNLP's MultiHeadAttentionCell's names
+        with cell.name_scope():
+            cell.proj_query, cell.proj_key, cell.proj_value = (nn.Dense(4, in_units=4)
+                                                                for _ in range(3))
+        net.add(cell, nn.Dense(2, in_units=4))
+    net.initialize()
+    assert add_lora(net, rank=2) == [cell.proj_query.weight.name, cell.proj_value.weight.name]
