@@ -64,8 +64,7 @@ def lora_adapters(net: gluon.Block) -> Dict[str, Adapter]:
 
 
 def _check_args(net, rank, alpha, bias, bn) -> None:
-    if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: {net!r}")
+    check_block(net)
     check_int("rank", rank, minimum=1)
     check_real("alpha", alpha, positive=True)
     if bias not in BIAS_POLICIES:

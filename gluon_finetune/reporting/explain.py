@@ -159,8 +159,7 @@ def _from_trainer(trainer) -> Explanation:
         schedule = rate.lr_scheduler.declared if rate and rate.lr_scheduler is not None \
             else None
         rows.append(_row(param, where.get(param.name), rate.rule if rate else None,
-                         param.lr_mult, rate.wd_rule if rate else None, param.wd_mult,
-                         lrs[i] if param.grad_req != "null" else 0.0,  # frozen or locked
+                         param.lr_mult, rate.wd_rule if rate else None, param.wd_mult, lrs[i],
                          schedule, param.grad_req == "null", bool(rate and rate.thawed)))
     return Explanation(rows, _batchnorm_notes(trainer.net, rows, preview=False))
 
@@ -179,9 +178,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> E
         wd = s.wd_mult if s.wd_mult is not None else param.wd_mult
         frozen = (s.frozen if s.rule is not None else param.grad_req == "null") or \
             not can_train(param, net)  # no rule thaws a running statistic or a LoRA lock
-        if frozen:
-            lr = None if learning_rate is None else 0.0
-        elif s.learning_rate is not None:
+        if s.learning_rate is not None and not s.frozen:
             lr = s.learning_rate
         else:
             lr = None if learning_rate is None or mult is None else learning_rate * mult
