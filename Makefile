@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/freezing_payoff.py
 	$(PY) bench/feature_cache.py
 	$(PY) bench/bert_step.py
+	$(PY) bench/lora_bert.py
 	$(PY) bench/lr_find_cost.py
 
 # ruff, then the import contracts of .importlinter (layers, the pure rule engine, optim

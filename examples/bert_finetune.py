@@ -16,8 +16,15 @@ word. The recipe of BERT fine-tuning:
   head first, then the top transformer layers, then everything; a thawed
   layer starts its warm-up again (``restart="schedule"``).
 
+With ``--lora RANK``, the LoRA variant: rank-RANK adapters on every layer's
+query and value weights (``add_lora``, alpha = 2 x rank), trained with the
+head from the first epoch under the same rules (each layer's adapters at
+that layer's decayed rate) and LoRA's usual higher base rate (1e-2); every
+other weight stays as it was. ``--lora 8 --epochs 6`` reaches 1.0 training
+about a tenth of the parameters.
+
 Prints the rule table, then the validation accuracy after each epoch.
-Run: ``python examples/bert_finetune.py [--epochs N] [--layers L]``.
+Run: ``python examples/bert_finetune.py [--epochs N] [--layers L] [--lora RANK]``.
 """
 import argparse
 
@@ -29,6 +36,7 @@ from mxnet import autograd, gluon
 from gluon_finetune import (
     GradualUnfreezing,
     LayerwiseTrainer,
+    add_lora,
     get_model,
     layer_decay,
     no_weight_decay,
@@ -90,20 +98,33 @@ def build(layers, seed):
     return net, vocab
 
 
-def run(epochs=4, layers=4, train_size=512, batch_size=32, base_lr=3e-3, seed=0):
-    """(the rule table at epoch 0, [(trainable blocks, validation accuracy)] per epoch)."""
+def trained_share(net) -> str:
+    """How many parameters train, of how many."""
+    sizes = [(int(np.prod(p.shape)), p.grad_req != "null")
+             for p in net.collect_params().values()]
+    trained, total = sum(n for n, t in sizes if t), sum(n for n, _ in sizes)
+    return f"{trained} of {total} parameters train ({100 * trained / total:.1f}%)"
+
+
+def run(epochs=4, layers=4, train_size=512, batch_size=32, base_lr=3e-3, seed=0, lora=None):
+    """(the rule table at epoch 0, [(trainable blocks, validation accuracy)] per epoch,
+    the share of parameters that train at the end)."""
     net, vocab = build(layers, seed)
     rng = np.random.RandomState(seed)
     train, val = sentences(train_size, 8, vocab, rng), sentences(256, 8, vocab, rng)
+    forward(net, train[0][:1])  # deferred shapes, so that the share counts every weight
+    if lora:
+        add_lora(net, rank=lora, alpha=2 * lora)  # query and value weights of every layer
     steps = epochs * -(-train_size // batch_size)
     trainer = LayerwiseTrainer(net, "bertadam", {"learning_rate": base_lr, "wd": 0.01},
                                layers=recipe(net, base_lr, steps, warmup=steps // 10))
     top = len(net.finetune_blocks)
-    thaw = GradualUnfreezing(trainer, {0: 2, 1: 4, 2: top}, restart="schedule")
+    thaw = None if lora else GradualUnfreezing(trainer, {0: 2, 1: 4, 2: top},
+                                               restart="schedule")
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     history = []
     for epoch in range(epochs):
-        trainable = thaw.on_epoch(epoch)
+        trainable = thaw.on_epoch(epoch) if thaw else top
         if epoch == 0:
             table = trainer.explain()  # the head and pooler train, the rest waits
         for tokens, labels in batches(train, batch_size, rng):
@@ -112,7 +133,7 @@ def run(epochs=4, layers=4, train_size=512, batch_size=32, base_lr=3e-3, seed=0)
             loss.backward()
             trainer.step(tokens.shape[0])
         history.append((trainable, accuracy(net, val)))
-    return table, history
+    return table, history, trained_share(net)
 
 
 def per_block(table) -> str:
@@ -131,13 +152,19 @@ def main(argv=None):
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--train-size", type=int, default=512)
     parser.add_argument("--full-table", action="store_true", help="every parameter's row")
+    parser.add_argument("--lora", type=int, metavar="RANK",
+                        help="the LoRA variant: adapters of this rank on query and value")
+    parser.add_argument("--lr", type=float, help="base rate (default 3e-3; with --lora 1e-2)")
     args = parser.parse_args(argv)
-    table, history = run(args.epochs, args.layers, args.train_size)
+    base_lr = args.lr or (1e-2 if args.lora else 3e-3)
+    table, history, share = run(args.epochs, args.layers, args.train_size, base_lr=base_lr,
+                                lora=args.lora)
     print(table if args.full_table else per_block(table))
     print("\nepoch  trainable blocks  val acc")
     for epoch, (trainable, acc) in enumerate(history):
         print(f"{epoch:5d}  {trainable:16d}  {acc:7.3f}")
-    return {"table": table, "history": history}
+    print(share)
+    return {"table": table, "history": history, "share": share}
 
 
 if __name__ == "__main__":

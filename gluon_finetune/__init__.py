@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         RuleError,
         StatesError,
     )
+    from .lora import add_lora, load_lora, lora_adapters, merge_lora, save_lora
     from .models import get_model, model_names
     from .optim import OneCycle, SlantedTriangular
     from .recipes import (
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "gluon_finetune.errors": ["ConfigError", "FinetuneError", "NoMatchError", "RuleError",
                               "StatesError"],
+    "gluon_finetune.lora": ["add_lora", "load_lora", "lora_adapters", "merge_lora", "save_lora"],
     "gluon_finetune.models": ["get_model", "model_names"],
     "gluon_finetune.optim": ["OneCycle", "SlantedTriangular"],
     "gluon_finetune.recipes": ["FeatureCache", "GradualUnfreezing", "LRFinderResult",

@@ -36,7 +36,7 @@ __all__ = [
     "fresh_grad", "set_fresh_grad", "trainer_params", "trainer_contexts", "kvstore_in_use",
     "requested_kvstore", "updates_on_kvstore", "grad_scale", "compression_params",
     "update_counts", "set_update_counts", "count_update", "stock_lrs", "same_update",
-    "init_weight", "model_hashes",
+    "init_weight", "model_hashes", "listed_params", "set_param_data", "set_differentiable",
 ]
 
 
@@ -155,6 +155,21 @@ def param_data(param) -> Optional[list]:
 def is_differentiable(param) -> bool:
     """``param``'s ``differentiable`` flag (False: statistics such as BatchNorm's)."""
     return bool(param._differentiable)
+
+
+def set_differentiable(param, value: bool) -> None:
+    """Set ``param``'s ``differentiable`` flag (False: MXNet keeps ``grad_req`` at 'null')."""
+    param._differentiable = value
+
+
+def set_param_data(param, arrays: list) -> None:
+    """Give ``param`` these arrays (one per context) in place of its own, as they are."""
+    param._data = arrays
+
+
+def listed_params(block) -> Dict[str, Any]:
+    """The ordered name -> Parameter dict behind ``block.params`` (live: edits show)."""
+    return block.params._params
 
 
 def storage_type(param) -> str:

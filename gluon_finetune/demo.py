@@ -11,7 +11,9 @@ ways, from the same starting points:
   first block to the head (``spread``), each on a slanted triangular
   schedule (ULMFiT), the head alone at first and one more block thawed each
   epoch, its schedule starting as it thaws
-  (``GradualUnfreezing(every=1, restart="schedule")``).
+  (``GradualUnfreezing(every=1, restart="schedule")``);
+- **LoRA**: rank-4 adapters on both convolutions (``add_lora``), trained
+  with the new head; the pretrained weights stay as they are.
 
 Each method runs for several seeds; the table gives the validation accuracy
 (mean, min, max) and the time per method. Two PNGs are written: each layer's
@@ -30,6 +32,7 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .lora import add_lora
 from .optim.schedules import SlantedTriangular
 from .recipes.training import fit
 from .recipes.unfreezing import GradualUnfreezing
@@ -38,7 +41,7 @@ from .rules.spreads import spread
 from .trainer.freezing import unfreeze
 from .trainer.layerwise import LayerwiseTrainer
 
-METHODS = ("scratch", "full fine-tuning", "head only", "gradual + discriminative")
+METHODS = ("scratch", "full fine-tuning", "head only", "gradual + discriminative", "LoRA")
 LEARNING_RATE = 1e-3
 
 
@@ -116,6 +119,9 @@ def method_setup(method: str, base: DigitsNet, seed: int, steps: int):
     if method == "head only":
         unfreeze(net, 1)
         trainer = LayerwiseTrainer(net, "adam", {"learning_rate": 10 * LEARNING_RATE})
+    elif method == "LoRA":
+        add_lora(net, rank=4, alpha=8)
+        trainer = LayerwiseTrainer(net, "adam", {"learning_rate": 10 * LEARNING_RATE})
     elif method == "gradual + discriminative":
         triangle = SlantedTriangular(steps, cut_frac=0.2, ratio=10)
         rules = {block: {**rule, "lr_scheduler": triangle}
@@ -136,8 +142,10 @@ def run_method(method: str, base: DigitsNet, train, val, epochs: int, seed: int,
     history = fit(net, trainer, train_loader, epochs, loader(val, 256),
                   on_epoch=on_epoch, on_step=recorder, progress=progress,
                   desc=f"{method} (seed {seed})")
+    trained = sum(int(np.prod(p.shape)) for p in net.collect_params().values()
+                  if p.grad_req != "null")
     return {"curve": [h["val_acc"] for h in history], "seconds": history[-1]["seconds"],
-            "net": net}
+            "net": net, "trained": trained}
 
 
 def study(seeds: Sequence[int] = (0, 1, 2, 3, 4), epochs: int = 12, per_class: int = 10,
@@ -152,7 +160,7 @@ def study(seeds: Sequence[int] = (0, 1, 2, 3, 4), epochs: int = 12, per_class: i
         for method in METHODS:
             record = recorder if method == METHODS[-1] and seed == seeds[0] else None
             run = run_method(method, base, train, val, epochs, seed, progress, record)
-            if method == "head only":
+            if method in ("head only", "LoRA"):
                 frozen_kept &= _same_trunk(run.pop("net"), base)
             results[method].append(run)
     return results, recorder.curves, frozen_kept
@@ -160,20 +168,21 @@ def study(seeds: Sequence[int] = (0, 1, 2, 3, 4), epochs: int = 12, per_class: i
 
 def _same_trunk(net: DigitsNet, base: DigitsNet) -> bool:
     mx.nd.waitall()
+    mine = [p for n, p in net.features.collect_params().items() if "_lora_" not in n]
     return all(np.array_equal(a.data().asnumpy(), b.data().asnumpy())
-               for a, b in zip(net.features.collect_params().values(),
-                               base.features.collect_params().values()))
+               for a, b in zip(mine, base.features.collect_params().values()))
 
 
 def table(results: Dict[str, List[Dict]]) -> str:
-    """Final validation accuracy (mean, min, max over seeds) and seconds per method."""
-    lines = [f"{'method':<26} {'val acc':>8} {'min':>6} {'max':>6} {'seconds':>8}",
-             "-" * 58]
+    """Final validation accuracy (mean, min, max over seeds), seconds and the number of
+    parameters trained (at the end) per method."""
+    lines = [f"{'method':<26} {'val acc':>8} {'min':>6} {'max':>6} {'seconds':>8} "
+             f"{'trained':>8}", "-" * 67]
     for method, runs in results.items():
         final = [run["curve"][-1] for run in runs]
         seconds = sum(run["seconds"] for run in runs)
         lines.append(f"{method:<26} {np.mean(final):8.3f} {min(final):6.3f} "
-                     f"{max(final):6.3f} {seconds:8.1f}")
+                     f"{max(final):6.3f} {seconds:8.1f} {runs[0].get('trained', 0):8d}")
     return "\n".join(lines)
 
 
@@ -208,7 +217,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[Dict]]:
     print(f"\nDigits 5-9 from {args.per_class} labelled images per class, "
           f"{args.epochs} epochs, {args.seeds} seed(s); network pretrained on digits 0-4\n")
     print(table(results))
-    print(f"\nhead only: pretrained trunk bit-identical after training: {frozen_kept}")
+    print(f"\nhead only and LoRA: pretrained trunk bit-identical after training: "
+          f"{frozen_kept}")
     lr_png = plot_lr_curves(rate_curves, os.path.join(args.out, "learning_rates.png"),
                             title="gradual + discriminative: learning rate per block")
     acc_png = plot_accuracy(mean_curves(results), os.path.join(args.out, "accuracy.png"),

@@ -174,3 +174,8 @@ def exported_every_norm(folder, prefix="norms_"):
              if n.endswith(("_gamma", "_beta", "_running_mean", "_running_var", "_bias"))}
     return gluon.SymbolBlock.imports(str(folder / "norms-symbol.json"), ["data"],
                                      str(folder / "norms-0000.params")), names
+
+
+# A small GluonNLP BERT (get_model("bert_12_768_12", vocab=..., **SMALL_BERT)) and its words
+SMALL_BERT = {"units": 16, "embed_size": 16, "hidden_size": 32, "num_heads": 2, "max_length": 16}
+BERT_WORDS = "the a movie film good bad great awful plot acting".split()

@@ -105,6 +105,17 @@ def test_demo_study_table_ranks_fine_tuning_above_scratch(tmp_path, capsys):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bert_lora_variant_learns_training_a_tenth_of_the_parameters():
+    if not os.environ.get("CI"):  # `make test` installs GluonNLP: there it must run
+        pytest.importorskip("gluonnlp")
+    result = run_example("bert_finetune.py", ["--epochs", "6", "--layers", "2", "--lora", "8"])
+    assert result["history"][-1][1] >= 0.9
+    assert result["share"] == "2114 of 21826 parameters train (9.7%)"
+    adapted = [row for row in result["table"] if "query_weight" in row["parameter"]]
+    assert {row["frozen"] for row in adapted if row["parameter"].endswith("weight")} == {True}
+    assert any("4 weights are adapted by LoRA" in note for note in result["table"].notes)
+
+
 def test_bert_recipe_thaws_top_layers_and_learns(capsys):
     if not os.environ.get("CI"):  # `make test` installs GluonNLP: there it must run
         pytest.importorskip("gluonnlp")

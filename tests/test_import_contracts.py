@@ -47,6 +47,8 @@ VIOLATIONS = [
     ("optim", "optim/rates.py", "from ..structure import index"),  # via index
     ("recipes", "recipes/data.py", "from ..trainer.layerwise import LayerwiseTrainer"),
     ("recipes", "recipes/data.py", "from ..optim.rates import LayerwiseState"),
+    ("layers", "lora/targets.py", "from ..models import get_model"),
+    ("lora", "lora/files.py", "from ..trainer.freezing import freeze"),
 ]
 
 

@@ -4,7 +4,7 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
-from finetune_helpers import weights
+from finetune_helpers import BERT_WORDS, SMALL_BERT, weights
 from mxnet import autograd, gluon
 
 if os.environ.get("CI"):  # `make test` installs GluonNLP: there it must be tested, not skipped
@@ -15,8 +15,7 @@ else:
 from gluon_finetune import LayerwiseTrainer, blocks, get_model, layer_decay, model_names
 from gluon_finetune.structure.index import block_names, walk
 
-SMALL = {"units": 16, "embed_size": 16, "hidden_size": 32, "num_heads": 2, "max_length": 16}
-WORDS = "the a movie film good bad great awful plot acting".split()
+SMALL, WORDS = SMALL_BERT, BERT_WORDS
 
 
 @pytest.fixture(scope="module")

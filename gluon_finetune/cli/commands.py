@@ -80,8 +80,11 @@ def _model_arguments(settings: Settings) -> Dict[str, Any]:
     """What ``get_model`` needs beyond the zoo's arguments: a GluonNLP model's vocabulary
     (nothing for the vision models); checked before the model is built."""
     from ..models.nlp import NLP_MODELS, is_nlp_model
+    lora = {} if settings.lora is None else {
+        "lora": settings.lora, "lora_targets": _targets(settings.lora_targets),
+        "lora_alpha": 16.0 if settings.lora_alpha is None else settings.lora_alpha}
     if not is_nlp_model(settings.model):
-        return {}
+        return lora
     name = settings.model.lower()
     if settings.classes is None:
         raise refuse("classes", f"{name} is an encoder without a head: give --classes N")
@@ -91,7 +94,14 @@ def _model_arguments(settings: Settings) -> Dict[str, Any]:
                      f"enough to preview the rules)")
     import gluonnlp
     kind = gluonnlp.vocab.BERTVocab if NLP_MODELS[name] == "bert" else gluonnlp.vocab.Vocab
-    return {"vocab": _vocabulary(settings, kind)}
+    return {"vocab": _vocabulary(settings, kind), **lora}
+
+
+def _targets(keys):
+    """``--lora-targets`` as ``add_lora`` takes it: None, one key, or a tuple of keys."""
+    if not keys:
+        return None
+    return keys[0] if len(keys) == 1 else tuple(keys)
 
 
 def _build(settings: Settings, classes: Optional[int] = None, pretrained: bool = False,
@@ -102,7 +112,8 @@ def _build(settings: Settings, classes: Optional[int] = None, pretrained: bool =
     from ..trainer.layerwise import LayerwiseTrainer
     extra = _model_arguments(settings)
     with feeding(name="model", classes="classes", unfreeze="unfreeze", pretrained="pretrained",
-                 root="root", granularity="granularity", bn="bn"):
+                 root="root", granularity="granularity", bn="bn", lora="lora",
+                 lora_alpha="lora_alpha", targets="lora_targets", train="unfreeze"):
         net = get_model(settings.model, classes=classes if settings.classes is None else
                         settings.classes, unfreeze=settings.unfreeze, pretrained=pretrained,
                         root=settings.root, granularity=settings.granularity, bn=settings.bn,
@@ -115,7 +126,9 @@ def _build(settings: Settings, classes: Optional[int] = None, pretrained: bool =
         _check_rules(net, layers, settings.learning_rate)
         trainer = LayerwiseTrainer(net, settings.optimizer, _optimizer_params(settings),
                                    layers=layers if with_rules else None, bn=settings.bn)
-    if settings.unfreeze is not None:  # a limit on top of the rules: "*" cannot thaw
+    # a limit on top of the rules, so that "*" cannot thaw; with LoRA, --unfreeze is what
+    # trains besides the adapters, and the lock already keeps the rest from any rule
+    if settings.unfreeze is not None and settings.lora is None:
         with feeding(unfreeze="unfreeze"):
             trainer.set_trainable_blocks(settings.unfreeze)
     return net, trainer

@@ -16,7 +16,7 @@ from ..checks import is_int, is_real
 from ..errors import FinetuneError
 from .config_text import Where
 
-__all__ = ["Kind", "Int", "Real", "Text", "Flag", "Choice", "Checked", "Structure"]
+__all__ = ["Kind", "Int", "Real", "Text", "Flag", "Choice", "Checked", "Structure", "Keys"]
 
 
 class Kind:
@@ -176,3 +176,25 @@ class Structure(Kind):
         if not isinstance(value, dict):
             raise at.fail(f"expected mapping, got {value!r}")
         return self._load(value, at)
+
+
+class Keys(Kind):
+    """Rule keys (LoRA's targets): one a flag, repeatable, an integer-looking one a block
+    index; in a config one key or a list of keys."""
+
+    expected = "rule keys: block paths, parameter names or globs, 're:<regex>', indices, 'm:n'"
+
+    def __init__(self, as_key: Callable[[Any], Any]):
+        self._as_key = as_key
+
+    def parse(self, text: str) -> Any:
+        return self._as_key(text) if text.strip() else None
+
+    def data(self, value: Any, at: Where) -> Any:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if not ((isinstance(item, str) and item.strip()) or is_int(item)) or \
+                    isinstance(item, bool):
+                raise at.fail(f"expected {self.expected} (one, or a list), got {item!r}")
+        # JSON has no integer keys to write here, so a digit-only string is an index there too
+        return [self._as_key(item) for item in items]

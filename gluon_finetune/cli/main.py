@@ -68,6 +68,8 @@ def _add(parser: argparse.ArgumentParser, option: Option, command: str) -> None:
         kwargs.update(action="store_const", const=True)
     elif option.action == "bool":
         kwargs.update(action=argparse.BooleanOptionalAction)
+    elif option.action == "repeat":  # one value a flag, collected in a list
+        kwargs.update(type=option.kind.text, metavar=option.metavar, action="append")
     else:
         kwargs.update(type=option.kind.text, metavar=option.metavar or option.kind.metavar,
                       action=_Rules if option.action == "append" else "store")

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 from ..errors import InvalidValueError
 from ..structure import GRANULARITIES
 from ..trainer import BN_POLICIES
-from .kinds import Checked, Choice, Flag, Int, Kind, Real, Structure, Text
+from .kinds import Checked, Choice, Flag, Int, Keys, Kind, Real, Structure, Text
 from .structures import (
     check_optimizer,
     load_optimizer_params,
@@ -29,6 +29,7 @@ from .structures import (
     load_scheduler,
     load_unfreezing,
     parse_layer_rule,
+    rule_key,
 )
 
 __all__ = ["Option", "Settings", "COMMANDS", "RECIPES", "MODEL", "options", "config_options",
@@ -161,6 +162,17 @@ class Settings:
         help="no weight decay on biases and normalization layers (no_weight_decay(net) "
              "rules, merged with the others; recipe fine_tune: on unless false)",
         kind=Flag(), action="store_true")
+    # ---- LoRA adapters (add_lora): every command that builds a model
+    lora: Optional[int] = option(
+        help="add LoRA adapters of rank RANK (add_lora): only the adapters and the last "
+             "--unfreeze blocks (default 1: the head) train", kind=Int(1), metavar="RANK")
+    lora_alpha: Optional[float] = option(
+        help="the adapters' alpha: their update is scaled by alpha / rank",
+        kind=Real(positive=True), metavar="ALPHA", shown="16")
+    lora_targets: Optional[List[Any]] = option(
+        help="the weights to adapt: rule keys, repeatable (default: attention's query and "
+             "value weights, else every Dense and convolution weight outside the head)",
+        kind=Keys(rule_key), metavar="KEY", action="repeat")
     # ---- GluonNLP models (bert_12_768_12 ...): a vocabulary, for explain and plot
     vocab: Optional[str] = option(
         help="a GluonNLP model's vocabulary, as JSON (vocab.to_json())", kind=Text("a file"),
@@ -224,6 +236,9 @@ class Settings:
             _check_image_model(self.model, self.command)
         if self.command == TRAIN:
             _check_train(self)
+        for name in ("lora_alpha", "lora_targets"):
+            if self.lora is None and getattr(self, name) is not None:
+                raise refuse(name, f"{name} is for LoRA adapters: give --lora RANK too")
         if self.vocab is not None and self.vocab_size is not None:
             raise refuse("vocab_size", "give one of vocab (a file) and vocab_size")
         if self.command == LR_FIND and self.end_lr <= self.start_lr:

@@ -33,6 +33,7 @@ from ..trainer.freezing import (
     clear_cached_graphs,
     prepare_for_finetuning,
 )
+from .adapting import check_lora, with_lora
 from .auxiliary import auxiliary_classifiers, outputs_of, warn_auxiliary
 from .detection import check_classes, is_detector, load_detector, refuse_names, reset_detector
 from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
@@ -273,6 +274,7 @@ def _load_with_head(net, path: str, classes: Optional[int], ctx, name: str) -> N
 def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] = None,
               pretrained: Union[bool, str] = False, root: Optional[str] = None, ctx=None,
               granularity: str = "unit", bn: str = "frozen", blocks=None,
+              lora: Optional[int] = None, lora_alpha: float = 16, lora_targets=None,
               **kwargs) -> gluon.HybridBlock:
     """A zoo network ready for fine-tuning.
 
@@ -320,6 +322,14 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     blocks : list, optional
         An explicit block list (see ``structure.blocks``), recorded on the
         net (``net.finetune_block_list``) for every later call.
+    lora : int, optional
+        Add LoRA adapters of this rank (``add_lora``): only the adapters
+        and the last ``unfreeze`` blocks (default 1: the head) train.
+    lora_alpha : float, default 16
+        The adapters' alpha (the update is scaled by ``lora_alpha / lora``).
+    lora_targets : rule key or tuple, optional
+        The weights to adapt (default: attention's query and value weights,
+        else every Dense and convolution weight outside the head).
     **kwargs
         Passed to the zoo's constructor (e.g. ``norm_kwargs`` for GluonCV).
 
@@ -336,6 +346,11 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)  # doctest: +SKIP
     """
     classes = _check_args(name, classes, pretrained, granularity, bn)
+    rank = check_lora(lora, lora_alpha)
+    if rank is not None:
+        net = get_model(name, classes, None, pretrained, root, ctx, granularity, bn, blocks,
+                        **kwargs)
+        return with_lora(net, rank, lora_alpha, lora_targets, unfreeze, bn)
     if is_nlp_model(name):
         if isinstance(classes, tuple):
             refuse_names(classes, name)

@@ -34,7 +34,7 @@ class Explanation:
 
     def __init__(self, rows: List[Dict], notes: Sequence[str] = ()):
         self.rows = rows
-        self.notes = _thaw_notes(rows) + list(notes)
+        self.notes = _thaw_notes(rows) + list(notes) + _lora_notes(rows)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -129,6 +129,18 @@ def replaced_notes(table: Sequence[Any], own: Sequence[Any],
                      f"{'it' if len(had) == 1 else 'them'} a rule of {their} own (a key that "
                      f"matches a subset wins) or narrow rule {rule!r}")
     return notes
+
+
+def _lora_notes(rows: List[Dict]) -> List[str]:
+    """A note on LoRA-adapted weights (``NAME`` beside ``NAME_lora_a``/``NAME_lora_b``)."""
+    names = {row["parameter"] for row in rows}
+    adapted = [n for n in names if f"{n}_lora_a" in names and f"{n}_lora_b" in names]
+    if not adapted:
+        return []
+    return [f"{len(adapted)} weight{'s are' if len(adapted) > 1 else ' is'} adapted by LoRA: "
+            f"frozen whatever the rules say, each trains through its NAME_lora_a and "
+            f"NAME_lora_b at its block's rate (merge_lora folds them in)"]
+
 
 _BATCH_STATISTICS = (
     "as at inference: freezing BatchNorm is more than grad_req='null'. grad_req='null' alone "

@@ -28,6 +28,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from .._compat import children, own_params
+from .adapted import adapters_of, weight_of
 from .tracing import forward_trace, symbol_layers
 
 __all__ = ["Entry", "automatic", "is_container", "is_stack"]
@@ -124,8 +125,9 @@ def _child(child, path: str, stage: bool, stacked: bool) -> List[Entry]:
 
 def _units(block, path: str, stage: bool, stacked: bool = False) -> List[Entry]:
     """Units below ``block`` in registration order (its own parameters first)."""
-    out = [Entry((join(path, attr),), (p,), kind="param", stacked=stacked)
-           for attr, p in own_params(block).items()]
+    # LoRA's adapters of a parameter the block owns are in that parameter's unit
+    out = [Entry((join(path, attr),), (p,) + adapters_of(p), kind="param", stacked=stacked)
+           for attr, p in own_params(block).items() if weight_of(p) is None]
     inner = stacked or is_stack(block)
     for name, child in children(block).items():
         if owns_params(child):

@@ -27,6 +27,7 @@ from mxnet import gluon
 
 from .._compat import children, is_differentiable, own_params
 from ..errors import InvalidValueError
+from .adapted import adapters_of, is_locked
 from .automatic import Entry, automatic, is_container
 from .declared import (
     declare_blocks,
@@ -183,6 +184,11 @@ class BlockIndex:
         """Whether ``param`` can ever be trainable: not a constant, not a running statistic."""
         return trains(param) and param.name not in self.aux
 
+    def in_block_list(self, param: gluon.Parameter) -> bool:
+        """What makes a block: a parameter that can train, or one locked by adapters
+        (LoRA): adding adapters never renumbers the blocks."""
+        return self.can_train(param) or is_locked(param)
+
     def entries(self, granularity: Optional[str] = None,
                 spec: Optional[Spec] = None) -> List[Entry]:
         """The block list as ``automatic.Entry`` records (see :func:`blocks`)."""
@@ -215,7 +221,7 @@ class BlockIndex:
         for entry in found:
             mine = tuple(p for p in entry.params if p.name not in seen)
             seen.update(p.name for p in mine)
-            if any(self.can_train(p) for p in mine):
+            if any(self.in_block_list(p) for p in mine):
                 out.append(Entry(entry.paths, mine, entry.block, entry.kind))
         return out
 
@@ -227,9 +233,11 @@ class BlockIndex:
             return self.trainable_only(automatic(self.net, granularity))
         table = dict(self.paths)  # a path in a list: of a block or a parameter, or a name
         for name, path in self.param_paths.items():
-            table.setdefault(path, frozenset([name]))
-            table.setdefault(name, frozenset([name]))
-        return explicit_entries(self.net, items, table, self.param_paths, self.can_train)
+            # LoRA's adapters come along with the weight they adapt
+            own = frozenset([name] + [a.name for a in adapters_of(self.params[name])])
+            table.setdefault(path, own)
+            table.setdefault(name, own)
+        return explicit_entries(self.net, items, table, self.param_paths, self.in_block_list)
 
     def _entry(self, paths: Tuple[str, ...], names: Tuple[str, ...], has_block: bool) -> Entry:
         block = None

@@ -90,8 +90,10 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     A BatchNorm counts as frozen when all its trainable parameters are in
     ``frozen_names``. ``'frozen'`` sets ``use_global_stats=True`` there;
     ``'stats'`` and ``'train'`` leave the layer's own setting. Layers that are
-    no longer frozen get their own setting back. BatchNorm nodes inside a
-    ``SymbolBlock``'s graph count as layers (their gamma and beta). With
+    no longer frozen get their own setting back; layers with nothing that can
+    train (scale and shift locked by LoRA adapters) are left as they are.
+    BatchNorm nodes inside a ``SymbolBlock``'s graph count as layers (their
+    gamma and beta). With
     ``owned`` (a trainer's parameter names) only layers whose parameters are
     all owned are touched: a trainer over part of a network leaves the rest
     alone. Returns whether anything changed.
@@ -100,8 +102,8 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     changed = False
     for layer in batchnorm_layers(net):
         names = _trainable_names(layer)
-        if owned is not None and not names <= owned:
-            continue
+        if not names or (owned is not None and not names <= owned):
+            continue  # a layer locked by adapters (LoRA) keeps what they set
         if not hasattr(layer, _ORIGINAL):
             object.__setattr__(layer, _ORIGINAL, uses_global_stats(layer))
         frozen = bool(names) and names <= frozen_names
