@@ -166,6 +166,21 @@ def test_combine_compares_keys_as_the_rule_engine_does():
         {(0, "l3"): {"lr_mult": 2.0, "wd_mult": 0.0}}
 
 
+def test_combine_loses_no_rule_to_keys_that_python_calls_equal():
+    """Issue 21 item 11, variants: a NumPy string is the str it spells (names taken from a
+    NumPy array or a DataFrame), so its rule merges with the str's; keys the rule engine
+    tells apart but a dict does not (True and 1, 2.0 and 2) are kept as pairs, not
+    collapsed into one entry that silently drops the first rate."""
+    from gluon_finetune import combine
+    assert combine({"l3": 0.1}, {np.str_("l3"): {"wd_mult": 0.0}}) == \
+        {"l3": {"lr_mult": 0.1, "wd_mult": 0.0}}
+    assert all(type(k) is str for k in combine({np.str_("l3"): 0.1}))
+    assert combine({True: 0.1}, {1: 0.5}) == [(True, 0.1), (1, 0.5)]
+    with pytest.raises(RuleError, match=r"rule key 2.0: expected .* got float"):
+        LayerwiseTrainer(three_layers(), "sgd", {"learning_rate": 1.0},
+                         layers=combine({2.0: 0.1}, {2: 0.5}))
+
+
 def test_no_weight_decay_reads_every_norm_operator_of_a_symbolblock_alone_or_nested(tmp_path):
     """Issue 21 item 4: a SymbolBlock nested in a Sequential (GluonCV's transfer-learning
     form) had only its biases found, and the graph reading missed
