@@ -192,3 +192,29 @@ def test_a_scheduler_that_holds_schedulers_gives_absolute_rates():
     assert [lrs[index] for lrs in trainer.preview_lrs(12)] == \
         [reference(t) for t in range(1, 13)]
 
+
+def test_the_trainers_own_schedule_is_checked_as_a_rules_is():
+    """Issue 21 item 15, variants at the trainer's level: a class, or a plain function
+    beside learning_rate (MXNet: AttributeError "no attribute 'base_lr'"), or a function
+    returning None or NaN (MXNet: "unsupported operand" or "Invalid Parameter format for
+    lrs" at step) said nothing of the schedule."""
+    from finetune_helpers import snapshot, three_layers, train_step
+
+    from gluon_finetune import FinetuneError, LayerwiseTrainer
+    for args in ({"learning_rate": 0.1, "lr_scheduler": OneCycle}, {"lr_scheduler": OneCycle}):
+        with pytest.raises(TypeError, match=r"lr_scheduler is the class OneCycle, not a "
+                                            r"schedule; give an instance"):
+            LayerwiseTrainer(three_layers(), "sgd", args)
+    with pytest.raises(TypeError, match=r"lr_scheduler: a plain callable gives absolute rates.*"
+                                        r"learning_rate=0.1.*drop learning_rate"):
+        LayerwiseTrainer(three_layers(), "sgd", {"learning_rate": 0.1,
+                                                 "lr_scheduler": lambda t: 0.01})
+    for returned, error in ((None, TypeError), (float("nan"), ValueError)):
+        net = three_layers()
+        trainer = LayerwiseTrainer(net, "sgd", {"lr_scheduler": lambda t, r=returned: r})
+        before = snapshot(net)
+        with pytest.raises(error, match=r"the trainer's lr_scheduler returned .* at step 1; a "
+                                        r"schedule must return a finite") as err:
+            train_step(net, trainer, 0)
+        assert isinstance(err.value, FinetuneError)
+        assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(net)))

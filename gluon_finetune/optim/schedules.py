@@ -123,12 +123,14 @@ def _check_rebasable(schedule, fields: Tuple[str, ...], base_lr: float,
 
 
 def scheduled_rate(rule: Optional[str], t: int, lr: Any) -> float:
-    """``lr``, what rule ``rule``'s schedule returned at step ``t``, as a finite float;
-    anything else is an error naming the rule and the step (a ``None`` would otherwise
-    fall back to the trainer's rate, a NaN or a string fail inside MXNet)."""
+    """``lr``, what rule ``rule``'s schedule (``None``: the trainer's) returned at step
+    ``t``, as a finite float; anything else is an error naming the rule and the step (a
+    ``None`` would otherwise fall back to the trainer's rate, a NaN or a string fail
+    inside MXNet)."""
     if is_real(lr) and math.isfinite(lr):
         return float(lr)
-    what = f"rule {rule!r}: its lr_scheduler returned {lr!r} ({type(lr).__name__}) at step {t}"
+    who = "the trainer's lr_scheduler" if rule is None else f"rule {rule!r}: its lr_scheduler"
+    what = f"{who} returned {lr!r} ({type(lr).__name__}) at step {t}"
     advice = "a schedule must return a finite learning rate (a float) for every step"
     if is_real(lr):
         raise InvalidValueError(f"{what}; {advice}", argument="lr_scheduler")
