@@ -8,12 +8,14 @@ works in both modes without changing the mode.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon.block import _regroup
 from mxnet.util import is_np_array
 
-__all__ = ["symbol_input", "scalar", "concat", "as_array", "on_context"]
+__all__ = ["symbol_input", "symbolic_call", "scalar", "concat", "as_array", "on_context"]
 
 
 def symbol_input(name: str) -> mx.sym.Symbol:
@@ -21,6 +23,46 @@ def symbol_input(name: str) -> mx.sym.Symbol:
     ``npx.set_np()``)."""
     var = mx.sym.var(name)
     return var.as_np_ndarray() if is_np_array() else var
+
+
+def symbolic_call(block: gluon.Block, *inputs: mx.sym.Symbol) -> Any:
+    """``block(*inputs)`` on symbols (a trace: nothing computed, nothing changed).
+
+    In NumPy mode MXNet 1.9.1's ``SymbolBlock``, called on symbols, composes them into
+    a shallow copy of its own graph (a NumPy symbol's ``__deepcopy__`` shares the
+    nodes), so its graph keeps the trace's inputs and every later forward fails;
+    then it cannot return a single output. For the call, each ``SymbolBlock`` in
+    ``block`` composes into a real copy of its graph instead.
+    """
+    if not is_np_array():
+        return block(*inputs)
+    imported = [b for b in _descendants(block) if isinstance(b, gluon.SymbolBlock)]
+    for b in imported:
+        # an instance attribute: Block.__call__ looks forward up on the instance
+        b.__dict__["forward"] = _composing_forward(b)
+    try:
+        return block(*inputs)
+    finally:
+        for b in imported:
+            b.__dict__.pop("forward", None)
+
+
+def _descendants(block: gluon.Block) -> Iterator[gluon.Block]:
+    yield block
+    for child in block._children.values():
+        yield from _descendants(child)
+
+
+def _composing_forward(block: gluon.SymbolBlock):
+    def forward(x, *args):
+        if not isinstance(x, mx.sym.Symbol):  # arrays: the block's own forward
+            return type(block).forward(block, x, *args)
+        names, graph = block._cached_graph
+        own = mx.sym.load_json(graph.tojson()).as_np_ndarray()  # nodes of its own
+        own._compose(**{n.name: v for n, v in zip(names, (x,) + args)})
+        # as SymbolBlock.forward groups them (list() of a one-output NumPy symbol fails)
+        return _regroup([own[i] for i in range(own.num_outputs)], block._out_format)
+    return forward
 
 
 def scalar(array) -> float:

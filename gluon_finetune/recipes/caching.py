@@ -30,7 +30,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from ..arrays import concat, on_context, symbol_input
+from ..arrays import concat, on_context, symbol_input, symbolic_call
 from ..checks import InvalidTypeError, InvalidValueError, check_int
 from ..structure.index import _is_container, blocks, check_block, descendants
 from ..structure.normalization import BATCHNORM_OPS, batchnorm_nodes, on_global_stats, symbol_blocks
@@ -208,12 +208,12 @@ def _traced_same(net, prefix, suffix) -> bool:
     """Whether tracing both with a symbol gives the same graph (no data needed)."""
     data = symbol_input("data")
     try:
-        expected = net(data)
+        expected = symbolic_call(net, data)
     except Exception as err:
         raise InvalidValueError(f"cannot trace {type(net).__name__} with one input to check that "
                                 f"it is a chain of its children: {err}") from None
     return isinstance(expected, mx.sym.Symbol) and \
-        _graph(expected) == _graph(suffix(prefix(data)))
+        _graph(expected) == _graph(symbolic_call(suffix, symbolic_call(prefix, data)))
 
 
 def _computed_same(net, prefix, suffix, x) -> bool:
@@ -334,7 +334,7 @@ def _training_mode_is_deterministic(prefix) -> bool:
     it so (uncached training's own computation; oneDNN's training kernels are faster)."""
     if not isinstance(prefix, gluon.HybridBlock):
         return False  # cannot see inside: inference mode is the safe reading
-    nodes = json.loads(prefix(symbol_input("data")).tojson())["nodes"]
+    nodes = json.loads(symbolic_call(prefix, symbol_input("data")).tojson())["nodes"]
     return not any(n["op"] in _MODE_DEPENDENT or
                    (n["op"] in BATCHNORM_OPS and not on_global_stats(n)) for n in nodes)
 
