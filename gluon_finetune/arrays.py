@@ -15,7 +15,8 @@ from mxnet import gluon
 from mxnet.gluon.block import _regroup
 from mxnet.util import is_np_array
 
-__all__ = ["symbol_input", "symbolic_call", "scalar", "concat", "as_array", "on_context"]
+__all__ = ["symbol_input", "symbolic_call", "scalar", "concat", "as_array", "on_context",
+           "split_to"]
 
 
 def symbol_input(name: str) -> mx.sym.Symbol:
@@ -94,3 +95,13 @@ def on_context(array, ctx):
     """``array`` on ``ctx`` (NumPy arrays renamed ``as_in_context`` to ``as_in_ctx`` and warn
     on every call of the old name; classic arrays have only the old one)."""
     return array.as_in_ctx(ctx) if isinstance(array, mx.np.ndarray) else array.as_in_context(ctx)
+
+
+def split_to(array, contexts: Sequence[mx.Context]) -> list:
+    """``array`` split along its first axis, one part on each context, as
+    ``gluon.utils.split_and_load`` (which calls ``as_in_context``: in NumPy mode a
+    warning at every batch) does it."""
+    if len(contexts) == 1:
+        return [on_context(array, contexts[0])]
+    parts = gluon.utils.split_data(array, len(contexts), even_split=False)
+    return [on_context(part, ctx) for part, ctx in zip(parts, contexts)]
