@@ -12,16 +12,16 @@ snapshots all ask here.
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterator, List, NamedTuple, Set, Tuple
+from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Set, Tuple
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .index import descendants, walk
+from .index import can_train, descendants, walk
 
-__all__ = ["batchnorm_layers", "BATCHNORM_OPS", "NORM_OPS", "NORM_TYPES", "GraphNorm",
-           "is_batchnorm_layer", "is_norm_layer", "symbol_blocks", "graph_norms", "graph_biases",
-           "graph_nodes", "batchnorm_nodes", "on_global_stats"]
+__all__ = ["batchnorm_layers", "batchnorm_deciders", "BATCHNORM_OPS", "NORM_OPS", "NORM_TYPES",
+           "GraphNorm", "is_batchnorm_layer", "is_norm_layer", "symbol_blocks", "graph_norms",
+           "graph_biases", "graph_nodes", "batchnorm_nodes", "on_global_stats"]
 
 # MXNet 1.9.1's operators that run batch normalization, each with a use_global_stats flag
 # (src/operator: nn/batch_norm.cc, alias _npx_batch_norm; batch_norm_v1.cc;
@@ -61,6 +61,35 @@ def is_batchnorm_layer(block) -> bool:
 def batchnorm_layers(net) -> List[nn.BatchNorm]:
     """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
     return [b for b in descendants(net) if is_batchnorm_layer(b)]
+
+
+def batchnorm_deciders(net) -> List[Tuple[gluon.Block, FrozenSet[str]]]:
+    """Every BatchNorm-like layer of ``net``, with the trainable parameters whose freezing
+    makes it a frozen layer: its own scale and shift; for a layer with neither (ResNet
+    v2's input BatchNorm: ``scale=False, center=False``), those of the nearest block
+    beside it in its container that has some (the next one, else the one before; the
+    container's neighbours where it has none): it follows the layers around it."""
+    parents = {id(child): block for block in descendants(net)
+               for child in block._children.values()}
+    return [(layer, _trainable(layer, net) or _beside(layer, parents, net))
+            for layer in batchnorm_layers(net)]
+
+
+def _trainable(block, net) -> FrozenSet[str]:
+    return frozenset(p.name for p in block.collect_params().values() if can_train(p, net))
+
+
+def _beside(block, parents: Dict[int, gluon.Block], net) -> FrozenSet[str]:
+    parent = parents.get(id(block))
+    while parent is not None:
+        children = list(parent._children.values())
+        at = next(i for i, child in enumerate(children) if child is block)
+        for sibling in children[at + 1:] + children[:at][::-1]:
+            names = _trainable(sibling, net)
+            if names:
+                return names
+        block, parent = parent, parents.get(id(parent))
+    return frozenset()
 
 
 def is_norm_layer(block) -> bool:

@@ -30,7 +30,12 @@ from ..structure.index import (
     last_blocks_names,
     structural_paths,
 )
-from ..structure.normalization import batchnorm_layers, batchnorm_nodes, symbol_blocks
+from ..structure.normalization import (
+    batchnorm_deciders,
+    batchnorm_layers,
+    batchnorm_nodes,
+    symbol_blocks,
+)
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req",
@@ -86,8 +91,10 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     """Fix the running statistics of fully frozen BatchNorm layers per policy ``bn``.
 
     A BatchNorm counts as frozen when all its trainable parameters are in
-    ``frozen_names``. ``'frozen'`` sets ``use_global_stats=True`` there;
-    ``'stats'`` and ``'train'`` leave the layer's own setting. Layers that are
+    ``frozen_names`` (one without any, as ResNet v2's input BatchNorm, follows the
+    layer beside it: ``structure.normalization.batchnorm_deciders``). ``'frozen'``
+    sets ``use_global_stats=True`` there; ``'stats'`` and ``'train'`` leave the
+    layer's own setting. Layers that are
     no longer frozen get their own setting back. BatchNorm nodes inside a
     ``SymbolBlock``'s graph count as layers (their gamma and beta). With
     ``owned`` (a trainer's parameter names) only layers whose parameters are
@@ -96,8 +103,7 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     """
     check_bn_policy(bn)
     changed = False
-    for layer in batchnorm_layers(net):
-        names = _trainable_names(layer)
+    for layer, names in batchnorm_deciders(net):
         if owned is not None and not names <= owned:
             continue
         if not hasattr(layer, _ORIGINAL):
