@@ -654,6 +654,16 @@ def test_explain_a_bert_model_with_a_vocabulary(tmp_path, capsys, how):
     assert head and all(" block -1 " in row and " 0.1" in row for row in head)
 
 
+@pytest.mark.parametrize("flags", [["--vocab-size", "100"], ["--vocab", "vocab.json"]])
+def test_a_vocabulary_for_a_model_without_one_is_refused(capsys, flags):
+    """Issue 21 item 20, variant: --vocab-size or --vocab given with a vision model did
+    nothing, without a word."""
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2"] + flags) == 2
+    line = error_line(capsys)
+    assert f"{flags[0]} is for GluonNLP models" in line and "resnet18_v1 has no vocabulary" \
+        in line and "leave it out" in line
+
+
 def test_a_vocabulary_file_that_is_not_one_is_one_line(tmp_path, capsys):
     pytest.importorskip("gluonnlp")
     path = tmp_path / "vocab.json"

@@ -79,6 +79,11 @@ def _model_arguments(settings: Settings) -> Dict[str, Any]:
     (nothing for the vision models); checked before the model is built."""
     from ..models.nlp import NLP_MODELS, is_nlp_model
     if not is_nlp_model(settings.model):
+        given = [name for name in ("vocab", "vocab_size") if getattr(settings, name) is not None]
+        if given:  # it would do nothing: say so
+            flag = "--" + given[0].replace("_", "-")
+            raise refuse(given[0], f"{flag} is for GluonNLP models (bert_*, roberta_*); "
+                         f"{settings.model} has no vocabulary: leave it out")
         return {}
     name = settings.model.lower()
     if settings.classes is None:
