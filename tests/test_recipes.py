@@ -95,6 +95,31 @@ def test_a_symbolblock_gets_its_decay_rules_from_the_graph(tmp_path):
                      "batchnorm0_running_mean", "batchnorm0_running_var"}
 
 
+def test_a_symbolblocks_deformable_convolutions_lose_their_bias_decay_too(tmp_path):
+    """Issue 21 item 4, variant: the graph reading knew the bias input of Convolution,
+    Deconvolution and FullyConnected only; an imported model with deformable convolutions
+    (GluonCV's DCN backbones) kept full decay on their biases, which no_weight_decay finds
+    on the same model built from Gluon layers."""
+    import warnings
+
+    from mxnet.gluon.contrib.cnn import DeformableConvolution, ModulatedDeformableConvolution
+    net = nn.HybridSequential(prefix="dcn_")
+    with net.name_scope():
+        net.add(DeformableConvolution(4, 3, in_channels=3),
+                ModulatedDeformableConvolution(4, 3, in_channels=4), nn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    net(nd.ones((1, 3, 8, 8)))
+    net.export(str(tmp_path / "dcn"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MXNet: types of the unused inputs
+        block = gluon.SymbolBlock.imports(str(tmp_path / "dcn-symbol.json"), ["data"],
+                                          str(tmp_path / "dcn-0000.params"))
+    biases = {n for n in net.collect_params() if n.endswith("_bias")}
+    assert len(biases) == 5 and set(no_weight_decay(net)) == biases
+    assert set(no_weight_decay(block)) == biases
+
+
 def expected_wd_free(net):
     free = set()
     for block in _all_blocks(net):

@@ -36,8 +36,11 @@ NORM_OPS = BATCHNORM_OPS | {"LayerNorm", "_npx_layer_norm", "GroupNorm", "Instan
 # The layers that run them (``_BatchNorm`` covers BatchNorm, BatchNormReLU, SyncBatchNorm).
 NORM_TYPES: Tuple[type, ...] = (nn.basic_layers._BatchNorm, nn.LayerNorm, nn.GroupNorm,
                                 nn.InstanceNorm)
-# operator -> position of its bias among its inputs
-_BIAS_INPUTS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}
+# operator -> position of its bias among its inputs (contrib/deformable_convolution.cc:
+# data, offset, weight, bias; modulated_deformable_convolution.cc: data, offset, mask,
+# weight, bias)
+_BIAS_INPUTS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2,
+                "_contrib_DeformableConvolution": 3, "_contrib_ModulatedDeformableConvolution": 4}
 
 
 class GraphNorm(NamedTuple):
