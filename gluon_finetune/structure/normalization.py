@@ -53,12 +53,21 @@ class GraphNorm(NamedTuple):
     global_stats: bool           # a BatchNorm on its running statistics (use_global_stats)
 
 
-def is_batchnorm_layer(block) -> bool:
-    """A layer that runs MXNet's BatchNorm operator with a ``use_global_stats`` switch:
-    Gluon's BatchNorm family, and layers of other libraries that wrap the operator
-    themselves (GluonCV's)."""
+def _runs_batchnorm_op(block) -> bool:
+    """A layer that runs MXNet's BatchNorm operator itself, with a ``use_global_stats``
+    switch in its ``_kwargs``."""
     kwargs = getattr(block, "_kwargs", None)
     return isinstance(kwargs, dict) and "use_global_stats" in kwargs
+
+
+def is_batchnorm_layer(block) -> bool:
+    """A BatchNorm: a layer that runs MXNet's BatchNorm operator with a
+    ``use_global_stats`` switch and keeps running statistics of its own (Gluon's
+    BatchNorm family, and layers of other libraries that wrap the operator themselves).
+    GluonCV's ``GroupNorm`` runs the operator too, on zero/one statistics it makes at
+    each call: switching it to "global statistics" would stop it normalising."""
+    return _runs_batchnorm_op(block) and \
+        any(not p._differentiable for p in block.params.values())
 
 
 def batchnorm_layers(net) -> List[nn.BatchNorm]:
@@ -96,8 +105,9 @@ def _beside(block, parents: Dict[int, gluon.Block], net) -> FrozenSet[str]:
 
 
 def is_norm_layer(block) -> bool:
-    """A normalization layer: by type (``NORM_TYPES``) or a BatchNorm wrapper."""
-    return isinstance(block, NORM_TYPES) or is_batchnorm_layer(block)
+    """A normalization layer: by type (``NORM_TYPES``), or a layer that runs the BatchNorm
+    operator itself (a BatchNorm wrapper, GluonCV's GroupNorm)."""
+    return isinstance(block, NORM_TYPES) or _runs_batchnorm_op(block)
 
 
 def symbol_blocks(net) -> Iterator[Tuple[str, gluon.SymbolBlock]]:
