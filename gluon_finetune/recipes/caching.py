@@ -32,7 +32,7 @@ from mxnet.gluon import nn
 
 from ..arrays import concat, on_context, symbol_input, symbolic_call
 from ..checks import InvalidTypeError, InvalidValueError, check_int
-from ..structure.index import _is_container, blocks, check_block, descendants
+from ..structure.index import _is_container, blocks, can_train, check_block, descendants
 from ..structure.normalization import BATCHNORM_OPS, batchnorm_nodes, on_global_stats, symbol_blocks
 from ..trainer import batchnorm_layers
 
@@ -117,10 +117,18 @@ def _cut(block, parts: List[str], depth: int) -> Tuple[list, list]:
     before = [child for _, child in children[:index]]
     after = [child for _, child in children[index + 1:]]
     child = children[index][1]
-    if depth + 1 == len(parts):
+    if depth + 1 == len(parts) or (not _is_container(child) and not _holds_frozen(child)):
+        # the first trainable block is the child itself, or inside a child (a SymbolBlock's
+        # layer) with nothing frozen before it there: the cut goes before the child
         return before, [child] + after
     inner_before, inner_after = _cut(child, parts, depth + 1)
     return before + inner_before, inner_after + after
+
+
+def _holds_frozen(block) -> bool:
+    """Whether ``block`` has a parameter that could train but is frozen."""
+    return any(p.grad_req == "null" and can_train(p, block)
+               for p in block.collect_params().values())
 
 
 def _chain(children, name: str):
