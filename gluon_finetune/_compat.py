@@ -37,6 +37,7 @@ __all__ = [
     "requested_kvstore", "updates_on_kvstore", "grad_scale", "compression_params",
     "update_counts", "set_update_counts", "count_update", "stock_lrs", "same_update",
     "init_weight", "model_hashes", "listed_params", "set_param_data", "set_differentiable",
+    "cached_graph", "compose", "out_format",
 ]
 
 
@@ -155,6 +156,21 @@ def param_data(param) -> Optional[list]:
 def is_differentiable(param) -> bool:
     """``param``'s ``differentiable`` flag (False: statistics such as BatchNorm's)."""
     return bool(param._differentiable)
+
+
+def cached_graph(block) -> tuple:
+    """A hybridized block's ``(input symbols, output symbol)`` (a SymbolBlock has one)."""
+    return block._cached_graph
+
+
+def compose(symbol, **inputs) -> None:
+    """Bind ``symbol``'s named inputs to other symbols, in place."""
+    symbol._compose(**inputs)
+
+
+def out_format(block):
+    """How a block regroups its flat outputs (``mxnet.gluon.block._regroup``'s format)."""
+    return block._out_format
 
 
 def set_differentiable(param, value: bool) -> None:

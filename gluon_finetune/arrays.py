@@ -8,12 +8,17 @@ works in both modes without changing the mode.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon.block import _regroup
 from mxnet.util import is_np_array
 
-__all__ = ["symbol_input", "scalar", "concat", "as_array", "on_context"]
+from ._compat import cached_graph, children, compose, out_format
+
+__all__ = ["symbol_input", "symbolic_call", "scalar", "concat", "as_array", "on_context",
+           "split_to"]
 
 
 def symbol_input(name: str) -> mx.sym.Symbol:
@@ -21,6 +26,46 @@ def symbol_input(name: str) -> mx.sym.Symbol:
     ``npx.set_np()``)."""
     var = mx.sym.var(name)
     return var.as_np_ndarray() if is_np_array() else var
+
+
+def symbolic_call(block: gluon.Block, *inputs: mx.sym.Symbol) -> Any:
+    """``block(*inputs)`` on symbols (a trace: nothing computed, nothing changed).
+
+    In NumPy mode MXNet 1.9.1's ``SymbolBlock``, called on symbols, composes them into
+    a shallow copy of its own graph (a NumPy symbol's ``__deepcopy__`` shares the
+    nodes), so its graph keeps the trace's inputs and every later forward fails;
+    then it cannot return a single output. For the call, each ``SymbolBlock`` in
+    ``block`` composes into a real copy of its graph instead.
+    """
+    if not is_np_array():
+        return block(*inputs)
+    imported = [b for b in _descendants(block) if isinstance(b, gluon.SymbolBlock)]
+    for b in imported:
+        # an instance attribute: Block.__call__ looks forward up on the instance
+        b.__dict__["forward"] = _composing_forward(b)
+    try:
+        return block(*inputs)
+    finally:
+        for b in imported:
+            b.__dict__.pop("forward", None)
+
+
+def _descendants(block: gluon.Block) -> Iterator[gluon.Block]:
+    yield block
+    for child in children(block).values():
+        yield from _descendants(child)
+
+
+def _composing_forward(block: gluon.SymbolBlock):
+    def forward(x, *args):
+        if not isinstance(x, mx.sym.Symbol):  # arrays: the block's own forward
+            return type(block).forward(block, x, *args)
+        names, graph = cached_graph(block)
+        own = mx.sym.load_json(graph.tojson()).as_np_ndarray()  # nodes of its own
+        compose(own, **{n.name: v for n, v in zip(names, (x,) + args)})
+        # as SymbolBlock.forward groups them (list() of a one-output NumPy symbol fails)
+        return _regroup([own[i] for i in range(own.num_outputs)], out_format(block))
+    return forward
 
 
 def scalar(array) -> float:
@@ -52,3 +97,13 @@ def on_context(array, ctx):
     """``array`` on ``ctx`` (NumPy arrays renamed ``as_in_context`` to ``as_in_ctx`` and warn
     on every call of the old name; classic arrays have only the old one)."""
     return array.as_in_ctx(ctx) if isinstance(array, mx.np.ndarray) else array.as_in_context(ctx)
+
+
+def split_to(array, contexts: Sequence[mx.Context]) -> list:
+    """``array`` split along its first axis, one part on each context, as
+    ``gluon.utils.split_and_load`` (which calls ``as_in_context``: in NumPy mode a
+    warning at every batch) does it."""
+    if len(contexts) == 1:
+        return [on_context(array, contexts[0])]
+    parts = gluon.utils.split_data(array, len(contexts), even_split=False)
+    return [on_context(part, ctx) for part, ctx in zip(parts, contexts)]

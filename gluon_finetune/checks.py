@@ -17,7 +17,7 @@ import difflib
 import math
 import numbers
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, List, Optional
 
 from .errors import FinetuneError, InputError, InvalidTypeError, InvalidValueError, MissingFileError
 
@@ -124,6 +124,29 @@ def check_bool(name: str, value: Any) -> bool:
         raise InvalidTypeError(f"{name} must be True or False, got {_shown(value)}",
                                argument=name)
     return value
+
+
+def held_schedulers(schedule: Any) -> List[str]:
+    """The attributes of a learning-rate scheduler that hold other schedulers (GluonCV's
+    ``LRSequential`` keeps them in ``schedulers``): its rates are theirs, absolute, not
+    relative to its own ``base_lr``.
+
+    Examples
+    --------
+    >>> from mxnet.lr_scheduler import FactorScheduler
+    >>> class Chain(FactorScheduler):
+    ...     def __init__(self, parts):
+    ...         super().__init__(step=1)
+    ...         self.parts = parts
+    >>> held_schedulers(Chain([FactorScheduler(step=2)])), held_schedulers(FactorScheduler(2))
+    (['parts'], [])
+    """
+    def scheduler(value: Any) -> bool:
+        return callable(value) and hasattr(value, "base_lr") and not isinstance(value, type)
+
+    return [name for name, value in sorted(getattr(schedule, "__dict__", {}).items())
+            if scheduler(value) or (isinstance(value, (list, tuple))
+                                    and any(scheduler(v) for v in value))]
 
 
 def did_you_mean(word: Any, candidates: Iterable[Any], n: int = 3, cutoff: float = 0.5) -> str:

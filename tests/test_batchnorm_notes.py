@@ -82,3 +82,35 @@ def test_bn_stats_equals_plain_gluon_grad_req_null_and_bn_frozen_does_not():
         got = train(net, LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
                                           layers={"features": 0}, bn=bn))
         assert all(np.array_equal(a, b) for a, b in zip(expected, got)) is same, bn
+
+
+def test_a_batchnorm_without_scale_and_shift_follows_the_layers_around_it():
+    """The BatchNorm note, variant: ResNet v2's input BatchNorm (scale=False, center=False:
+    nothing to train) stayed on batch statistics when {"features": 0} froze everything
+    around it (d2l.ai's fine-tuning chapter uses resnet18_v2), so the frozen prefix did not
+    run as at inference, and the note counted 18 of its 19 BatchNorm layers. Such a layer
+    follows the nearest layer beside it that has parameters to train."""
+    def net_and_trainer(bn):
+        mx.random.seed(0)
+        net = nn.HybridSequential(prefix="v2_")
+        with net.name_scope():
+            features = nn.HybridSequential(prefix="features_")
+            with features.name_scope():
+                features.add(nn.BatchNorm(scale=False, center=False, in_channels=4),
+                             nn.Dense(8, in_units=4), nn.BatchNorm(in_channels=8))
+            net.add(features, nn.Dense(3, in_units=8))
+        net.initialize(mx.init.Xavier())
+        return net, LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
+                                     layers={"0": 0}, bn=bn)
+
+    net, trainer = net_and_trainer("frozen")
+    assert net[0][0]._kwargs["use_global_stats"] and net[0][2]._kwargs["use_global_stats"]
+    x = mx.nd.array(np.random.RandomState(0).randn(8, 4) * 3 + 1)
+    with autograd.record():  # the frozen prefix runs as at inference
+        assert np.array_equal(net[0](x).asnumpy(), net[0](x).asnumpy())
+        training = net[0](x).asnumpy()
+    assert np.array_equal(training, net[0](x).asnumpy())
+    assert explain(trainer).notes[0].startswith("2 BatchNorm layers frozen by the rules run")
+    assert explain(net, {"0": 0}).notes[0].startswith("2 BatchNorm layers frozen by these")
+    net, trainer = net_and_trainer("stats")
+    assert not net[0][0]._kwargs["use_global_stats"]

@@ -295,3 +295,23 @@ def test_numpy_batch_sizes():
     assert [b[0].shape[0] for b in cache.loader(np.int32(4), shuffle=False)] == [4, 3]
     with pytest.raises(TypeError, match="batch_size must be an int >= 1, got bool True"):
         cache.loader(True)
+
+
+def test_an_imported_model_after_the_frozen_prefix_is_cut_before(tmp_path):
+    """Issue 21 items 4-5, variant: a frozen layer, then a SymbolBlock that trains whole;
+    the first trainable block is the SymbolBlock's first layer, and cache_features refused
+    to "cut inside SymbolBlock at '1'" where the cut before it is exact."""
+    from finetune_helpers import exported_symbolblock
+    block = exported_symbolblock(tmp_path)
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(3, 1, in_channels=3), block)
+    net[0].initialize(mx.init.Xavier())
+    freeze(net, "0")
+    x = mx.nd.random.uniform(shape=(5, 3, 8, 8))
+    cache = cache_features(net, gluon.data.ArrayDataset(x, mx.nd.zeros(5)), batch_size=2)
+    assert cache.split == "1.exp_conv0" and list(cache.suffix) == [block]  # its first layer
+    np.testing.assert_allclose(cache.suffix(cache.features).asnumpy(), net(x).asnumpy(),
+                               rtol=1e-5, atol=1e-6)
+    freeze(net, "1.exp_conv0")  # now the cut would be inside the graph: refused
+    with pytest.raises(ValueError, match=r"cannot cut inside SymbolBlock at '1'"):
+        cache_features(net, gluon.data.ArrayDataset(x, mx.nd.zeros(5)), batch_size=2)

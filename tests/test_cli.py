@@ -567,12 +567,26 @@ def test_unfreeze_with_gradual_unfreezing_is_refused_before_training(images, tmp
 
 
 @pytest.mark.parametrize("flags", [["--layer-lr", "output=2", "--layer-lr", "output=3"],
-                                   ["--layer-lr", "-1=2", "--layer-lr=-1=frozen"]])
+                                   ["--layer-lr", "-1=2", "--layer-lr=-1=frozen"],
+                                   ["--layer-lr", "0:2=0", "--layer-lr", "0 : 2=5"]])
 def test_a_layer_lr_key_given_twice_is_refused(capsys, flags):
     with pytest.raises(SystemExit) as exit_info:
         main(["explain", "--model", "resnet18_v1", "--classes", "2"] + flags)
     assert exit_info.value.code == 2
     assert "is given twice" in error_line(capsys)
+
+
+def test_a_flag_replaces_the_configs_rule_for_the_same_key_in_another_spelling(tmp_path,
+                                                                                capsys):
+    """Issue 21 item 10, variant: keys are compared as the rule engine compares them, so
+    --layer-lr '0 : 2=0.5' replaces the config's 0:2 rule (both were kept, and the trainer
+    refused a rule "given twice")."""
+    config = tmp_path / "rules.yaml"
+    config.write_text("model: resnet18_v1\nclasses: 2\nlayers:\n  0:2: 0\n")
+    assert main(["explain", "--config", str(config), "--layer-lr", "0 : 2=0.5"]) == 0
+    stem = next(line for line in capsys.readouterr().out.splitlines()
+                if " 0:features.0 " in line)
+    assert " blocks 0:2 " in stem and " 0.5 " in stem and not stem.rstrip().endswith("yes")
 
 
 def test_the_same_digits_as_an_index_and_a_path_are_two_keys(capsys):
@@ -638,6 +652,16 @@ def test_explain_a_bert_model_with_a_vocabulary(tmp_path, capsys, how):
     assert f" {100 if how == 'size' else len(vocab)}x768 " in embedding
     head = [row for row in rows if " 14:classifier.1 " in row]
     assert head and all(" block -1 " in row and " 0.1" in row for row in head)
+
+
+@pytest.mark.parametrize("flags", [["--vocab-size", "100"], ["--vocab", "vocab.json"]])
+def test_a_vocabulary_for_a_model_without_one_is_refused(capsys, flags):
+    """Issue 21 item 20, variant: --vocab-size or --vocab given with a vision model did
+    nothing, without a word."""
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2"] + flags) == 2
+    line = error_line(capsys)
+    assert f"{flags[0]} is for GluonNLP models" in line and "resnet18_v1 has no vocabulary" \
+        in line and "leave it out" in line
 
 
 def test_a_vocabulary_file_that_is_not_one_is_one_line(tmp_path, capsys):

@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_finetune import blocks, get_model
+from gluon_finetune import blocks, can_train, get_model
 
 
 def test_center_net_resets_its_heatmap_not_its_box_size_head():
@@ -23,23 +23,36 @@ def test_center_net_resets_its_heatmap_not_its_box_size_head():
     assert found.max() <= 2 and boxes.shape[-1] == 4
 
 
+def trainable(net):
+    return {n for n, p in net.collect_params().items() if p.grad_req != "null"}
+
+
+def names_in(*parts):
+    """The names of the parameters in ``parts`` that can train (not YOLO's constants)."""
+    return {p.name for part in parts for p in part.collect_params().values() if can_train(p)}
+
+
 def test_faster_rcnn_resets_class_and_box_predictors_together():
     # on main: a 3-way class predictor beside an 80-class box predictor
     net = get_model("faster_rcnn_resnet50_v1b_coco", classes=["cat", "dog", "fox"],
-                    pretrained_base=False, unfreeze=2)
+                    pretrained_base=False, unfreeze=1)
     assert net.classes == ["cat", "dog", "fox"] and net.num_class == 3
     assert net.class_predictor.weight.shape[0] == 4  # background + 3
     assert net.box_predictor.weight.shape[0] == 12   # 4 per class
-    trainable = {n for n, p in net.collect_params().items() if p.grad_req != "null"}
-    assert trainable == {p.name for b in (net.box_predictor, net.class_predictor)
-                         for p in b.collect_params().values()}
-    assert [label for label, _ in blocks(net)][-1] == "class_predictor"
+    # the head is both predictors (one block): unfreeze=1 trained the class predictor
+    # alone and left the box predictor, remade with random weights, frozen
+    assert trainable(net) == names_in(net.box_predictor, net.class_predictor)
+    assert [label for label, _ in blocks(net)][-1] == "box_predictor+class_predictor"
 
 
 @pytest.mark.parametrize("name", ["yolo3_mobilenet0.25_voc", "ssd_512_mobilenet1.0_voc"])
 def test_one_stage_detectors_reset_their_classes(name):
     # on main: refused ("cannot replace a head of type YOLOOutputV3 / ConvPredictor")
-    net = get_model(name, classes=2, pretrained_base=False)
+    net = get_model(name, classes=2, pretrained_base=False, unfreeze=1)
+    # the head is every layer reset_class remakes (one block): unfreeze=1 trained the last
+    # scale's predictor alone and left the others, remade with random weights, frozen
+    head = net.yolo_outputs if name.startswith("yolo") else net.class_predictors
+    assert trainable(net) == names_in(head)
     assert net.classes == ["class0", "class1"]
     if name.startswith("yolo"):  # its num_class property is broken in GluonCV 0.10
         assert [out._classes for out in net.yolo_outputs] == [2, 2, 2]

@@ -147,7 +147,9 @@ def test_lr_find_in_numpy_mode_leaves_the_network_as_it_was(numpy_mode):
     net = small_net()
     trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={-1: 10})
     before = weights_of(net)
-    result = lr_find(net, trainer, loader(), num_iter=6, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # split_and_load's as_in_context warned at every batch
+        result = lr_find(net, trainer, loader(), num_iter=6, progress=False)
     assert len(result.lrs) == 6 and all(np.isfinite(result.raw_losses))
     for a, b in zip(before, weights_of(net)):
         assert np.array_equal(a, b)
@@ -202,3 +204,54 @@ def test_check_input_size_in_numpy_mode(numpy_mode):
     with pytest.raises(ValueError, match=r"cannot take 32x32 images .*the smallest size above "
                                          r"32 that works is"):
         check_input_size(net, 32)
+
+
+# ----------------------------------------------------------------- imported models
+
+def imported_behind_a_conv(folder):
+    """A trainable 1x1 convolution, then Conv -> BatchNorm -> Dense exported and imported
+    as a SymbolBlock, all in NumPy mode (GluonCV's transfer-learning form)."""
+    inner = nn.HybridSequential(prefix="inner_")
+    with inner.name_scope():
+        inner.add(nn.Conv2D(4, 3, in_channels=3), nn.BatchNorm(in_channels=4), nn.Flatten(),
+                  nn.Dense(2, in_units=4 * 6 * 6))
+    inner.initialize()
+    inner.hybridize()
+    inner(mx.np.ones((1, 3, 8, 8)))
+    inner.export(str(folder / "m"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MXNet warns about the unused data names
+        block = gluon.SymbolBlock.imports(str(folder / "m-symbol.json"), ["data"],
+                                          str(folder / "m-0000.params"))
+    net = nn.HybridSequential(prefix="outer_")
+    with net.name_scope():
+        net.add(nn.Conv2D(3, 1, in_channels=3))
+    net.add(block)
+    net[0].initialize()
+    return net, block
+
+
+def test_an_imported_model_in_numpy_mode(numpy_mode, tmp_path):
+    """Issue 21 item 18, variant: tracing a network that holds a SymbolBlock in NumPy mode
+    composed the trace's input into the block's own graph (MXNet 1.9.1 copies a NumPy
+    symbol shallowly), then fell back to registration order; every later forward failed
+    ("Unknown input to HybridBlock: __finetune_trace_input0")."""
+    net, block = imported_behind_a_conv(tmp_path)
+    inputs = block._cached_graph[1].list_inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to registration order
+        listed = [path for path, _ in blocks(net)]
+    assert block._cached_graph[1].list_inputs() == inputs
+    assert listed[0] == "0" and listed[-1] == "1.inner_dense0"
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"1": 0})
+    statistics = {n: p.data().asnumpy().copy() for n, p in block.collect_params().items()
+                  if "running" in n}
+    upstream = net[0].weight.data().asnumpy().copy()
+    x = mx.np.random.uniform(size=(2, 3, 8, 8))
+    with mx.autograd.record():
+        loss = (net(x) ** 2).sum()
+    loss.backward()
+    trainer.step(2)
+    assert not np.array_equal(net[0].weight.data().asnumpy(), upstream)
+    for name, value in statistics.items():  # bn='frozen' reached the graph's BatchNorm
+        assert np.array_equal(block.collect_params()[name].data().asnumpy(), value)

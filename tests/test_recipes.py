@@ -95,6 +95,31 @@ def test_a_symbolblock_gets_its_decay_rules_from_the_graph(tmp_path):
                      "batchnorm0_running_mean", "batchnorm0_running_var"}
 
 
+def test_a_symbolblocks_deformable_convolutions_lose_their_bias_decay_too(tmp_path):
+    """Issue 21 item 4, variant: the graph reading knew the bias input of Convolution,
+    Deconvolution and FullyConnected only; an imported model with deformable convolutions
+    (GluonCV's DCN backbones) kept full decay on their biases, which no_weight_decay finds
+    on the same model built from Gluon layers."""
+    import warnings
+
+    from mxnet.gluon.contrib.cnn import DeformableConvolution, ModulatedDeformableConvolution
+    net = nn.HybridSequential(prefix="dcn_")
+    with net.name_scope():
+        net.add(DeformableConvolution(4, 3, in_channels=3),
+                ModulatedDeformableConvolution(4, 3, in_channels=4), nn.Dense(2))
+    net.initialize()
+    net.hybridize()
+    net(nd.ones((1, 3, 8, 8)))
+    net.export(str(tmp_path / "dcn"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MXNet: types of the unused inputs
+        block = gluon.SymbolBlock.imports(str(tmp_path / "dcn-symbol.json"), ["data"],
+                                          str(tmp_path / "dcn-0000.params"))
+    biases = {n for n in net.collect_params() if n.endswith("_bias")}
+    assert len(biases) == 5 and set(no_weight_decay(net)) == biases
+    assert set(no_weight_decay(block)) == biases
+
+
 def expected_wd_free(net):
     free = set()
     for block in _all_blocks(net):
@@ -164,6 +189,21 @@ def test_combine_compares_keys_as_the_rule_engine_does():
         combine({"0:2": 0.5}, [(slice(0, 2), 2.0)])
     assert combine({(np.int64(0), "l3"): 2.0}, {(0, "l3"): {"wd_mult": 0.0}}) == \
         {(0, "l3"): {"lr_mult": 2.0, "wd_mult": 0.0}}
+
+
+def test_combine_loses_no_rule_to_keys_that_python_calls_equal():
+    """Issue 21 item 11, variants: a NumPy string is the str it spells (names taken from a
+    NumPy array or a DataFrame), so its rule merges with the str's; keys the rule engine
+    tells apart but a dict does not (True and 1, 2.0 and 2) are kept as pairs, not
+    collapsed into one entry that silently drops the first rate."""
+    from gluon_finetune import combine
+    assert combine({"l3": 0.1}, {np.str_("l3"): {"wd_mult": 0.0}}) == \
+        {"l3": {"lr_mult": 0.1, "wd_mult": 0.0}}
+    assert all(type(k) is str for k in combine({np.str_("l3"): 0.1}))
+    assert combine({True: 0.1}, {1: 0.5}) == [(True, 0.1), (1, 0.5)]
+    with pytest.raises(RuleError, match=r"rule key 2.0: expected .* got float"):
+        LayerwiseTrainer(three_layers(), "sgd", {"learning_rate": 1.0},
+                         layers=combine({2.0: 0.1}, {2: 0.5}))
 
 
 def test_no_weight_decay_reads_every_norm_operator_of_a_symbolblock_alone_or_nested(tmp_path):

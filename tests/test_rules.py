@@ -641,6 +641,10 @@ def test_a_numpy_index_and_an_int_are_one_rule():
     assert [s.rule for s in same][-1] == "block 2"
     with pytest.raises(RuleError, match=r"rule 'block 2' is given twice with different"):
         table([(np.int64(2), 0.5), (2, 2.0)])
+    # the message shows both spellings (it named one rule the user wrote twice otherwise)
+    with pytest.raises(RuleError, match=r"rule 'blocks 0:2' is given twice with different "
+                                        r"values, as '0 : 2' and '0:2'.*; give it once"):
+        table([("0:2", 0.5), ("0 : 2", 2.0)])
 
 
 @pytest.mark.parametrize("key,advice", [

@@ -159,3 +159,62 @@ def test_a_schedule_class_instead_of_an_instance_is_refused_at_construction(cls)
                                         rf"{cls.__name__}, not a schedule; give an instance"):
         LayerwiseTrainer(three_layers(), "sgd", {"learning_rate": 0.1},
                          layers={"l2": {"lr_scheduler": cls}})
+
+
+def _warmup_then_cosine():
+    """GluonCV's usual schedule: LRSequential of a linear warm-up and a cosine decay, whose
+    rates are its schedulers' (its own base_lr is LRScheduler's default, 0.01)."""
+    from gluoncv.utils import LRScheduler, LRSequential
+    return LRSequential([LRScheduler("linear", base_lr=0.0, target_lr=0.1, niters=3),
+                         LRScheduler("cosine", base_lr=0.1, target_lr=0.0, niters=9)])
+
+
+def test_a_scheduler_that_holds_schedulers_gives_absolute_rates():
+    """Issue 21 item 14, variant: a rule's copy of GluonCV's LRSequential scaled its own
+    base_lr (unused) and left its schedulers' rates absolute, so the rule
+    {"learning_rate": 0.001} trained at up to 0.1 (100x). Its rates are its schedulers':
+    given with learning_rate or lr_mult it is refused, saying what to do; alone, the rule
+    follows its curve as given, as a plain callable does."""
+    from finetune_helpers import three_layers
+
+    from gluon_finetune import LayerwiseTrainer, RuleError
+    for value in ({"learning_rate": 0.001}, {"lr_mult": 0.1}):
+        with pytest.raises(RuleError, match=r"rule 'l1': its lr_scheduler LRSequential holds "
+                                            r"other schedulers \(schedulers\).*absolute.*"
+                                            r"trainer's lr_scheduler"):
+            LayerwiseTrainer(three_layers(), "sgd", {"learning_rate": 0.1},
+                             layers={"l1": dict(value, lr_scheduler=_warmup_then_cosine())})
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.5},
+                               layers={"l1": {"lr_scheduler": _warmup_then_cosine()}})
+    index = [p.name for p in trainer.params].index(net.l1.weight.name)
+    reference = _warmup_then_cosine()
+    assert [lrs[index] for lrs in trainer.preview_lrs(12)] == \
+        [reference(t) for t in range(1, 13)]
+
+
+def test_the_trainers_own_schedule_is_checked_as_a_rules_is():
+    """Issue 21 item 15, variants at the trainer's level: a class, or a plain function
+    beside learning_rate (MXNet: AttributeError "no attribute 'base_lr'"), or a function
+    returning None or NaN (MXNet: "unsupported operand" or "Invalid Parameter format for
+    lrs" at step) said nothing of the schedule."""
+    from finetune_helpers import snapshot, three_layers, train_step
+
+    from gluon_finetune import FinetuneError, LayerwiseTrainer
+    for args in ({"learning_rate": 0.1, "lr_scheduler": OneCycle}, {"lr_scheduler": OneCycle}):
+        with pytest.raises(TypeError, match=r"lr_scheduler is the class OneCycle, not a "
+                                            r"schedule; give an instance"):
+            LayerwiseTrainer(three_layers(), "sgd", args)
+    with pytest.raises(TypeError, match=r"lr_scheduler: a plain callable gives absolute rates.*"
+                                        r"learning_rate=0.1.*drop learning_rate"):
+        LayerwiseTrainer(three_layers(), "sgd", {"learning_rate": 0.1,
+                                                 "lr_scheduler": lambda t: 0.01})
+    for returned, error in ((None, TypeError), (float("nan"), ValueError)):
+        net = three_layers()
+        trainer = LayerwiseTrainer(net, "sgd", {"lr_scheduler": lambda t, r=returned: r})
+        before = snapshot(net)
+        with pytest.raises(error, match=r"the trainer's lr_scheduler returned .* at step 1; a "
+                                        r"schedule must return a finite") as err:
+            train_step(net, trainer, 0)
+        assert isinstance(err.value, FinetuneError)
+        assert all(np.array_equal(a, b) for a, b in zip(before, snapshot(net)))

@@ -304,3 +304,29 @@ def test_a_symbolblock_alone_freezes_its_own_batchnorm_node(tmp_path):
     image_steps(block, trainer, 2)  # the convolution before it trains
     for name, value in running_stats(block).items():
         assert np.array_equal(value, stats[name]), name
+
+
+def test_a_group_norm_that_runs_the_batchnorm_operator_is_not_a_batchnorm(tmp_path):
+    """Issue 21 item 4/5, variant: GluonCV's GroupNorm (resnet50_v1b_gn and others built with
+    norm_layer=GroupNorm) runs MXNet's BatchNorm operator on zero/one statistics it makes
+    at each call, with a use_global_stats switch; bn='frozen' took it for a BatchNorm and
+    set the switch, so a frozen GroupNorm stopped normalising (resnet50_v1b_gn's output
+    changed from [2.95, 0.85] to [0.049, 0.019] when a trainer froze its body). A
+    BatchNorm is a layer with running statistics of its own; no_weight_decay still finds
+    the GroupNorm's scale and shift."""
+    gcv_nn = pytest.importorskip("gluoncv.nn")
+    from mxnet.gluon import nn
+
+    from gluon_finetune import explain, no_weight_decay
+    net = nn.HybridSequential(prefix="gn_")
+    with net.name_scope():
+        net.add(nn.Conv2D(4, 3, in_channels=3), gcv_nn.GroupNorm(ngroups=2, in_channels=4),
+                nn.Flatten(), nn.Dense(2, in_units=4 * 6 * 6))
+    net.initialize(mx.init.Xavier())
+    x = mx.nd.random.uniform(shape=(2, 3, 8, 8))
+    before = net(x).asnumpy()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"0:2": 0})
+    assert not net[1]._kwargs["use_global_stats"]
+    assert np.array_equal(net(x).asnumpy(), before)
+    assert explain(trainer).notes == []
+    assert no_weight_decay(net)["1"] == {"wd_mult": 0.0}  # the GroupNorm, by path

@@ -230,3 +230,32 @@ def test_numpy_integers_work_wherever_gradual_unfreezing_takes_an_int():
         GradualUnfreezing(trainer, {0: 1, True: 2})
     assert SlantedTriangular(np.int64(10)).max_update == 10
     assert OneCycle(np.int64(10), pct_start=np.float32(0.5)).pct_start == 0.5
+
+
+@pytest.mark.parametrize("start", ["limit", "model"])
+def test_the_first_epoch_says_when_it_freezes_blocks_that_were_trainable(start):
+    """Issue 21 item 9, the Python variant: set_trainable_blocks(2) (what --unfreeze 2 does)
+    or a model built with unfreeze=2, then GradualUnfreezing(every=1), silently started from
+    the head alone and ended with more blocks than either said; the command line refuses
+    the pair. Here the first epoch warns, naming both counts and the schedule to give."""
+    import warnings
+
+    from gluon_finetune import unfreeze
+
+    def trainer_for(start):
+        net = four_blocks()
+        if start == "model":
+            unfreeze(net, 2)  # as get_model(..., unfreeze=2) leaves it
+        trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+        if start == "limit":
+            trainer.set_trainable_blocks(2)
+        return trainer
+
+    with pytest.warns(UserWarning, match=r"GradualUnfreezing: epoch 0 trains 1 block, but 2 "
+                                         r"were trainable \(.*\): it freezes 1 of them \(blocks "
+                                         r"2:3\); to start from 2, give schedule=\{0: 2, "):
+        assert GradualUnfreezing(trainer_for(start), every=1).on_epoch(0) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a start that agrees, or a fully trainable model
+        GradualUnfreezing(trainer_for(start), {0: 2, 1: 3}).on_epoch(0)
+        GradualUnfreezing(trainer_for(None), every=1).on_epoch(0)

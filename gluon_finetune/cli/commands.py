@@ -84,6 +84,11 @@ def _model_arguments(settings: Settings) -> Dict[str, Any]:
         "lora": settings.lora, "lora_targets": _targets(settings.lora_targets),
         "lora_alpha": 16.0 if settings.lora_alpha is None else settings.lora_alpha}
     if not is_nlp_model(settings.model):
+        given = [name for name in ("vocab", "vocab_size") if getattr(settings, name) is not None]
+        if given:  # it would do nothing: say so
+            flag = "--" + given[0].replace("_", "-")
+            raise refuse(given[0], f"{flag} is for GluonNLP models (bert_*, roberta_*); "
+                         f"{settings.model} has no vocabulary: leave it out")
         return lora
     name = settings.model.lower()
     if settings.classes is None:

@@ -28,6 +28,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from ..checks import ArgumentParser
 from ..errors import ConfigError, FinetuneError, RuleError
+from ..rules.keys import key_id
 from .commands import COMMANDS
 from .config import Config, load_config
 from .schema import COMMANDS as DECLARED
@@ -37,14 +38,15 @@ __all__ = ["main", "build_parser", "settings_of"]
 
 
 class _Rules(argparse.Action):
-    """``--layer-lr``: one more rule; a key given twice is refused, as configs and
+    """``--layer-lr``: one more rule; a key given twice (as the rule engine compares keys:
+    ``0:2`` and ``0 : 2`` are one) is refused, as configs and
     ``LayerwiseTrainer(layers=...)`` refuse it (``3`` and ``"3"`` are two keys)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         rules = list(getattr(namespace, self.dest, None) or [])
         key, value = values
         for given, before in rules:
-            if type(given) is type(key) and given == key:
+            if key_id(given) == key_id(key):
                 parser.error(f"argument {option_string}: the rule key {key!r} is given twice "
                              f"({before} and {value}); give each key once")
         setattr(namespace, self.dest, rules + [values])
@@ -127,20 +129,24 @@ def _origin(args: argparse.Namespace, config: Optional[Config]) -> _Origin:
     flags = _flags(args)
     # --gradual replaces the config's gradual_unfreezing (its restart: is kept)
     replaced = set(flags) | ({"gradual_unfreezing"} if "gradual" in flags else set())
-    flag_rules = dict(flags.get("layers", ()))
+    flag_keys = {key_id(k) for k, _ in flags.get("layers", ())}
     return _Origin(config, frozenset(set(config.settings) - replaced),
-                   tuple(k for k, _ in config.layers or () if k not in flag_rules))
+                   tuple(k for k, _ in config.layers or () if key_id(k) not in flag_keys))
 
 
 def settings_of(args: argparse.Namespace, config: Optional[Config]) -> Settings:
     """Defaults < config < flags given on the command line, checked together."""
     given = dict(config.settings) if config is not None else {}
     flags = _flags(args)
-    rules = dict(given.get("layers") or {})
-    rules.update(flags.get("layers", ()))  # a flag replaces the config's rule for its key
+    # a flag replaces the config's rule for its key (compared as the rule engine does;
+    # two spellings of one key inside the config stay, for the trainer to refuse)
+    flag_rules = list(flags.get("layers", ()))
+    replaced = {key_id(k) for k, _ in flag_rules}
+    rules = [(k, v) for k, v in dict(given.get("layers") or {}).items()
+             if key_id(k) not in replaced] + flag_rules
     given.update(flags)
     if rules or (config is not None and config.layers is not None):
-        given["layers"] = list(rules.items())
+        given["layers"] = rules
     defaults = {o.name: o.default_for(args.command) for o in options()
                 if isinstance(o.default, dict)}
     return Settings(command=args.command, **{**defaults, **given})

@@ -25,6 +25,7 @@ servers as it does locally.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from typing import Dict, List, Sequence
 
@@ -34,6 +35,7 @@ from mxnet.optimizer import optimizer as _mx_opt  # its operators, without mxnet
 from .._compat import count_update, same_update, set_update_counts, stock_lrs, update_counts
 from ..errors import InvalidTypeError
 from .rates import LayerwiseState
+from .schedules import scheduled_rate
 
 __all__ = ["layerwise", "layerwise_class", "is_layerwise", "base_class", "preview_lrs",
            "fresh_layerwise"]
@@ -48,7 +50,20 @@ class _LayerwiseMixin:
     def _get_lrs(self, indices):
         # The base class always runs: some optimizers keep state in it (LARS tracks its
         # last and current rate there) and it calls the trainer's scheduler as stock does.
-        return self.layerwise.lrs(self, indices, super()._get_lrs(indices))
+        try:
+            lrs = super()._get_lrs(indices)
+        except TypeError:  # the trainer's schedule gave no number: say so, naming it
+            self._check_trainer_schedule()
+            raise
+        if self.lr_scheduler is not None and lrs and not math.isfinite(lrs[0]):
+            self._check_trainer_schedule()
+        return self.layerwise.lrs(self, indices, lrs)
+
+    def _check_trainer_schedule(self) -> None:
+        """Raise, naming the trainer's lr_scheduler, where its rate is not a finite number
+        (before any weight changes: MXNet asks for the rates first)."""
+        if self.lr_scheduler is not None:
+            scheduled_rate(None, self.num_update, self.lr_scheduler(self.num_update))
 
     def _get_wds(self, indices):
         return self.layerwise.wds(self, indices, super()._get_wds(indices))

@@ -12,7 +12,14 @@ from typing import Any, Callable, Optional, Tuple
 
 from mxnet.lr_scheduler import LRScheduler
 
-from ..checks import InvalidTypeError, InvalidValueError, check_int, check_real, is_real
+from ..checks import (
+    InvalidTypeError,
+    InvalidValueError,
+    check_int,
+    check_real,
+    held_schedulers,
+    is_real,
+)
 from ..errors import UnsupportedError
 
 __all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "rate_fields", "scheduled_rate",
@@ -21,8 +28,11 @@ __all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "rate_fields", "sc
 
 
 def is_mx_scheduler(schedule) -> bool:
-    """An ``mx.lr_scheduler.LRScheduler`` (or look-alike): it has a ``base_lr`` to set."""
-    return callable(schedule) and hasattr(schedule, "base_lr")
+    """An ``mx.lr_scheduler.LRScheduler`` (or look-alike) whose rates are relative to its
+    ``base_lr``: it has one to set, and holds no other schedulers (GluonCV's
+    ``LRSequential`` takes its rates from those; its own ``base_lr`` is unused)."""
+    return callable(schedule) and hasattr(schedule, "base_lr") and \
+        not held_schedulers(schedule)
 
 
 def private_copy(schedule: Callable) -> Callable:
@@ -64,7 +74,8 @@ def rebased_copy(schedule: Callable, base_lr: float, rule: Optional[str] = None)
     every step is the original's times that ratio: a block at a tenth of the
     rate follows a tenth of the curve (MXNet's own ``Optimizer`` moves
     ``base_lr`` alone, which can make a schedule rise toward its ``final_lr``).
-    A plain callable gives absolute rates and is copied as it is.
+    A plain callable, or a scheduler holding schedulers, gives absolute rates and
+    is copied as it is.
 
     Examples
     --------
@@ -112,12 +123,14 @@ def _check_rebasable(schedule, fields: Tuple[str, ...], base_lr: float,
 
 
 def scheduled_rate(rule: Optional[str], t: int, lr: Any) -> float:
-    """``lr``, what rule ``rule``'s schedule returned at step ``t``, as a finite float;
-    anything else is an error naming the rule and the step (a ``None`` would otherwise
-    fall back to the trainer's rate, a NaN or a string fail inside MXNet)."""
+    """``lr``, what rule ``rule``'s schedule (``None``: the trainer's) returned at step
+    ``t``, as a finite float; anything else is an error naming the rule and the step (a
+    ``None`` would otherwise fall back to the trainer's rate, a NaN or a string fail
+    inside MXNet)."""
     if is_real(lr) and math.isfinite(lr):
         return float(lr)
-    what = f"rule {rule!r}: its lr_scheduler returned {lr!r} ({type(lr).__name__}) at step {t}"
+    who = "the trainer's lr_scheduler" if rule is None else f"rule {rule!r}: its lr_scheduler"
+    what = f"{who} returned {lr!r} ({type(lr).__name__}) at step {t}"
     advice = "a schedule must return a finite learning rate (a float) for every step"
     if is_real(lr):
         raise InvalidValueError(f"{what}; {advice}", argument="lr_scheduler")

@@ -37,9 +37,9 @@ from .._compat import (
     own_params,
     uses_global_stats,
 )
-from ..arrays import concat, on_context, symbol_input
+from ..arrays import concat, on_context, symbol_input, symbolic_call
 from ..checks import InvalidTypeError, InvalidValueError, check_int
-from ..structure.index import _is_container, blocks, check_block, descendants
+from ..structure.index import _is_container, blocks, can_train, check_block, descendants
 from ..structure.normalization import BATCHNORM_OPS, batchnorm_nodes, on_global_stats, symbol_blocks
 from ..trainer import batchnorm_layers
 
@@ -124,10 +124,18 @@ def _cut(block, parts: List[str], depth: int) -> Tuple[list, list]:
     before = [child for _, child in listed[:index]]
     after = [child for _, child in listed[index + 1:]]
     child = listed[index][1]
-    if depth + 1 == len(parts):
+    if depth + 1 == len(parts) or (not _is_container(child) and not _holds_frozen(child)):
+        # the first trainable block is the child itself, or inside a child (a SymbolBlock's
+        # layer) with nothing frozen before it there: the cut goes before the child
         return before, [child] + after
     inner_before, inner_after = _cut(child, parts, depth + 1)
     return before + inner_before, inner_after + after
+
+
+def _holds_frozen(block) -> bool:
+    """Whether ``block`` has a parameter that could train but is frozen."""
+    return any(p.grad_req == "null" and can_train(p, block)
+               for p in block.collect_params().values())
 
 
 def _chain(children, name: str):
@@ -215,12 +223,12 @@ def _traced_same(net, prefix, suffix) -> bool:
     """Whether tracing both with a symbol gives the same graph (no data needed)."""
     data = symbol_input("data")
     try:
-        expected = net(data)
+        expected = symbolic_call(net, data)
     except Exception as err:
         raise InvalidValueError(f"cannot trace {type(net).__name__} with one input to check that "
                                 f"it is a chain of its children: {err}") from None
     return isinstance(expected, mx.sym.Symbol) and \
-        _graph(expected) == _graph(suffix(prefix(data)))
+        _graph(expected) == _graph(symbolic_call(suffix, symbolic_call(prefix, data)))
 
 
 def _computed_same(net, prefix, suffix, x) -> bool:
@@ -341,7 +349,7 @@ def _training_mode_is_deterministic(prefix) -> bool:
     it so (uncached training's own computation; oneDNN's training kernels are faster)."""
     if not isinstance(prefix, gluon.HybridBlock):
         return False  # cannot see inside: inference mode is the safe reading
-    nodes = json.loads(prefix(symbol_input("data")).tojson())["nodes"]
+    nodes = json.loads(symbolic_call(prefix, symbol_input("data")).tojson())["nodes"]
     return not any(n["op"] in _MODE_DEPENDENT or
                    (n["op"] in BATCHNORM_OPS and not on_global_stats(n)) for n in nodes)
 

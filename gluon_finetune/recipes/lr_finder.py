@@ -36,7 +36,7 @@ from .._compat import (
     trainer_params,
     updates_on_kvstore,
 )
-from ..arrays import as_array, scalar
+from ..arrays import as_array, scalar, split_to
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..optim import fresh_layerwise, preview_lrs
 from .snapshots import Snapshot, unique_params
@@ -235,8 +235,7 @@ def _step(net, trainer, loss_fn, batch, contexts, accumulating) -> float:
     x, y = (as_array(b) for b in batch)
     for param in accumulating:  # grad_req 'add': one batch's gradient per step
         param.zero_grad()
-    xs = gluon.utils.split_and_load(x, contexts, even_split=False)
-    ys = gluon.utils.split_and_load(y, contexts, even_split=False)
+    xs, ys = split_to(x, contexts), split_to(y, contexts)
     with autograd.record():
         losses = [loss_fn(net(a), b) for a, b in zip(xs, ys)]
     autograd.backward(losses)

@@ -6,6 +6,7 @@ only decides how many blocks may train at each epoch.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Mapping, Optional, Union
 
 from mxnet.gluon.contrib.estimator.event_handler import EpochBegin
@@ -73,6 +74,7 @@ class GradualUnfreezing(EpochBegin):
         self._listed = listed
         self.block_count = len(listed)
         self.next_epoch = 0
+        self._started = False
 
     def blocks_at(self, epoch: int) -> int:
         """How many blocks (from the head) train at ``epoch``."""
@@ -93,10 +95,35 @@ class GradualUnfreezing(EpochBegin):
         """Call at the start of ``epoch``: exactly ``blocks_at(epoch)`` blocks become
         trainable (freezing or thawing as needed). Returns that number."""
         n = self.blocks_at(epoch)
+        if not self._started:
+            self._check_start(epoch, n)
+            self._started = True
         if n != self.trainer.trainable_blocks:
             self.trainer.set_trainable_blocks(n, restart=self.restart == "schedule")
         self.next_epoch = epoch + 1
         return n
+
+    def _check_start(self, epoch: int, n: int) -> None:
+        """Warn where the first epoch freezes blocks that a trainable-blocks limit or the
+        model's own freezes (``get_model(..., unfreeze=k)``) left trainable: two starts
+        that disagree (the command line refuses ``--unfreeze`` with ``--gradual``). A
+        fully trainable model, or a resumed run (its limit below the epoch's), says
+        nothing."""
+        trainer, count = self.trainer, self.block_count
+        k = trainer.trainable_blocks
+        if k is None and trainer.frozen_before:
+            trainable = {p.name for p in trainer.params if p.grad_req != "null"}
+            live = [i for i, (_, names) in enumerate(self._listed) if names & trainable]
+            k = count - live[0] if live else 0
+        if k is None or n >= k:
+            return
+        why = f"set_trainable_blocks({k})" if trainer.trainable_blocks is not None else \
+            "the model's own freezes, as get_model(..., unfreeze=k) leaves them"
+        warnings.warn(f"GradualUnfreezing: epoch {epoch} trains {n} block{'s' * (n != 1)}, but "
+                      f"{k} were trainable ({why}): it freezes {k - n} of them (blocks "
+                      f"{count - k}:{count - n}); to start from {k}, give schedule={{{epoch}: "
+                      f"{k}, ...}}, or start from the head with a model that has no frozen "
+                      f"blocks and no limit", stacklevel=3)
 
     def epoch_begin(self, estimator, *args, **kwargs):
         """Estimator hook: epochs are counted from 0 in the order the estimator runs them."""

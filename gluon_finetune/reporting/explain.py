@@ -17,7 +17,7 @@ from ..optim.rates import HAND_RULE, LIMIT_RULE
 from ..optim.schedules import describe_schedule
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, param_shape
-from ..structure.normalization import batchnorm_layers
+from ..structure.normalization import batchnorm_deciders
 
 __all__ = ["explain", "Explanation", "COLUMNS", "replaced_notes"]
 
@@ -149,13 +149,9 @@ _BATCH_STATISTICS = (
 
 
 def _frozen_batchnorms(net, frozen: Set[str]) -> List:
-    """BatchNorm layers of ``net`` all of whose trainable parameters are in ``frozen``."""
-    index, out = BlockIndex(net), []
-    for layer in batchnorm_layers(net):
-        names = {p.name for p in layer.collect_params().values() if index.can_train(p)}
-        if names and names <= frozen:
-            out.append(layer)
-    return out
+    """BatchNorm layers of ``net`` that count as frozen when ``frozen`` is (the trainer's
+    test: ``structure.normalization.batchnorm_deciders``)."""
+    return [layer for layer, names in batchnorm_deciders(net) if names and names <= frozen]
 
 
 def _batchnorm_notes(net, rows: List[Dict], preview: bool) -> List[str]:

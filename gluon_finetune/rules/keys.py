@@ -1,8 +1,8 @@
 """Rule keys: one canonical form, one identity, one label. Pure: no MXNet.
 
 Two spellings of one key are one rule everywhere (``resolve``, ``combine``,
-states files): ``np.int64(2)`` is ``2``, the string ``"0:2"`` is
-``slice(0, 2)``, a list is a tuple. :func:`key_id` gives that identity as a
+states files): ``np.int64(2)`` is ``2``, ``np.str_("l3")`` is ``"l3"``, the
+string ``"0:2"`` is ``slice(0, 2)``, a list is a tuple. :func:`key_id` gives that identity as a
 string (a slice is unhashable before Python 3.12, and ``2 == 2.0`` must not
 make an index of a float).
 """
@@ -21,17 +21,20 @@ _SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$
 
 
 def _index(value: Any) -> Any:
-    return int(value) if is_int(value) else value
+    """NumPy integers as ``int``, NumPy strings (a ``str`` subclass) as ``str``."""
+    if is_int(value):
+        return int(value)
+    return str(value) if isinstance(value, str) else value
 
 
 def canonical_key(key: Any) -> Any:
-    """``key`` in its one canonical form: NumPy integers as ``int``, range strings as
-    slices, lists as tuples (recursively).
+    """``key`` in its one canonical form: NumPy integers as ``int``, NumPy strings as
+    ``str``, range strings as slices, lists as tuples (recursively).
 
     Examples
     --------
     >>> import numpy as np
-    >>> canonical_key((np.int64(2), "0:2", "features"))
+    >>> canonical_key((np.int64(2), "0:2", np.str_("features")))
     (2, slice(0, 2, None), 'features')
     """
     if isinstance(key, (tuple, list)):
@@ -60,7 +63,8 @@ def key_id(key: Any) -> str:
 
 
 def plain_key(key: Any) -> Any:
-    """``key`` as given, with NumPy integers as ``int`` (for dicts handed back to users)."""
+    """``key`` as given, with NumPy integers and strings as ``int`` and ``str`` (for dicts
+    handed back to users)."""
     if isinstance(key, (tuple, list)):
         return type(key)(plain_key(k) for k in key)
     if isinstance(key, slice):

@@ -141,8 +141,9 @@ def combine(*rule_sets: Any) -> Any:
     key whose rate, or whose weight decay, two sets give differently is an
     error. Keys are compared as the rule engine compares them: ``np.int64(2)``
     is ``2`` and ``"0:2"`` is ``slice(0, 2)``; a merged key keeps the first
-    spelling given (NumPy integers become ``int``). A dict when every key can
-    be one, else ``(key, value)`` pairs.
+    spelling given (NumPy integers and strings become ``int`` and ``str``). A dict
+    when every key can be one (hashable, and no two keys equal in Python but not
+    to the rule engine, as ``True`` and ``1``), else ``(key, value)`` pairs.
 
     Examples
     --------
@@ -161,6 +162,9 @@ def combine(*rule_sets: Any) -> Any:
                 where[slot] = len(pairs)
                 pairs.append((plain_key(key), value))
     try:
-        return dict(pairs)
+        merged = dict(pairs)
     except TypeError:  # a slice key (unhashable before Python 3.12)
         return pairs
+    # keys the rule engine tells apart but a dict does not (True and 1, 2.0 and 2) stay
+    # pairs: one dict entry would drop a rule without a word (the trainer then names it)
+    return merged if len(merged) == len(pairs) else pairs

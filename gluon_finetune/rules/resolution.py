@@ -156,7 +156,8 @@ def _build_rules(items, scope: RuleScope, strict: bool) -> Tuple[_Rule, ...]:
         previous = rules.get(rule.order)
         if previous is not None and previous.value != rule.value:
             raise _blame(RuleError(f"rule {rule.label!r} is given twice with different "
-                                   f"values"), key)
+                                   f"values, as {previous.key!r} and {key!r} (two spellings "
+                                   f"of one key are one rule); give it once"), key)
         rules[rule.order] = rule
     return tuple(rules.values())
 

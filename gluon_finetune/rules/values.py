@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Tuple
 
-from ..checks import check_real
+from ..checks import check_real, held_schedulers
 from ..errors import InvalidTypeError, InvalidValueError, RuleError, RuleTypeError
 
 __all__ = ["GROUPS", "DEFAULTS", "VALUE_KEYS", "Parsed", "parse_value", "real"]
@@ -81,9 +81,8 @@ def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
     if not isinstance(frozen, bool):
         raise RuleTypeError(f"rule {rule!r}: frozen must be True or False, got {frozen!r}")
     _check_frozen_agrees(rule, value, frozen)
-    if sched is not None and not hasattr(sched, "base_lr") and (lr is not None or mult is not None):
-        raise RuleError(f"rule {rule!r}: a plain callable lr_scheduler returns absolute rates; "
-                        "put the rate inside it instead of learning_rate/lr_mult")
+    if sched is not None and (lr is not None or mult is not None):
+        _check_relative(rule, sched)
     parsed: Parsed = {}
     if any(field in value for field in GROUPS["rate"]):
         frozen = frozen or (sched is None and (lr == 0.0 or mult == 0.0))
@@ -95,6 +94,22 @@ def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
         raise RuleError(f"rule {rule!r}: an empty value sets nothing; give a multiplier, 0 or "
                         f"None (frozen), or some of {list(VALUE_KEYS)}")
     return parsed
+
+
+def _check_relative(rule: str, sched: Any) -> None:
+    """A schedule beside learning_rate/lr_mult is scaled to that rate: it must be one whose
+    rates are relative to its own ``base_lr`` (an MXNet scheduler)."""
+    if not hasattr(sched, "base_lr"):
+        raise RuleError(f"rule {rule!r}: a plain callable lr_scheduler returns absolute rates; "
+                        "put the rate inside it instead of learning_rate/lr_mult")
+    held = held_schedulers(sched)
+    if held:
+        raise RuleError(
+            f"rule {rule!r}: its lr_scheduler {type(sched).__name__} holds other schedulers "
+            f"({', '.join(held)}), whose rates are absolute (its own base_lr="
+            f"{sched.base_lr!r} is not its curve's), so learning_rate/lr_mult cannot scale it; "
+            f"put this rule's rates inside its schedulers and drop learning_rate/lr_mult, or "
+            f"make it the trainer's lr_scheduler (optimizer_params) and keep a multiplier here")
 
 
 def _check_frozen_agrees(rule: str, value: Mapping, frozen: bool) -> None:

@@ -1,10 +1,11 @@
 """The structure of a network: structural paths, the block list in forward order, declared lists.
 
-``index`` (``BlockIndex``) is the one place a network's paths, block list and
-auxiliary states are computed (``paths`` walks the network for it);
-``automatic`` finds blocks (containers, repeated stacks), ``tracing`` orders
-them by a symbolic trace, ``declared`` holds lists given as data.
+``index`` is the one place a network's paths, block list and auxiliary states are
+computed; ``automatic`` finds blocks (containers, repeated stacks), ``tracing``
+orders them by a symbolic trace, ``declared`` holds lists given as data, ``detectors``
+the lists shipped for GluonCV's detectors (registered on import).
 """
+from . import detectors  # noqa: F401  (registers its block lists)
 from .index import (
     GRANULARITIES,
     BlockGroup,

@@ -31,7 +31,6 @@ from .adapted import adapters_of, is_locked
 from .automatic import Entry, automatic, is_container
 from .declared import (
     declare_blocks,
-    declare_builtin,
     declared_spec,
     explicit_entries,
     hook_key,
@@ -335,14 +334,3 @@ def last_blocks_names(listed: List[Tuple[str, FrozenSet[str]]], n: int) -> Froze
     """Names of the parameters in the last ``n`` entries of a ``block_names`` list."""
     return frozenset().union(*(names for _, names in listed[len(listed) - n:])) if n else \
         frozenset()
-
-
-def _rcnn_rule(net, granularity: str):
-    # parallel heads: forward order puts the box regressor after the class scores;
-    # the class predictor is the classification head, so it is last
-    spec = automatic_blocks(net, granularity)
-    return [s for s in spec if s != "class_predictor"] + \
-        (["class_predictor"] if "class_predictor" in spec else [])
-
-
-declare_builtin("gluoncv.model_zoo.rcnn.rcnn.RCNN", _rcnn_rule)

@@ -13,17 +13,23 @@ snapshots all ask here.
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterator, List, NamedTuple, Set, Tuple
+from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Set, Tuple
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .._compat import batchnorm_base, graph_output, has_global_stats
-from .index import descendants, walk
+from .._compat import (
+    batchnorm_base,
+    children,
+    graph_output,
+    has_global_stats,
+    is_differentiable,
+)
+from .index import BlockIndex, descendants, walk
 
-__all__ = ["batchnorm_layers", "BATCHNORM_OPS", "NORM_OPS", "NORM_TYPES", "GraphNorm",
-           "is_batchnorm_layer", "is_norm_layer", "symbol_blocks", "graph_norms", "graph_biases",
-           "graph_nodes", "batchnorm_nodes", "on_global_stats"]
+__all__ = ["batchnorm_layers", "batchnorm_deciders", "BATCHNORM_OPS", "NORM_OPS", "NORM_TYPES",
+           "GraphNorm", "is_batchnorm_layer", "is_norm_layer", "symbol_blocks", "graph_norms",
+           "graph_biases", "graph_nodes", "batchnorm_nodes", "on_global_stats"]
 
 # MXNet 1.9.1's operators that run batch normalization, each with a use_global_stats flag
 # (src/operator: nn/batch_norm.cc, alias _npx_batch_norm; batch_norm_v1.cc;
@@ -38,8 +44,11 @@ NORM_OPS = BATCHNORM_OPS | {"LayerNorm", "_npx_layer_norm", "GroupNorm", "Instan
 # The layers that run them (``_BatchNorm`` covers BatchNorm, BatchNormReLU, SyncBatchNorm).
 NORM_TYPES: Tuple[type, ...] = (batchnorm_base(nn), nn.LayerNorm, nn.GroupNorm,
                                 nn.InstanceNorm)
-# operator -> position of its bias among its inputs
-_BIAS_INPUTS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}
+# operator -> position of its bias among its inputs (contrib/deformable_convolution.cc:
+# data, offset, weight, bias; modulated_deformable_convolution.cc: data, offset, mask,
+# weight, bias)
+_BIAS_INPUTS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2,
+                "_contrib_DeformableConvolution": 3, "_contrib_ModulatedDeformableConvolution": 4}
 
 
 class GraphNorm(NamedTuple):
@@ -52,11 +61,20 @@ class GraphNorm(NamedTuple):
     global_stats: bool           # a BatchNorm on its running statistics (use_global_stats)
 
 
-def is_batchnorm_layer(block) -> bool:
-    """A layer that runs MXNet's BatchNorm operator with a ``use_global_stats`` switch:
-    Gluon's BatchNorm family, and layers of other libraries that wrap the operator
-    themselves (GluonCV's)."""
+def _runs_batchnorm_op(block) -> bool:
+    """A layer that runs MXNet's BatchNorm operator itself, with a ``use_global_stats``
+    switch."""
     return has_global_stats(block)
+
+
+def is_batchnorm_layer(block) -> bool:
+    """A BatchNorm: a layer that runs MXNet's BatchNorm operator with a
+    ``use_global_stats`` switch and keeps running statistics of its own (Gluon's
+    BatchNorm family, and layers of other libraries that wrap the operator themselves).
+    GluonCV's ``GroupNorm`` runs the operator too, on zero/one statistics it makes at
+    each call: switching it to "global statistics" would stop it normalising."""
+    return _runs_batchnorm_op(block) and \
+        any(not is_differentiable(p) for p in block.params.values())
 
 
 def batchnorm_layers(net) -> List[nn.BatchNorm]:
@@ -64,9 +82,40 @@ def batchnorm_layers(net) -> List[nn.BatchNorm]:
     return [b for b in descendants(net) if is_batchnorm_layer(b)]
 
 
+def batchnorm_deciders(net) -> List[Tuple[gluon.Block, FrozenSet[str]]]:
+    """Every BatchNorm-like layer of ``net``, with the trainable parameters whose freezing
+    makes it a frozen layer: its own scale and shift; for a layer with neither (ResNet
+    v2's input BatchNorm: ``scale=False, center=False``), those of the nearest block
+    beside it in its container that has some (the next one, else the one before; the
+    container's neighbours where it has none): it follows the layers around it."""
+    parents = {id(child): block for block in descendants(net)
+               for child in children(block).values()}
+    index = BlockIndex(net)
+    return [(layer, _trainable(layer, index) or _beside(layer, parents, index))
+            for layer in batchnorm_layers(net)]
+
+
+def _trainable(block, index) -> FrozenSet[str]:
+    return frozenset(p.name for p in block.collect_params().values() if index.can_train(p))
+
+
+def _beside(block, parents: Dict[int, gluon.Block], index) -> FrozenSet[str]:
+    parent = parents.get(id(block))
+    while parent is not None:
+        kids = list(children(parent).values())
+        at = next(i for i, child in enumerate(kids) if child is block)
+        for sibling in kids[at + 1:] + kids[:at][::-1]:
+            names = _trainable(sibling, index)
+            if names:
+                return names
+        block, parent = parent, parents.get(id(parent))
+    return frozenset()
+
+
 def is_norm_layer(block) -> bool:
-    """A normalization layer: by type (``NORM_TYPES``) or a BatchNorm wrapper."""
-    return isinstance(block, NORM_TYPES) or is_batchnorm_layer(block)
+    """A normalization layer: by type (``NORM_TYPES``), or a layer that runs the BatchNorm
+    operator itself (a BatchNorm wrapper, GluonCV's GroupNorm)."""
+    return isinstance(block, NORM_TYPES) or _runs_batchnorm_op(block)
 
 
 def symbol_blocks(net) -> Iterator[Tuple[str, gluon.SymbolBlock]]:

@@ -27,7 +27,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from .._compat import graph_inputs, graph_output, own_params
-from ..arrays import symbol_input
+from ..arrays import symbol_input, symbolic_call
 
 __all__ = ["Trace", "forward_order", "forward_trace", "symbol_layers", "symbol_aux_names"]
 
@@ -61,7 +61,7 @@ def _trace(block, count: int, training: bool) -> Trace:
     with warnings.catch_warnings(), autograd.train_mode() if training else \
             autograd.predict_mode():
         warnings.simplefilter("ignore")
-        out = block(*inputs)
+        out = symbolic_call(block, *inputs)
     symbols = _symbols(out)
     graph = json.loads((symbols[0] if len(symbols) == 1 else mx.sym.Group(symbols)).tojson())
     return Trace(_variables(graph["nodes"]), _output_variables(graph))

@@ -100,10 +100,28 @@ def check_optimizer_args(name: str, cls, args: Dict) -> None:
                 (is_real(value) and not math.isfinite(value)):
             raise InvalidValueError(f"optimizer parameter {key} must be a finite number, got "
                                     f"{type(value).__name__} {value!r}", argument=key)
-    sched = args.get("lr_scheduler")
-    if sched is not None and not callable(sched):
+    _check_trainer_schedule(args.get("lr_scheduler"), args.get("learning_rate"))
+
+
+def _check_trainer_schedule(sched, learning_rate) -> None:
+    """The trainer's own ``lr_scheduler``: an instance; with ``learning_rate``, one that has
+    a ``base_lr`` for it (MXNet sets it: a class or a plain function failed there with
+    AttributeError, or at the first ``step`` inside MXNet)."""
+    if sched is None:
+        return
+    if isinstance(sched, type):
+        raise InvalidTypeError(f"lr_scheduler is the class {sched.__name__}, not a schedule; "
+                               f"give an instance, e.g. {sched.__name__}(...) with its "
+                               f"arguments", argument="lr_scheduler")
+    if not callable(sched):
         raise InvalidTypeError(f"lr_scheduler must be an mx.lr_scheduler.LRScheduler, got "
                                f"{sched!r}", argument="lr_scheduler")
+    if learning_rate is not None and not hasattr(sched, "base_lr"):
+        raise InvalidTypeError(f"lr_scheduler: a plain callable gives absolute rates, and MXNet "
+                               f"sets learning_rate={learning_rate!r} as a scheduler's base_lr, "
+                               f"which {sched!r} has not; drop learning_rate (the function's "
+                               f"rates are used), or give an mx.lr_scheduler.LRScheduler",
+                               argument="lr_scheduler")
 
 
 def _check_optimizer_numbers(optimizer: mx_optimizer.Optimizer) -> None:

@@ -31,7 +31,12 @@ from .._compat import (
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, check_block, descendants, last_blocks_names, trains
-from ..structure.normalization import batchnorm_layers, batchnorm_nodes, symbol_blocks
+from ..structure.normalization import (
+    batchnorm_deciders,
+    batchnorm_layers,
+    batchnorm_nodes,
+    symbol_blocks,
+)
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
            "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req",
@@ -88,20 +93,20 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     """Fix the running statistics of fully frozen BatchNorm layers per policy ``bn``.
 
     A BatchNorm counts as frozen when all its trainable parameters are in
-    ``frozen_names``. ``'frozen'`` sets ``use_global_stats=True`` there;
-    ``'stats'`` and ``'train'`` leave the layer's own setting. Layers that are
-    no longer frozen get their own setting back; layers with nothing that can
-    train (scale and shift locked by LoRA adapters) are left as they are.
-    BatchNorm nodes inside a ``SymbolBlock``'s graph count as layers (their
-    gamma and beta). With
+    ``frozen_names`` (one without any, as ResNet v2's input BatchNorm, follows the
+    layer beside it: ``structure.normalization.batchnorm_deciders``). ``'frozen'``
+    sets ``use_global_stats=True`` there; ``'stats'`` and ``'train'`` leave the
+    layer's own setting. Layers that are no longer frozen get their own setting
+    back; layers with nothing that can train, here or beside them (scale and shift
+    locked by LoRA adapters) are left as they are. BatchNorm nodes inside a
+    ``SymbolBlock``'s graph count as layers (their gamma and beta). With
     ``owned`` (a trainer's parameter names) only layers whose parameters are
     all owned are touched: a trainer over part of a network leaves the rest
     alone. Returns whether anything changed.
     """
     check_bn_policy(bn)
     changed = False
-    for layer in batchnorm_layers(net):
-        names = _trainable_names(layer)
+    for layer, names in batchnorm_deciders(net):
         if not names or (owned is not None and not names <= owned):
             continue  # a layer locked by adapters (LoRA) keeps what they set
         if not hasattr(layer, _ORIGINAL):
