@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
-__all__ = ["fit", "evaluate", "check_loader", "EpochResult"]
+__all__ = ["fit", "evaluate", "train_epoch", "validate", "check_loader", "EpochResult"]
 
 EpochResult = Dict[str, float]
 
@@ -63,7 +63,18 @@ def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Con
     return correct / total
 
 
-def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, float]:
+def train_epoch(net: gluon.Block, trainer: gluon.Trainer, data: gluon.data.DataLoader,
+                loss_fn: Optional[gluon.loss.Loss] = None, ctx: Optional[mx.Context] = None,
+                on_step: Optional[Callable[[gluon.Trainer], object]] = None,
+                bar: Optional[tqdm] = None) -> Dict[str, float]:
+    """One pass over ``data``: record, backward, ``trainer.step`` per batch.
+
+    Returns the mean batch loss (``train_loss``) and the accuracy
+    (``train_acc``). ``on_step(trainer)`` runs after each step; ``bar`` (a
+    tqdm bar) advances by one per batch.
+    """
+    loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
+    ctx = ctx or mx.cpu()
     losses, correct, total = [], 0, 0
     for x, y in data:
         x, y = x.as_in_context(ctx), y.as_in_context(ctx)
@@ -77,9 +88,28 @@ def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, fl
         losses.append(float(loss.mean().asscalar()))
         correct += int((out.argmax(axis=1) == y.astype(out.dtype)).sum().asscalar())
         total += x.shape[0]
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     return {"train_loss": float(np.mean(losses)), "train_acc": correct / total}
+
+
+def validate(net: gluon.Block, data: gluon.data.DataLoader,
+             loss_fn: Optional[gluon.loss.Loss] = None, ctx: Optional[mx.Context] = None
+             ) -> Dict[str, float]:
+    """Mean loss per image (``val_loss``) and top-1 accuracy (``val_acc``) on ``data``."""
+    loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
+    ctx = ctx or mx.cpu()
+    loss_sum, correct, total = 0.0, 0, 0
+    for x, y in data:
+        x, y = x.as_in_context(ctx), y.as_in_context(ctx)
+        out = net(x)
+        loss_sum += float(loss_fn(out, y).sum().asscalar())
+        correct += int((out.argmax(axis=1) == y.astype(out.dtype)).sum().asscalar())
+        total += x.shape[0]
+    if total == 0:
+        raise InvalidValueError("validate got an empty data loader", argument="data")
+    return {"val_loss": loss_sum / total, "val_acc": correct / total}
 
 
 def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoader,
@@ -129,8 +159,8 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
         for epoch in range(epochs):
             if on_epoch is not None:
                 on_epoch(epoch)
-            result = {"epoch": epoch, **_train_epoch(net, trainer, train_data, loss_fn, ctx,
-                                                     on_step, bar)}
+            result = {"epoch": epoch, **train_epoch(net, trainer, train_data, loss_fn, ctx,
+                                                    on_step, bar)}
             if val_data is not None:
                 result["val_acc"] = evaluate(net, val_data, ctx)
                 bar.set_postfix(val_acc=f"{result['val_acc']:.3f}", refresh=False)
