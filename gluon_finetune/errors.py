@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 __all__ = ["FinetuneError", "InputError", "InvalidValueError", "InvalidTypeError",
-           "MissingFileError", "RuleError", "NoMatchError", "StatesError", "ConfigError"]
+           "MissingFileError", "UnknownNameError", "UnsupportedError", "MissingDependencyError",
+           "RuleError", "RuleTypeError", "NoMatchError", "StatesError", "ConfigError"]
 
 
 class FinetuneError(Exception):
@@ -52,8 +53,34 @@ class MissingFileError(FinetuneError, FileNotFoundError):
     """A file or folder the caller named does not exist."""
 
 
+class UnknownNameError(FinetuneError, KeyError):
+    """A name or path that names nothing here (a block path, a parameter); the message
+    lists what exists."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument (it is meant to be the key); ours is a sentence.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedError(FinetuneError, RuntimeError):
+    """A request this setup cannot carry out (a mode MXNet does not allow, a schedule a
+    states file could not keep)."""
+
+
+class MissingDependencyError(FinetuneError, ImportError):
+    """An optional package the request needs is not installed; the message names it."""
+
+
 class RuleError(InvalidValueError):
-    """A rule set that cannot be resolved (conflict, no match, bad index)."""
+    """A rule set that cannot be resolved (conflict, no match, bad index, bad value).
+
+    ``except RuleError`` catches every error of a rule set, those of the wrong type
+    (:class:`RuleTypeError`, also a ``TypeError``) included.
+    """
+
+
+class RuleTypeError(RuleError, InvalidTypeError):
+    """A rule key or value of a type no rule can have; also a ``TypeError``."""
 
 
 class NoMatchError(RuleError):

@@ -547,3 +547,106 @@ def test_a_built_in_error_from_the_rule_engine_keeps_its_traceback(monkeypatch, 
     monkeypatch.setattr(gluon_finetune.rules.resolution, "resolve", broken)
     with pytest.raises(error, match="a bug"):
         main(["explain", "--model", "resnet18_v1", "--layer-lr", "output=2"])
+
+
+# ----------------------------------------------------------------- issue 21: the edges of the CLI
+
+def test_unfreeze_with_gradual_unfreezing_is_refused_before_training(images, tmp_path, capsys):
+    base = ["train", str(images), "--model", "resnet18_v1", "--no-pretrained", "--image-size",
+            "32", "--epochs", "2", "--no-progress"]
+    assert main(base + ["--unfreeze", "2", "--gradual", "1"]) == 2
+    out = capsys.readouterr()
+    assert "final:" not in out.out
+    assert "unfreeze does not combine with gradual: gradual unfreezing decides the trainable " \
+        "blocks each epoch" in out.err and "{schedule: {0: 2, ...}}" in out.err
+    config = tmp_path / "g.yaml"
+    config.write_text("unfreeze: 2\ngradual_unfreezing: {every: 1}\n")
+    assert main(base + ["--config", str(config)]) == 2
+    assert error_line(capsys).startswith(f"gluon-finetune: error: {config}, line 1: unfreeze: "
+                                         f"unfreeze does not combine with gradual_unfreezing")
+
+
+@pytest.mark.parametrize("flags", [["--layer-lr", "output=2", "--layer-lr", "output=3"],
+                                   ["--layer-lr", "-1=2", "--layer-lr=-1=frozen"]])
+def test_a_layer_lr_key_given_twice_is_refused(capsys, flags):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", "--model", "resnet18_v1", "--classes", "2"] + flags)
+    assert exit_info.value.code == 2
+    assert "is given twice" in error_line(capsys)
+
+
+def test_the_same_digits_as_an_index_and_a_path_are_two_keys(capsys):
+    assert main(["explain", "--model", "resnet18_v1", "--classes", "2", "--layer-lr", "1=2",
+                 "--layer-lr", "0:1=0"]) == 0
+    capsys.readouterr()
+
+
+def test_lr_find_refuses_an_image_format_before_the_sweep(images, tmp_path, capsys):
+    assert main(["lr-find", str(images), "--model", "resnet18_v1", "--no-pretrained",
+                 "--image-size", "32", "--num-iter", "3", "--out",
+                 str(tmp_path / "x.xyz")]) == 2
+    out = capsys.readouterr()
+    assert "lr_find:" not in out.err and "lr-find:" not in out.out  # no sweep
+    assert "--out" in out.err and "cannot write .xyz files" in out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["plot", "lr-find"])
+def test_an_out_without_extension_writes_and_names_a_png(images, tmp_path, capsys, command):
+    out = tmp_path / "curves"
+    args = ["plot", "--model", "resnet18_v1", "--classes", "2", "--steps", "5"] \
+        if command == "plot" else ["lr-find", str(images), "--model", "resnet18_v1",
+                                   "--no-pretrained", "--image-size", "32", "--num-iter", "3",
+                                   "--no-progress"]
+    assert main(args + ["--out", str(out)]) == 0
+    written = tmp_path / "curves.png"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote {written}"
+    assert written.read_bytes()[:4] == b"\x89PNG" and not out.exists()
+
+
+def test_train_on_a_file_says_it_is_not_a_folder(tmp_path, capsys):
+    data = tmp_path / "images.zip"
+    data.write_bytes(b"PK\x03\x04")
+    assert main(["train", str(data), "--model", "resnet18_v1", "--no-pretrained"]) == 2
+    line = error_line(capsys)
+    assert f"{str(data)!r} is a file, not a folder" in line and "does not exist" not in line
+
+
+def test_explain_a_bert_model_needs_a_vocabulary_and_says_how_to_give_it(capsys):
+    pytest.importorskip("gluonnlp")
+    assert main(["explain", "--model", "bert_12_768_12", "--classes", "2"]) == 2
+    line = error_line(capsys)
+    assert "bert_12_768_12 needs its vocabulary: give --vocab FILE" in line
+    assert "--vocab-size N" in line
+    assert main(["explain", "--model", "bert_12_768_12"]) == 2
+    assert "give --classes N" in error_line(capsys)
+    assert main(["train", ".", "--model", "bert_12_768_12", "--classes", "2"]) == 2
+    assert "train reads image folders" in error_line(capsys)
+
+
+@pytest.mark.parametrize("how", ["size", "file"])
+def test_explain_a_bert_model_with_a_vocabulary(tmp_path, capsys, how):
+    nlp = pytest.importorskip("gluonnlp")
+    vocab = nlp.vocab.BERTVocab(nlp.data.count_tokens(["fine", "tuning", "rates"]))
+    path = tmp_path / "vocab.json"
+    path.write_text(vocab.to_json())
+    flags = ["--vocab-size", "100"] if how == "size" else ["--vocab", str(path)]
+    assert main(["explain", "--model", "bert_12_768_12", "--classes", "2",
+                 "--layer-lr", "-1=10"] + flags) == 0
+    rows = capsys.readouterr().out.splitlines()
+    embedding = next(row for row in rows if "word_embed_embedding0_weight" in row)
+    assert f" {100 if how == 'size' else len(vocab)}x768 " in embedding
+    head = [row for row in rows if " 14:classifier.1 " in row]
+    assert head and all(" block -1 " in row and " 0.1" in row for row in head)
+
+
+def test_a_vocabulary_file_that_is_not_one_is_one_line(tmp_path, capsys):
+    pytest.importorskip("gluonnlp")
+    path = tmp_path / "vocab.json"
+    path.write_text('{"not": "a vocabulary"}')
+    assert main(["explain", "--model", "bert_12_768_12", "--classes", "2", "--vocab",
+                 str(path)]) == 2
+    assert "is not a GluonNLP vocabulary" in error_line(capsys)
+    assert main(["explain", "--model", "bert_12_768_12", "--classes", "2", "--vocab",
+                 str(tmp_path / "missing.json")]) == 2
+    assert "cannot read it" in error_line(capsys)

@@ -231,3 +231,20 @@ def test_locate_names_a_rule_only_when_the_error_is_about_one(tmp_path):
     assert config.locate(err, keys=["*"]) == str(err)
     # a message that only looks like one about a rule is not placed at that rule
     assert config.locate(ValueError("rule '*': x")) == "rule '*': x"
+
+
+# ----------------------------------------------------------------- YAML 1.2 (ruamel.yaml)
+
+def test_yes_and_no_are_strings_in_yaml_1_2_and_the_error_says_so(tmp_path):
+    path = write(tmp_path, "pretrained: yes\n")
+    with pytest.raises(ConfigError, match=r"line 1: pretrained: expected bool, got 'yes' "
+                                          r"\(YAML 1.2: write true or false\)"):
+        load_config(path)
+    assert load_config(write(tmp_path, "model: no\n", "no.yaml")).get("model") == "no"
+
+
+def test_a_json_key_given_twice_is_an_error_with_both_lines(tmp_path):
+    path = write(tmp_path, '{"layers": {"output": 1,\n "output": 2}}', "twice.json")
+    with pytest.raises(ConfigError, match=r"line 2: layers.output: given twice \(first at "
+                                          r"line 1\)"):
+        load_config(path)

@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional
 
-from ..errors import FinetuneError, InvalidValueError
+from ..errors import FinetuneError, InvalidValueError, MissingFileError
 from ..rules.resolution import rule_items
 from .schema import Settings, refuse
 
@@ -54,17 +54,57 @@ def _check_rules(net, layers, base_lr: float) -> None:
             base_lr=base_lr, block_list=block_names(net, net.finetune_granularity))
 
 
+def _vocabulary(settings: Settings, kind):
+    """``--vocab FILE`` read as ``kind`` (GluonNLP's BERTVocab or Vocab), or a vocabulary of
+    ``--vocab-size`` tokens: the model's special tokens and placeholders."""
+    if settings.vocab is None:
+        special = len(kind())
+        if settings.vocab_size < special:
+            raise refuse("vocab_size", f"vocab_size must be at least {special} (the "
+                         f"special tokens of {settings.model}), got {settings.vocab_size}")
+        return kind({f"<token{i}>": 1 for i in range(settings.vocab_size - special)})
+    try:
+        with open(settings.vocab, encoding="utf-8") as f:
+            return kind.from_json(f.read())
+    except OSError as err:
+        raise MissingFileError(f"--vocab {settings.vocab!r}: cannot read it: {err.strerror}",
+                               argument="vocab") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # the file is not one
+        raise refuse("vocab", f"--vocab {settings.vocab!r} is not a GluonNLP vocabulary "
+                     f"(JSON from vocab.to_json()): {type(err).__name__}: {err}") from None
+
+
+def _model_arguments(settings: Settings) -> Dict[str, Any]:
+    """What ``get_model`` needs beyond the zoo's arguments: a GluonNLP model's vocabulary
+    (nothing for the vision models); checked before the model is built."""
+    from ..models.nlp import NLP_MODELS, is_nlp_model
+    if not is_nlp_model(settings.model):
+        return {}
+    name = settings.model.lower()
+    if settings.classes is None:
+        raise refuse("classes", f"{name} is an encoder without a head: give --classes N")
+    if settings.vocab is None and settings.vocab_size is None:
+        raise refuse("vocab", f"{name} needs its vocabulary: give --vocab FILE (GluonNLP's, "
+                     f"as JSON: vocab.to_json()) or --vocab-size N (placeholder tokens: "
+                     f"enough to preview the rules)")
+    import gluonnlp
+    kind = gluonnlp.vocab.BERTVocab if NLP_MODELS[name] == "bert" else gluonnlp.vocab.Vocab
+    return {"vocab": _vocabulary(settings, kind)}
+
+
 def _build(settings: Settings, classes: Optional[int] = None, pretrained: bool = False,
            with_rules: bool = True):
     """(net, trainer) for the settings; ``with_rules=False``: the rules are checked on the
     network but left out of the trainer (the fine_tune recipe composes them itself)."""
     from ..models.zoo import get_model
     from ..trainer.layerwise import LayerwiseTrainer
+    extra = _model_arguments(settings)
     with feeding(name="model", classes="classes", unfreeze="unfreeze", pretrained="pretrained",
                  root="root", granularity="granularity", bn="bn"):
         net = get_model(settings.model, classes=classes if settings.classes is None else
                         settings.classes, unfreeze=settings.unfreeze, pretrained=pretrained,
-                        root=settings.root, granularity=settings.granularity, bn=settings.bn)
+                        root=settings.root, granularity=settings.granularity, bn=settings.bn,
+                        **extra)
     layers = settings.layers
     if settings.no_weight_decay and with_rules:
         from ..rules.presets import combine, no_weight_decay
@@ -101,17 +141,22 @@ def _explain(settings: Settings) -> None:
     print(trainer.explain())
 
 
-def _plot(settings: Settings) -> None:
-    from matplotlib.backend_bases import FigureCanvasBase
+def _image_out(settings: Settings) -> str:
+    """Where the command's image goes (``.png`` added to a name without extension),
+    checked before any work: a format matplotlib can write, a file that can be."""
+    from ..reporting.plots import image_path
+    _check_writable(settings.out, "--out")  # a folder is refused as given, not as folder.png
+    path = image_path(settings.out, "--out")
+    if path != settings.out:
+        _check_writable(path, "--out")
+    return path
 
+
+def _plot(settings: Settings) -> None:
     from ..reporting.plots import plot_schedules
-    _check_writable(settings.out, "--out")
-    kind = os.path.splitext(settings.out)[1][1:].lower()
-    if kind and kind not in FigureCanvasBase.get_supported_filetypes():
-        raise InvalidValueError(f"--out {settings.out!r}: matplotlib cannot write .{kind} "
-                                f"files; use .png (or .pdf, .svg)", argument="out")
+    out = _image_out(settings)
     _, trainer = _build(settings)
-    print(f"wrote {plot_schedules(trainer, settings.steps, settings.out)}")
+    print(f"wrote {plot_schedules(trainer, settings.steps, out)}")
 
 
 def _unfreezer(trainer, settings: Settings):
@@ -219,7 +264,7 @@ def _lr_find(settings: Settings) -> None:
     """The range test on the training images; with recipe fine_tune, of its first phase
     (the head alone), so that the suggestion is a base rate for the recipe."""
     from ..recipes.lr_finder import lr_find
-    _check_writable(settings.out, "--out")
+    out = _image_out(settings)
     data, net, trainer = _prepare(settings)
     head_only = settings.recipe == "fine_tune" and settings.unfreeze is None
     if head_only:
@@ -230,7 +275,7 @@ def _lr_find(settings: Settings) -> None:
                      progress=not settings.no_progress)
     print(_summary(result, " (the head alone: recipe fine_tune's first phase)"
                    if head_only else ""))
-    print(f"wrote {result.plot(settings.out)}")
+    print(f"wrote {result.plot(out)}")
 
 
 COMMANDS = {"train": _train, "lr-find": _lr_find, "explain": _explain, "plot": _plot}

@@ -104,7 +104,19 @@ def option(default: Any = None, *, help: Union[str, Dict[str, str]], kind: Kind,
 
 @dataclass
 class Settings:
-    """A command's settings: defaults < config file < flags (``main.merge``)."""
+    """A command's settings: defaults < config file < flags (``main.settings_of``).
+
+    Each field is declared by :func:`option`; building one checks what involves
+    several settings (``refuse``: an error naming its setting) and fills the
+    defaults that depend on others (the recipe's rate is ``fine_tune``'s).
+
+    Examples
+    --------
+    >>> settings = Settings(command="train", model="resnet18_v1", data="pets",
+    ...                     recipe="fine_tune")
+    >>> settings.learning_rate, settings.freeze_epochs, settings.batch_size
+    (0.002, 1, 32)
+    """
 
     command: str = EXPLAIN
     # ---- the model, its rules and optimizer: every command that builds a model
@@ -149,6 +161,13 @@ class Settings:
         help="no weight decay on biases and normalization layers (no_weight_decay(net) "
              "rules, merged with the others; recipe fine_tune: on unless false)",
         kind=Flag(), action="store_true")
+    # ---- GluonNLP models (bert_12_768_12 ...): a vocabulary, for explain and plot
+    vocab: Optional[str] = option(
+        help="a GluonNLP model's vocabulary, as JSON (vocab.to_json())", kind=Text("a file"),
+        commands=(EXPLAIN, PLOT), metavar="FILE")
+    vocab_size: Optional[int] = option(
+        help="a GluonNLP model's vocabulary: N tokens, placeholders (the shapes and rates "
+             "are the model's, the tokens not)", kind=Int(1), commands=(EXPLAIN, PLOT))
     # ---- the image folder and the run: train, lr-find
     data: Optional[str] = option(help="the image folder", kind=Text("a folder"), config=False,
                                  commands=DATA, action="positional")
@@ -201,8 +220,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.command in MODEL and not self.model:
             raise refuse("model", "no model: give --model NAME or 'model:' in the config")
+        if self.command in DATA:
+            _check_image_model(self.model, self.command)
         if self.command == TRAIN:
             _check_train(self)
+        if self.vocab is not None and self.vocab_size is not None:
+            raise refuse("vocab_size", "give one of vocab (a file) and vocab_size")
         if self.command == LR_FIND and self.end_lr <= self.start_lr:
             raise refuse("end_lr", f"--end-lr ({self.end_lr:g}) must be greater than "
                           f"--start-lr ({self.start_lr:g})")
@@ -217,6 +240,13 @@ class Settings:
 
 # what the fine_tune recipe decides itself (the trainable blocks, the schedules)
 _NOT_WITH_RECIPE = ("unfreeze", "gradual", "gradual_unfreezing", "lr_scheduler")
+
+
+def _check_image_model(name: str, command: str) -> None:
+    from ..models.nlp import is_nlp_model
+    if is_nlp_model(name):
+        raise refuse("model", f"{name} is a GluonNLP sentence classifier and {command} reads "
+                     f"image folders: fine-tune it in Python (get_model(..., vocab=))")
 
 
 def _fine_tune_default(argument: str) -> Any:

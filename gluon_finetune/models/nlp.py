@@ -14,6 +14,8 @@ from typing import Optional
 
 import mxnet as mx
 
+from ..errors import InvalidValueError, MissingDependencyError, MissingFileError
+
 __all__ = ["NLP_MODELS", "is_nlp_model", "get_nlp_model"]
 
 # name -> family; the encoder sizes are GluonNLP's (override with num_layers=, units= ...)
@@ -32,16 +34,17 @@ def _gluonnlp():
     try:
         import gluonnlp
     except ImportError as err:
-        raise ImportError(f"GluonNLP models need gluonnlp 0.10.0, which is not installed "
-                          f"({err}): {_INSTALL}") from None
+        raise MissingDependencyError("GluonNLP models need gluonnlp 0.10.0, which is not "
+                                     f"installed ({err}): {_INSTALL}") from None
     return gluonnlp
 
 
 def _encoder(name: str, vocab, dataset_name, hparams):
     nlp = _gluonnlp()
     if vocab is None and dataset_name is None:
-        raise ValueError(f"{name} needs its vocabulary: pass vocab= (a gluonnlp.vocab.BERTVocab) "
-                         f"or dataset_name= (e.g. 'book_corpus_wiki_en_uncased')")
+        raise InvalidValueError(f"{name} needs its vocabulary: pass vocab= (a "
+                                "gluonnlp.vocab.BERTVocab) or dataset_name= (e.g. "
+                                "'book_corpus_wiki_en_uncased')")
     extra = {"use_pooler": True, "use_classifier": False} if NLP_MODELS[name] == "bert" else {}
     encoder, _ = nlp.model.get_model(name, dataset_name=dataset_name, vocab=vocab,
                                      pretrained=False, use_decoder=False,
@@ -71,7 +74,7 @@ def _weights_file(name: str, dataset_name: Optional[str], root: str) -> str:
         except Exception as err:  # offline: the downloader cannot reach its server
             why = f"could not be downloaded ({type(err).__name__})"
     looked = f"{official} and {local}" if official else local
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"pretrained weights for {name!r} (GluonNLP) are not on this machine and {why}. "
         f"Looked for {looked}. Save the encoder's weights there (net.bert.save_parameters), "
         f"or pass pretrained='path/to/file.params'.")
@@ -94,7 +97,7 @@ def build_nlp_classifier(name: str, classes: int, pretrained, root: Optional[str
     path = pretrained if not isinstance(pretrained, bool) else \
         _weights_file(name, dataset_name, root or os.path.join(mx.base.data_dir(), "models"))
     if not os.path.exists(path):
-        raise FileNotFoundError(f"pretrained weights file {path!r} does not exist")
+        raise MissingFileError(f"pretrained weights file {path!r} does not exist")
     # GluonNLP's files also hold the pre-training heads, which a classifier has not
     encoder.load_parameters(str(path), ctx=ctx, ignore_extra=True)
     net.classifier.initialize(mx.init.Normal(0.02), ctx=ctx)
@@ -116,8 +119,8 @@ def get_nlp_model(name: str, classes: Optional[int], unfreeze=None, pretrained=F
     from ..structure.index import block_names
     from ..trainer.freezing import prepare_for_finetuning
     if classes is None:
-        raise ValueError(f"{name} is an encoder without a head: pass classes= (the number of "
-                         f"classes of its new classifier)")
+        raise InvalidValueError(f"{name} is an encoder without a head: pass classes= (the number "
+                                "of classes of its new classifier)")
     name = name.lower()
     net = build_nlp_classifier(name, classes, pretrained, root, ctx or mx.cpu(), **kwargs)
     block_names(net, granularity, blocks)  # a bad block list fails before anything is frozen

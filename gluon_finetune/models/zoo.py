@@ -15,13 +15,7 @@ import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from ..checks import (
-    InvalidTypeError,
-    InvalidValueError,
-    MissingFileError,
-    check_int,
-    last_line,
-)
+from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, last_line
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
     check_bn_policy,
@@ -29,10 +23,25 @@ from ..trainer.freezing import (
     clear_cached_graphs,
     prepare_for_finetuning,
 )
+from .detection import check_classes, is_detector, load_detector, refuse_names, reset_detector
 from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
 
 __all__ = ["get_model", "model_names"]
 
+
+
+class Fresh(mx.init.Xavier):
+    """Xavier for weight matrices; a vector without an initializer of its own (BatchNorm
+    inside a part built from symbols, as SSD's feature expander) by its name, as MXNet's
+    default does (gamma 1, beta 0, moving_var 1 ...): Xavier needs two dimensions."""
+
+    def _init_weight(self, name, arr):
+        if len(arr.shape) >= 2:
+            super()._init_weight(name, arr)
+        elif str(name).endswith("weight"):
+            mx.init.Uniform()._init_weight(name, arr)
+        else:
+            self._legacy_init(str(name), arr)
 
 
 def _mxnet_names() -> List[str]:
@@ -124,8 +133,11 @@ def _new_head(old, classes: int):
                          padding=k["pad"], dilation=k["dilate"], groups=k["num_group"],
                          layout=k["layout"], use_bias=not k["no_bias"],
                          in_channels=old._in_channels)
-    raise InvalidTypeError(f"cannot replace a head of type {type(old).__name__}; expected the "
-                           f"last block to be a Dense or Conv2D layer", argument="classes")
+    raise InvalidTypeError(f"cannot replace a head of type {type(old).__name__}: classes= "
+                           f"replaces a classifier's last block when it is a Dense or Conv2D "
+                           f"layer (or resets a GluonCV detector's classes). Build the model "
+                           f"without classes= and replace its class-dependent layers yourself",
+                           argument="classes")
 
 
 def _parent(net, path: str) -> Tuple[gluon.Block, str, gluon.Block]:
@@ -168,13 +180,13 @@ def _swap_head(net, classes: int, ctx) -> str:
     return path
 
 
-def _check_args(name, classes, pretrained, granularity, bn) -> Optional[int]:
-    """``classes`` as an int (NumPy integers welcome), after checking every argument."""
+def _check_args(name, classes, pretrained, granularity, bn):
+    """``classes`` as an int (NumPy integers welcome) or a tuple of class names, after
+    checking every argument."""
     if not isinstance(name, str):
         raise InvalidTypeError(f"name must be a model name such as 'resnet18_v1', got "
                                f"{name!r}", argument="name")
-    if classes is not None:
-        classes = check_int("classes", classes, minimum=1)
+    classes = check_classes(classes)
     if not (isinstance(pretrained, (bool, str, os.PathLike))):
         raise InvalidTypeError(f"pretrained must be True/False or a .params path, got "
                                f"{pretrained!r}", argument="pretrained")
@@ -250,12 +262,17 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
         classification zoo, or a GluonNLP encoder (``bert_12_768_12``,
         ``roberta_12_768_12`` ...: a sentence classifier, see ``nlp.py``;
         ``model_names()`` lists them all).
-    classes : int, optional
+    classes : int or list of str, optional
         Replace the classifier head (wherever the architecture keeps it:
         ``output``, ``fc``, a conv head) by a fresh one with ``classes``
         outputs, at the same attribute, after the weights are loaded. A
         weights file whose head already has ``classes`` outputs (your own
-        fine-tuned model) loads into the new head instead.
+        fine-tuned model) loads into the new head instead. A GluonCV
+        detector (SSD, YOLOv3, Faster/Mask R-CNN, CenterNet) gets its
+        classes from its own ``reset_class`` instead, which remakes every
+        class-dependent layer; for a detector ``classes`` may also be the
+        class names (a number gives ``class0``, ``class1`` ...). Any other
+        model whose last block is not a Dense or Conv2D layer is refused.
     unfreeze : int, optional
         Keep the last ``unfreeze`` blocks of ``blocks(net, granularity)``
         trainable and freeze the rest; ``None`` freezes nothing, ``1``
@@ -297,18 +314,36 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     """
     classes = _check_args(name, classes, pretrained, granularity, bn)
     if is_nlp_model(name):
+        if isinstance(classes, tuple):
+            refuse_names(classes, name)
         return get_nlp_model(name, classes, unfreeze, pretrained, root, ctx, granularity, bn,
                              blocks, **kwargs)
     zoo = _zoo_of(name)
     ctx = ctx or mx.cpu()
     net = _build(name.lower(), zoo, kwargs)
     unfreeze = check_unfreeze(unfreeze, block_names(net, granularity, blocks))
-    if pretrained is False:
-        net.initialize(mx.init.Xavier(), ctx=ctx)
+    path = None if pretrained is False else os.fspath(
+        pretrained if not isinstance(pretrained, bool) else
+        _weights_file(name.lower(), zoo, root or _default_root()))
+    if is_detector(net):
+        _detector_weights(net, path, classes, ctx, name)
+    elif isinstance(classes, tuple):
+        refuse_names(classes, name)
+    elif path is None:
+        net.initialize(Fresh(), ctx=ctx)
         if classes is not None:
             _swap_head(net, classes, ctx)
     else:
-        path = pretrained if not isinstance(pretrained, bool) else \
-            _weights_file(name.lower(), zoo, root or _default_root())
-        _load_with_head(net, os.fspath(path), classes, ctx, name)
+        _load_with_head(net, path, classes, ctx, name)
     return prepare_for_finetuning(net, unfreeze, granularity, bn, blocks)
+
+
+def _detector_weights(net, path: Optional[str], classes, ctx, name: str) -> None:
+    """A GluonCV detector's weights, and its classes reset by GluonCV (``reset_class``)."""
+    if path is not None:
+        load_detector(net, path, classes, lambda n, p: _load(n, p, ctx, name),
+                      clear_cached_graphs)
+        return
+    net.initialize(Fresh(), ctx=ctx)
+    if classes is not None:
+        reset_detector(net, classes, clear_cached_graphs)

@@ -31,6 +31,7 @@ from typing import Dict, List, Sequence
 from mxnet.optimizer import SGD, Optimizer
 from mxnet.optimizer import optimizer as _mx_opt  # its operators, without mxnet.gluon
 
+from ..errors import InvalidTypeError
 from .rates import LayerwiseState
 
 __all__ = ["layerwise", "layerwise_class", "is_layerwise", "base_class", "preview_lrs",
@@ -97,7 +98,7 @@ _CLASSES: Dict[type, type] = {}
 def layerwise_class(base: type) -> type:
     """The ``Layerwise<Base>`` subclass of an optimizer class (made once, cached)."""
     if not (isinstance(base, type) and issubclass(base, Optimizer)):
-        raise TypeError(f"expected an mxnet Optimizer class, got {base!r}")
+        raise InvalidTypeError(f"expected an mxnet Optimizer class, got {base!r}")
     if issubclass(base, _LayerwiseMixin):
         return base
     cls = _CLASSES.get(base)
@@ -129,7 +130,7 @@ def layerwise(optimizer: Optimizer) -> Optimizer:
     With an empty table it behaves exactly like the original class.
     """
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
+        raise InvalidTypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
     if not is_layerwise(optimizer):
         optimizer.__class__ = layerwise_class(type(optimizer))
         optimizer.layerwise = LayerwiseState()
@@ -181,7 +182,7 @@ def fresh_layerwise(optimizer: Optimizer) -> Optimizer:
     ('LayerwiseSGD', 0.9, 0, False)
     """
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
+        raise InvalidTypeError(f"expected an mxnet Optimizer, got {type(optimizer).__name__}")
     cls = layerwise_class(base_class(optimizer))
     fresh = cls.__new__(cls)
     skip = ("param_dict", "layerwise", "lr_scheduler", "_index_update_count",

@@ -17,6 +17,7 @@ import copy
 import pickle
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set
 
+from ..errors import InvalidValueError, StatesError, UnsupportedError
 from .schedules import describe_schedule, private_copy, rebased_copy
 
 __all__ = ["Rate", "Own", "Clock", "Unsaved", "LayerwiseState", "base_lr", "rates_from",
@@ -80,8 +81,8 @@ class Unsaved:
         return f"Unsaved(rule={self.rule!r})"
 
     def __call__(self, step: int) -> float:
-        raise RuntimeError(f"the schedule of rule {self.rule!r} was not saved (it could not be "
-                           f"pickled); load these states into a trainer that has that rule")
+        raise UnsupportedError(f"the schedule of rule {self.rule!r} was not saved (it could not "
+                               "be pickled); load these states into a trainer that has that rule")
 
 
 class Rate(NamedTuple):
@@ -205,7 +206,7 @@ def check_hand_edits(rates: Mapping[int, Rate], params: Sequence[Any]) -> None:
     for i, rate in rates.items():
         param = params[i]
         if rate.governed and param.lr_mult != rate.lr_mult:
-            raise ValueError(
+            raise InvalidValueError(
                 f"{param.name}: lr_mult was changed by hand to {param.lr_mult!r}, but its "
                 f"rule {rate.rule!r} gives it its own rate or schedule (lr_mult "
                 f"{rate.lr_mult!r}), which an edit cannot change; change the rule with "
@@ -311,9 +312,8 @@ class LayerwiseState:
             if isinstance(rate.lr_scheduler, Unsaved):
                 mine = current.get(i)
                 if mine is None or mine.lr_scheduler is None:
-                    raise ValueError(f"these states need the schedule of rule {rate.rule!r} "
-                                     f"(it could not be saved); give this trainer that rule "
-                                     f"first")
+                    raise StatesError(f"these states need the schedule of rule {rate.rule!r} (it "
+                                      "could not be saved); give this trainer that rule first")
                 self.rates[i] = rate._replace(lr_scheduler=mine.lr_scheduler)
         self.set_rates(self.rates)
 

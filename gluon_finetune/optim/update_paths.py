@@ -29,6 +29,8 @@ from typing import Mapping, Optional, Sequence
 
 from mxnet import optimizer as mx_optimizer
 
+from ..errors import InvalidValueError
+
 __all__ = ["UPDATE_PATHS", "check_update_path", "choose_update_path", "apply_update_path"]
 
 UPDATE_PATHS = ("auto", "fused", "per_array")
@@ -40,14 +42,15 @@ _FUSED_ONLY = (mx_optimizer.LARS, mx_optimizer.LAMB)
 def check_update_path(requested: str, optimizer) -> None:
     """Raise ValueError when ``requested`` is not a path ``optimizer`` can take unchanged."""
     if requested not in UPDATE_PATHS:
-        raise ValueError(f"update_path must be one of {UPDATE_PATHS}, got {requested!r}")
+        raise InvalidValueError(f"update_path must be one of {UPDATE_PATHS}, got {requested!r}")
     name = type(optimizer).__name__
     if requested == "fused" and not isinstance(optimizer, _BIT_IDENTICAL + _FUSED_ONLY):
-        raise ValueError(f"update_path='fused': {name} has no fused multi-tensor update in "
-                         f"MXNet (only SGD, LARS and LAMB do)")
+        raise InvalidValueError(f"update_path='fused': {name} has no fused multi-tensor update in "
+                                "MXNet (only SGD, LARS and LAMB do)")
     if requested == "per_array" and isinstance(optimizer, _FUSED_ONLY):
-        raise ValueError(f"update_path='per_array': {name}'s per-array update in MXNet 1.9.1 "
-                         f"fails (LARS) or differs from its fused one (LAMB); use 'auto'")
+        raise InvalidValueError(f"update_path='per_array': {name}'s per-array update in MXNet "
+                                "1.9.1 fails (LARS) or differs from its fused one (LAMB); use "
+                                "'auto'")
 
 
 def choose_update_path(optimizer, device_types: Sequence[str], requested: str = "auto",

@@ -93,24 +93,24 @@ def _first_trainable(net) -> str:
     first = next((i for i, (_, block) in enumerate(listed) if _trainable(block)), None)
     shown = ", ".join(f"{i}:{path}" for i, (path, _) in enumerate(listed))
     if first is None:
-        raise ValueError(f"nothing to train: every block of the network is frozen ({shown})")
+        raise InvalidValueError(f"nothing to train: every block of the network is frozen ({shown})")
     if first == 0:
-        raise ValueError(f"nothing to cache: the first block {listed[0][0]!r} is trainable, "
-                         f"so no frozen prefix precedes it; freeze some blocks first, e.g. "
-                         f"get_model(..., unfreeze=n) (blocks: {shown})")
+        raise InvalidValueError(f"nothing to cache: the first block {listed[0][0]!r} is "
+                                "trainable, so no frozen prefix precedes it; freeze some blocks "
+                                f"first, e.g. get_model(..., unfreeze=n) (blocks: {shown})")
     return listed[first][0]
 
 
 def _cut(block, parts: List[str], depth: int) -> Tuple[list, list]:
     """Children before / from the cut, flattened through the containers on the path."""
     if depth and not _is_container(block):  # blocks() only descends into containers
-        raise ValueError(f"cannot cut inside {type(block).__name__} at "
-                         f"{'.'.join(parts[:depth])!r}: it is not a Sequential chain")
+        raise InvalidValueError(f"cannot cut inside {type(block).__name__} at "
+                                f"{'.'.join(parts[:depth])!r}: it is not a Sequential chain")
     children = list(block._children.items())
     names = [name for name, _ in children]
     if parts[depth] not in names:  # a SymbolBlock's layer, or a block of several paths
-        raise ValueError(f"cannot cut {type(block).__name__} at {'.'.join(parts)!r}: the "
-                         f"first trainable block is not one of its child blocks")
+        raise InvalidValueError(f"cannot cut {type(block).__name__} at {'.'.join(parts)!r}: the "
+                                "first trainable block is not one of its child blocks")
     index = names.index(parts[depth])
     before = [child for _, child in children[:index]]
     after = [child for _, child in children[index + 1:]]
@@ -154,12 +154,12 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
     """
     check_block(net)
     if isinstance(net, gluon.SymbolBlock):
-        raise ValueError("cannot cut a SymbolBlock: its layers are one graph, not child "
-                         "blocks; wrap the frozen part and the rest as separate blocks")
+        raise InvalidValueError("cannot cut a SymbolBlock: its layers are one graph, not child "
+                                "blocks; wrap the frozen part and the rest as separate blocks")
     own = [p.name for p in net._reg_params.values()]
     if own and not _is_container(net):
-        raise ValueError(f"cannot cut {type(net).__name__}: its forward uses its own "
-                         f"parameters {own}, so it is not a chain of its children")
+        raise InvalidValueError(f"cannot cut {type(net).__name__}: its forward uses its own "
+                                f"parameters {own}, so it is not a chain of its children")
     split = _first_trainable(net)
     before, after = _cut(net, split.split("."), 0)
     return _chain(before, "frozen_prefix_"), _chain(after, "trainable_suffix_"), split
@@ -187,8 +187,8 @@ def _batches(dataset, batch_size: int):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         if not isinstance(items[0], (list, tuple)) or len(items[0]) != 2:
             size = len(items[0]) if isinstance(items[0], (list, tuple)) else 1
-            raise ValueError(f"dataset items must be (data, label) pairs, got items of "
-                             f"{size} field(s)")
+            raise InvalidValueError("dataset items must be (data, label) pairs, got items of "
+                                    f"{size} field(s)")
         yield gluon.data.dataloader.default_batchify_fn(items)
 
 
@@ -206,8 +206,8 @@ def _traced_same(net, prefix, suffix) -> bool:
     try:
         expected = net(data)
     except Exception as err:
-        raise ValueError(f"cannot trace {type(net).__name__} with one input to check that "
-                         f"it is a chain of its children: {err}") from None
+        raise InvalidValueError(f"cannot trace {type(net).__name__} with one input to check that "
+                                f"it is a chain of its children: {err}") from None
     return isinstance(expected, mx.sym.Symbol) and \
         _graph(expected) == _graph(suffix(prefix(data)))
 
@@ -226,9 +226,9 @@ def _check_chain(net, prefix, suffix, first_batch) -> None:
     same = _traced_same(net, prefix, suffix) if hybrid else \
         _computed_same(net, prefix, suffix, first_batch())
     if not same:
-        raise ValueError(f"{type(net).__name__}'s forward is not the chain of its children in "
-                         f"registration order (suffix(prefix(x)) differs from net(x)), so its "
-                         f"frozen prefix cannot be cached by cutting it")
+        raise InvalidValueError(f"{type(net).__name__}'s forward is not the chain of its children "
+                                "in registration order (suffix(prefix(x)) differs from net(x)), "
+                                "so its frozen prefix cannot be cached by cutting it")
 
 
 def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache:

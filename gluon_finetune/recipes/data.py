@@ -41,6 +41,9 @@ class ImageFolders(NamedTuple):
 
 
 def _dataset(folder: str) -> gluon.data.vision.ImageFolderDataset:
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InvalidValueError(f"image folder {folder!r} is a file, not a folder; give the "
+                                f"folder that holds <class>/<image>", argument="root")
     if not os.path.isdir(folder):
         raise MissingFileError(f"image folder {folder!r} does not exist", argument="root")
     dataset = gluon.data.vision.ImageFolderDataset(folder)

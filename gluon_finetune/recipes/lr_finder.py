@@ -51,7 +51,7 @@ class LRFinderResult:
 
     def plot(self, path: str, title: str = "learning-rate range test") -> str:
         """Write the loss against the base rate (log axis), the suggestion marked; returns
-        ``path``."""
+        the file written (``.png`` added where ``path`` has no extension)."""
         from ..reporting.plots import plot_lr_find
         return plot_lr_find(self, path, title)
 

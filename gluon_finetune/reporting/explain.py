@@ -5,6 +5,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from mxnet import gluon
 
+from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
 from ..optim.schedules import describe_schedule
 from ..rules.resolution import resolve
 from ..structure.index import block_names, can_train, param_shape, structural_paths
@@ -36,7 +37,7 @@ class Explanation:
         for row in self.rows:
             if row["parameter"] == name:
                 return row
-        raise KeyError(f"no parameter {name!r} in this table")
+        raise UnknownNameError(f"no parameter {name!r} in this table")
 
     def to_pandas(self):
         import pandas as pd
@@ -161,10 +162,11 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
     """
     if isinstance(obj, gluon.Trainer) and hasattr(obj, "rates"):  # a LayerwiseTrainer
         if rules is not None or granularity is not None or blocks is not None:
-            raise ValueError("explain(trainer) shows the trainer's own rules and block list; "
-                             "to try others use trainer.set_layers or explain(net, rules, ...)")
+            raise InvalidValueError("explain(trainer) shows the trainer's own rules and block "
+                                    "list; to try others use trainer.set_layers or explain(net, "
+                                    "rules, ...)")
         return _from_trainer(obj)
     if isinstance(obj, gluon.Block):
         return _from_net(obj, rules, learning_rate, strict, granularity, blocks)
-    raise TypeError(f"explain expects a LayerwiseTrainer or a gluon Block, got "
-                    f"{type(obj).__name__}: {obj!r}")
+    raise InvalidTypeError("explain expects a LayerwiseTrainer or a gluon Block, got "
+                           f"{type(obj).__name__}: {obj!r}")

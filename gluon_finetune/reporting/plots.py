@@ -11,10 +11,11 @@ import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..checks import check_positive_int
+from ..errors import InvalidTypeError, InvalidValueError
 from .explain import block_labels
 
 __all__ = ["RateRecorder", "lr_curves", "merged_curves", "plot_lr_curves", "plot_accuracy",
-           "plot_schedules", "plot_lr_find"]
+           "plot_schedules", "plot_lr_find", "image_path"]
 
 Curves = Dict[str, List[float]]
 
@@ -80,7 +81,8 @@ def lr_curves(trainer, steps: int) -> Curves:
     check_positive_int("steps", steps)
     # Reporting sits below the trainer (import contracts): it asks for what it reads.
     if not all(hasattr(trainer, name) for name in ("preview_lrs", "block_list", "rates")):
-        raise TypeError(f"lr_curves expects a LayerwiseTrainer, got {type(trainer).__name__}")
+        raise InvalidTypeError("lr_curves expects a LayerwiseTrainer, got "
+                               f"{type(trainer).__name__}")
     labels, params = _labels(trainer), trainer.params
     curves: Curves = {}
     for lrs in trainer.preview_lrs(steps):
@@ -99,7 +101,38 @@ def _figure(title: str, xlabel: str, ylabel: str, size=(10, 4.5), dpi: int = 100
     return plt, fig, ax
 
 
+def image_path(path: str, name: str = "path") -> str:
+    """The file a plot given ``path`` is written to: ``path`` itself, or ``path`` with
+    ``.png`` added where it has no extension (matplotlib would add one and write
+    another name than the one given). A format matplotlib cannot write is refused
+    here, before any work: the plots and the command line's ``--out`` check it so.
+
+    Raises
+    ------
+    InvalidValueError
+        For an extension matplotlib has no writer for, naming ``name``.
+
+    Examples
+    --------
+    >>> image_path("plots/lr"), image_path("lr.svg")
+    ('plots/lr.png', 'lr.svg')
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidTypeError(f"{name} must be a file name, got {type(path).__name__}: "
+                               f"{path!r}", argument=name)
+    path = os.fspath(path)
+    kind = os.path.splitext(path)[1][1:].lower()
+    if not kind:
+        return path + ("png" if path.endswith(".") else ".png")
+    from matplotlib.backend_bases import FigureCanvasBase
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise InvalidValueError(f"{name} {path!r}: matplotlib cannot write .{kind} files; use "
+                                f".png (or .pdf, .svg)", argument=name)
+    return path
+
+
 def _save(plt, fig, ax, path: str) -> str:
+    path = image_path(path)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     folder = os.path.dirname(os.path.abspath(path))
@@ -132,16 +165,17 @@ def merged_curves(curves: Mapping[str, Sequence[float]]) -> Curves:
 
 def _check_curves(curves: Mapping[str, Sequence[float]], what: str) -> None:
     if not isinstance(curves, Mapping) or not curves:
-        raise ValueError(f"{what} must be a non-empty mapping of label -> values, got "
-                         f"{curves!r}")
+        raise InvalidValueError(f"{what} must be a non-empty mapping of label -> values, got "
+                                f"{curves!r}")
     for label, values in curves.items():
         if len(values) == 0:
-            raise ValueError(f"{what}: the curve {label!r} has no values")
+            raise InvalidValueError(f"{what}: the curve {label!r} has no values")
 
 
 def plot_lr_curves(curves: Mapping[str, Sequence[float]], path: str,
                    title: str = "learning rate per layer", log: Optional[bool] = None) -> str:
-    """Write a PNG with one learning-rate curve per layer; returns ``path``.
+    """Write a PNG with one learning-rate curve per layer; returns the file written
+    (``image_path(path)``).
 
     Layers with identical curves are drawn once (see ``merged_curves``).
     ``log`` (default: when the positive rates span more than 10x) draws the
@@ -164,7 +198,8 @@ def plot_lr_curves(curves: Mapping[str, Sequence[float]], path: str,
 
 def plot_accuracy(curves: Mapping[str, Sequence[float]], path: str,
                   title: str = "validation accuracy") -> str:
-    """Write a PNG with one accuracy-per-epoch curve per method; returns ``path``."""
+    """Write a PNG with one accuracy-per-epoch curve per method; returns the file
+    written (``image_path(path)``)."""
     _check_curves(curves, "curves")
     plt, fig, ax = _figure(title, "epoch", "accuracy")
     for label, values in curves.items():
@@ -180,9 +215,10 @@ def plot_schedules(trainer, steps: int, path: str) -> str:
 
 def plot_lr_find(result, path: str, title: str = "learning-rate range test") -> str:
     """Write an ``lr_find`` result as a PNG: loss against the base rate (log axis), each
-    batch's loss faintly, the suggestion marked; returns ``path``."""
+    batch's loss faintly, the suggestion marked; returns the file written
+    (``image_path(path)``)."""
     if not result.lrs:
-        raise ValueError("plot_lr_find: the result has no points")
+        raise InvalidValueError("plot_lr_find: the result has no points")
     plt, fig, ax = _figure(title, "base learning rate", "loss", size=(9, 4), dpi=80)
     ax.plot(result.lrs, result.raw_losses, color="tab:blue", alpha=0.25, linewidth=0.8,
             label="loss per batch")

@@ -16,6 +16,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..checks import check_bool
+from ..errors import RuleError
 from ..structure.index import check_block, walk
 from .resolution import rule_items
 from .values import GROUPS
@@ -140,8 +141,8 @@ def _merged(key: Any, first: Any, second: Any) -> Any:
         mine = {f: a[f] for f in fields if f in a}
         theirs = {f: b[f] for f in fields if f in b}
         if mine and theirs and mine != theirs:
-            raise ValueError(f"combine: rule {key!r} sets the {group} twice, to {mine} and "
-                             f"{theirs}; give one of them")
+            raise RuleError(f"combine: rule {key!r} sets the {group} twice, to {mine} and "
+                            f"{theirs}; give one of them")
     return {**a, **b}
 
 

@@ -25,9 +25,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
+from ..checks import check_real
 from ..checks import is_int as _is_int
-from ..errors import NoMatchError, RuleError
-from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value, real
+from ..errors import InvalidTypeError, NoMatchError, RuleError, RuleTypeError
+from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value
 
 __all__ = ["Setting", "RuleError", "NoMatchError", "resolve", "rule_items", "VALUE_KEYS",
            "GROUPS"]
@@ -77,11 +78,12 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
         pairs = []
         for item in rules:
             if not (isinstance(item, (list, tuple)) and len(item) == 2):
-                raise TypeError(f"layers: expected a dict or (key, value) pairs, got item {item!r}")
+                raise RuleTypeError("layers: expected a dict or (key, value) pairs, got item "
+                                    f"{item!r}")
             pairs.append((item[0], item[1]))
         return tuple(pairs)
-    raise TypeError(f"layers: expected a dict of rules or a list of (key, value) pairs, "
-                    f"got {type(rules).__name__}: {rules!r}")
+    raise RuleTypeError("layers: expected a dict of rules or a list of (key, value) pairs, got "
+                        f"{type(rules).__name__}: {rules!r}")
 
 
 def _canonical(key: Any) -> Any:
@@ -151,9 +153,9 @@ def _match_index(rule: str, index: Any, scope: _Scope) -> FrozenSet[str]:
 def _match_slice(rule: str, key: slice, scope: _Scope) -> FrozenSet[str]:
     for part in (key.start, key.stop, key.step):
         if part is not None and not _is_int(part):
-            raise TypeError(f"rule {rule!r}: slice bounds must be integers, got {part!r}")
+            raise RuleTypeError(f"rule {rule!r}: slice bounds must be integers, got {part!r}")
     if key.step == 0:
-        raise ValueError(f"rule {rule!r}: slice step cannot be zero")
+        raise RuleError(f"rule {rule!r}: slice step cannot be zero")
     scope.need_net(rule, "block ranges")
     positions = range(len(scope.block_list))[key]
     if not positions:
@@ -164,7 +166,7 @@ def _match_slice(rule: str, key: slice, scope: _Scope) -> FrozenSet[str]:
 
 def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
     if not key.strip():
-        raise ValueError(f"rule {key!r}: an empty string names nothing")
+        raise RuleError(f"rule {key!r}: an empty string names nothing")
     if key.startswith(TRAINABLE):  # only what is trainable already: never thaws
         return _match_string(rule, key[len(TRAINABLE):], scope) & scope.trainable
     if key == "*":
@@ -175,7 +177,7 @@ def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
         try:
             pattern = re.compile(key[3:])
         except re.error as err:
-            raise ValueError(f"rule {rule!r}: invalid regular expression: {err}") from None
+            raise RuleError(f"rule {rule!r}: invalid regular expression: {err}") from None
         return frozenset(n for n in scope.names if pattern.search(n))
     if _GLOB_CHARS & set(key):
         return frozenset(n for n in scope.names if fnmatch.fnmatchcase(n, key))
@@ -197,7 +199,7 @@ def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> Froz
         return _match_slice(rule, key, scope)
     if isinstance(key, (tuple, list)) and not nested:
         if not key:
-            raise ValueError(f"rule {rule!r}: an empty tuple names nothing")
+            raise RuleError(f"rule {rule!r}: an empty tuple names nothing")
         out = frozenset()
         for part in key:
             matched = _match_key(rule, part, scope, nested=True)
@@ -206,9 +208,9 @@ def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> Froz
                                     f"no parameter")
             out |= matched
         return out
-    raise TypeError(f"rule key {key!r}: expected a block path or parameter name (str), a "
-                    f"glob, 're:<regex>', '*', a block index (int), a slice or 'm:n', or a "
-                    f"tuple of these; got {type(key).__name__}")
+    raise RuleTypeError(f"rule key {key!r}: expected a block path or parameter name (str), a "
+                        "glob, 're:<regex>', '*', a block index (int), a slice or 'm:n', or a "
+                        f"tuple of these; got {type(key).__name__}")
 
 
 # ----------------------------------------------------------------- resolution
@@ -343,9 +345,9 @@ def resolve(rules: Any, names: Sequence[str], *,
     [('conv_weight', 0.1, False), ('fc_weight', 0.0, True)]
     """
     if not isinstance(strict, bool):
-        raise TypeError(f"strict must be True or False, got {strict!r}")
+        raise InvalidTypeError(f"strict must be True or False, got {strict!r}")
     if base_lr is not None:
-        base_lr = real("<trainer>", "base learning rate", base_lr)
+        base_lr = check_real("rule '<trainer>': base learning rate", base_lr)  # not a rule's
     scope = _Scope(names, paths, block_list, trainable)
     built = _build_rules(rule_items(rules), scope, strict)
     by_name: Dict[str, list] = {n: [] for n in scope.names}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Tuple
 
 from ..checks import check_real
+from ..errors import InvalidTypeError, InvalidValueError, RuleError, RuleTypeError
 
 __all__ = ["GROUPS", "DEFAULTS", "VALUE_KEYS", "Parsed", "parse_value", "real"]
 
@@ -32,8 +33,13 @@ Parsed = Dict[str, Tuple[Any, ...]]
 
 
 def real(rule: str, field: str, x: Any) -> float:
-    """``x`` as a finite float, or an error naming the rule and the field."""
-    return check_real(f"rule {rule!r}: {field}", x)
+    """``x`` as a finite float, or a ``RuleError`` naming the rule and the field."""
+    try:
+        return check_real(f"rule {rule!r}: {field}", x)
+    except InvalidTypeError as err:  # a rule's error, so that `except RuleError` sees it
+        raise RuleTypeError(str(err)) from None
+    except InvalidValueError as err:
+        raise RuleError(str(err)) from None
 
 
 def parse_value(rule: str, value: Any) -> Parsed:
@@ -53,27 +59,27 @@ def _rate_part(**fields: Any) -> Tuple[Any, ...]:
 def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
     unknown = sorted(str(k) for k in value if k not in VALUE_KEYS)
     if unknown:
-        raise ValueError(f"rule {rule!r}: unknown key(s) {unknown} in its value; "
-                         f"expected some of {list(VALUE_KEYS)}")
+        raise RuleError(f"rule {rule!r}: unknown key(s) {unknown} in its value; expected some of "
+                        f"{list(VALUE_KEYS)}")
     if "learning_rate" in value and "lr_mult" in value:
-        raise ValueError(f"rule {rule!r}: give learning_rate (absolute) or lr_mult "
-                         f"(relative), not both")
+        raise RuleError(f"rule {rule!r}: give learning_rate (absolute) or lr_mult (relative), not "
+                        "both")
     lr = real(rule, "learning_rate", value["learning_rate"]) if "learning_rate" in value else None
     mult = real(rule, "lr_mult", value["lr_mult"]) if "lr_mult" in value else None
     wd = real(rule, "wd_mult", value["wd_mult"]) if "wd_mult" in value else None
     if wd is not None and wd < 0:
-        raise ValueError(f"rule {rule!r}: wd_mult must be >= 0, got {wd!r}")
+        raise RuleError(f"rule {rule!r}: wd_mult must be >= 0, got {wd!r}")
     sched = value.get("lr_scheduler")
     if sched is not None and not callable(sched):
-        raise TypeError(f"rule {rule!r}: lr_scheduler must be an mx.lr_scheduler.LRScheduler "
-                        f"or a callable step -> lr, got {type(sched).__name__} {sched!r}")
+        raise RuleTypeError(f"rule {rule!r}: lr_scheduler must be an mx.lr_scheduler.LRScheduler "
+                            f"or a callable step -> lr, got {type(sched).__name__} {sched!r}")
     frozen = value.get("frozen", False)
     if not isinstance(frozen, bool):
-        raise TypeError(f"rule {rule!r}: frozen must be True or False, got {frozen!r}")
+        raise RuleTypeError(f"rule {rule!r}: frozen must be True or False, got {frozen!r}")
     _check_frozen_agrees(rule, value, frozen)
     if sched is not None and not hasattr(sched, "base_lr") and (lr is not None or mult is not None):
-        raise ValueError(f"rule {rule!r}: a plain callable lr_scheduler returns absolute "
-                         f"rates; put the rate inside it instead of learning_rate/lr_mult")
+        raise RuleError(f"rule {rule!r}: a plain callable lr_scheduler returns absolute rates; "
+                        "put the rate inside it instead of learning_rate/lr_mult")
     parsed: Parsed = {}
     if any(field in value for field in GROUPS["rate"]):
         frozen = frozen or (sched is None and (lr == 0.0 or mult == 0.0))
@@ -82,8 +88,8 @@ def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
     if wd is not None:
         parsed["weight decay"] = (wd,)
     if not parsed:
-        raise ValueError(f"rule {rule!r}: an empty value sets nothing; give a multiplier, 0 "
-                         f"or None (frozen), or some of {list(VALUE_KEYS)}")
+        raise RuleError(f"rule {rule!r}: an empty value sets nothing; give a multiplier, 0 or "
+                        f"None (frozen), or some of {list(VALUE_KEYS)}")
     return parsed
 
 
@@ -91,13 +97,13 @@ def _check_frozen_agrees(rule: str, value: Mapping, frozen: bool) -> None:
     """``frozen`` must not contradict a rate or schedule given in the same rule."""
     for key in ("learning_rate", "lr_mult"):
         if key in value and frozen and value[key] != 0:
-            raise ValueError(f"rule {rule!r}: frozen=True contradicts {key}={value[key]!r}")
+            raise RuleError(f"rule {rule!r}: frozen=True contradicts {key}={value[key]!r}")
         if key in value and "frozen" in value and not frozen and value[key] == 0 \
                 and value.get("lr_scheduler") is None:
-            raise ValueError(f"rule {rule!r}: frozen=False contradicts {key}=0 (a zero rate "
-                             f"freezes)")
+            raise RuleError(f"rule {rule!r}: frozen=False contradicts {key}=0 (a zero rate "
+                            "freezes)")
     if frozen and value.get("lr_scheduler") is not None:
-        raise ValueError(f"rule {rule!r}: frozen=True contradicts "
-                         f"lr_scheduler={value['lr_scheduler']!r}")
+        raise RuleError(f"rule {rule!r}: frozen=True contradicts "
+                        f"lr_scheduler={value['lr_scheduler']!r}")
 
 

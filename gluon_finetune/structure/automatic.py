@@ -9,7 +9,9 @@
 2. **Order** the units by the first use of their parameters in the traced
    forward graph (``tracing.forward_order``); where a block cannot be traced
    its children keep registration order, with a warning where the two could
-   disagree.
+   disagree. The head, the last block, is the last one the network's output is
+   computed from (``tracing.Trace.output``): an auxiliary head registered after
+   it (used in training only, or feeding another output) goes before it.
 3. **Group.** The units used before the first stack layer form one block
    when they include an embedding or an owned parameter (the BEiT/ELECTRA
    convention: embeddings and their norm at depth 0); a CNN stem stays as it
@@ -20,12 +22,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .tracing import forward_order, symbol_layers
+from .tracing import forward_trace, symbol_layers
 
 __all__ = ["Entry", "automatic", "is_container", "is_stack"]
 
@@ -144,23 +146,43 @@ def _opened(units: List[Entry]) -> Set[str]:
 
 
 def _forward_names(block, path: str, opened: Set[str]) -> List[str]:
-    """Parameter names in forward order: traced, or registration order where that fails
-    (with a warning where a block whose parts are separate blocks has a custom forward)."""
+    """Parameter names in forward order: traced, or registration order where that fails."""
     if path not in opened:  # a unit: the order inside it does not matter
         return [p.name for p in block.collect_params().values()]
-    names, why = forward_order(block)
-    if names is not None:
-        return names
+    found, why = forward_trace(block)
+    return found.names if found is not None else _registration_order(block, path, opened, why)
+
+
+def _registration_order(block, path: str, opened: Set[str], why: str) -> List[str]:
+    """Registration order, children traced where they can be (with a warning where a
+    block whose parts are separate blocks has a custom forward)."""
     if _may_reorder(block):
         warnings.warn(f"could not trace the forward of {type(block).__name__} at "
                       f"{path or '<root>'} with symbols ({why}); its blocks follow "
                       f"registration order, which may differ from the order its forward "
-                      f"uses them. Declare the list (a finetune_block_list method, or "
-                      f"blocks=) to be sure.", stacklevel=5)
+                      f"uses them, and the last one registered is taken for the head (even "
+                      f"an auxiliary head). Declare the list (a finetune_block_list method, "
+                      f"or blocks=) to be sure.", stacklevel=6)
     out = [p.name for p in block._reg_params.values()]
     for name, child in block._children.items():
         out.extend(_forward_names(child, join(path, name), opened))
     return out
+
+
+def _root_order(net, units: List[Entry]) -> Tuple[List[str], FrozenSet[str]]:
+    """The root's forward order and the names its output is made of (none if untraced).
+
+    A unit the inference graph never reads may be used in training only (an auxiliary
+    head): then the training-mode graph, where it can be traced, places it."""
+    found, why = forward_trace(net)
+    if found is None:
+        return _registration_order(net, "", _opened(units), why), frozenset()
+    read = set(found.names)
+    if any(not any(p.name in read for p in unit.params) for unit in units):
+        training, _ = forward_trace(net, training=True)
+        if training is not None and set(training.names) > read:
+            return training.names, found.output
+    return found.names, found.output
 
 
 def _sorted(units: List[Entry], position: Dict[str, int]) -> List[Entry]:
@@ -175,6 +197,21 @@ def _sorted(units: List[Entry], position: Dict[str, int]) -> List[Entry]:
         last = min(known) if known else last
         keys.append(last)
     return [u for _, _, u in sorted(zip(keys, range(len(units)), units), key=lambda t: t[:2])]
+
+
+def _head_last(units: List[Entry], output: FrozenSet[str]) -> List[Entry]:
+    """The head (the last block the output is computed from) after every block that does
+    not feed the output: an auxiliary head, used in training only or feeding a second
+    output, is never taken for the head. Owned parameters the output uses after the head
+    (a temperature) stay after it and join it."""
+    feeds = [any(p.name in output for p in unit.params) for unit in units]
+    heads = [i for i, unit in enumerate(units) if feeds[i] and unit.kind != "param"]
+    if not heads:
+        return units
+    head = heads[-1]
+    after = list(zip(units[head + 1:], feeds[head + 1:]))
+    return units[:head] + [u for u, used in after if not used] + [units[head]] + \
+        [u for u, used in after if used]
 
 
 # ----------------------------------------------------------------- group
@@ -214,5 +251,6 @@ def automatic(net, granularity: str) -> List[Entry]:
         return [Entry(("",), _params(net))] if owns_params(net) else []
     else:
         units = _units(net, "", granularity == "stage")
-    names = _forward_names(net, "", _opened(units))
-    return _grouped(_sorted(units, {n: i for i, n in reversed(list(enumerate(names)))}))
+    names, output = _root_order(net, units)
+    ordered = _sorted(units, {n: i for i, n in reversed(list(enumerate(names)))})
+    return _grouped(_head_last(ordered, output))

@@ -14,6 +14,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from mxnet import gluon
 
+from ..errors import InvalidTypeError, InvalidValueError
 from .automatic import Entry
 
 __all__ = ["spec_items", "explicit_entries", "declare_blocks", "declared_spec", "version"]
@@ -30,17 +31,17 @@ def version() -> int:
 def spec_items(spec) -> Items:
     """The list as a tuple of path tuples (one per block); TypeError/ValueError if malformed."""
     if isinstance(spec, (str, bytes)) or not isinstance(spec, (list, tuple)):
-        raise TypeError(f"blocks must be a list of structural paths (a tuple of paths makes "
-                        f"one block of several), got {type(spec).__name__}: {spec!r}")
+        raise InvalidTypeError("blocks must be a list of structural paths (a tuple of paths "
+                               f"makes one block of several), got {type(spec).__name__}: {spec!r}")
     if not spec:
-        raise ValueError("blocks must list at least one block, got an empty list")
+        raise InvalidValueError("blocks must list at least one block, got an empty list")
     items = []
     for i, item in enumerate(spec):
         paths = (item,) if isinstance(item, str) else item
         if not isinstance(paths, (list, tuple)) or not paths or \
                 not all(isinstance(p, str) for p in paths):
-            raise TypeError(f"blocks[{i}] must be a structural path or a non-empty tuple of "
-                            f"paths, got {item!r}")
+            raise InvalidTypeError(f"blocks[{i}] must be a structural path or a non-empty tuple "
+                                   f"of paths, got {item!r}")
         items.append(tuple(paths))
     return tuple(items)
 
@@ -49,7 +50,7 @@ def _names_of(i: int, path: str, table: Dict[str, FrozenSet[str]]) -> FrozenSet[
     if path not in table:
         close = difflib.get_close_matches(path, list(table), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"blocks[{i}]: no block path or parameter is named {path!r}.{hint}")
+        raise InvalidValueError(f"blocks[{i}]: no block path or parameter is named {path!r}.{hint}")
     return table[path]
 
 
@@ -63,9 +64,9 @@ def explicit_entries(net, items: Items, table: Dict[str, FrozenSet[str]],
         names = frozenset().union(*(_names_of(i, path, table) for path in paths))
         for name in sorted(names):
             if name in owner:
-                raise ValueError(f"blocks[{owner[name]}] ({'+'.join(items[owner[name]])}) and "
-                                 f"blocks[{i}] ({'+'.join(paths)}) both hold parameter "
-                                 f"{name!r}; a parameter belongs to one block")
+                raise InvalidValueError(f"blocks[{owner[name]}] ({'+'.join(items[owner[name]])}) "
+                                        f"and blocks[{i}] ({'+'.join(paths)}) both hold parameter "
+                                        f"{name!r}; a parameter belongs to one block")
             owner[name] = i
         out.append(Entry(paths, tuple(params[n] for n in params.keys() if n in names),
                          _single_block(net, paths)))
@@ -89,13 +90,14 @@ def _check_covered(items: Items, owner: Dict[str, int], params, param_paths: Dic
     trainable = {n for n in owner if can_train(params[n])}
     for i, group in enumerate(items):
         if not any(owner[n] == i for n in trainable):
-            raise ValueError(f"blocks[{i}] ({'+'.join(group)}) holds no trainable parameter")
+            raise InvalidValueError(f"blocks[{i}] ({'+'.join(group)}) holds no trainable parameter")
     missing = [param_paths.get(p.name, p.name) for p in params.values()
                if can_train(p) and p.name not in owner]
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"blocks leaves trainable parameters in no block: {missing[:5]}{more}; "
-                         f"every trainable parameter must be in one block")
+        raise InvalidValueError("blocks leaves trainable parameters in no block: "
+                                f"{missing[:5]}{more}; every trainable parameter must be in one "
+                                "block")
 
 
 # ----------------------------------------------------------------- declarations
@@ -114,9 +116,9 @@ def declare_blocks(cls: type, rule: Callable) -> None:
     ... # doctest: +SKIP
     """
     if not isinstance(cls, type):
-        raise TypeError(f"cls must be a class, got {cls!r}")
+        raise InvalidTypeError(f"cls must be a class, got {cls!r}")
     if not callable(rule):
-        raise TypeError(f"rule must be a callable (net, granularity) -> list, got {rule!r}")
+        raise InvalidTypeError(f"rule must be a callable (net, granularity) -> list, got {rule!r}")
     _DECLARED[cls] = rule
     _VERSION[0] += 1
 

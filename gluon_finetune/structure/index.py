@@ -24,6 +24,7 @@ from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequen
 
 from mxnet import gluon
 
+from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
 from .automatic import Entry, automatic, is_container, join
 from .declared import (
     declare_blocks,
@@ -50,7 +51,8 @@ _CACHE = "_finetune_block_lists"  # on the net: cached children reach back to th
 
 def check_block(net) -> None:
     if not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: {net!r}")
+        raise InvalidTypeError(f"net must be a mxnet.gluon.Block, got {type(net).__name__}: "
+                               f"{net!r}")
 
 
 def resolve_granularity(net, granularity: Optional[str]) -> str:
@@ -58,8 +60,8 @@ def resolve_granularity(net, granularity: Optional[str]) -> str:
     if granularity is None:
         granularity = getattr(net, "finetune_granularity", "unit")
     if not isinstance(granularity, str) or granularity not in GRANULARITIES:
-        raise ValueError(f"granularity must be one of {GRANULARITIES} or None (the net's own), "
-                         f"got {granularity!r}")
+        raise InvalidValueError(f"granularity must be one of {GRANULARITIES} or None (the net's "
+                                f"own), got {granularity!r}")
     return granularity
 
 
@@ -173,7 +175,7 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
     """
     check_block(net)
     if not isinstance(path, str):
-        raise TypeError(f"path must be a str such as 'features.4', got {path!r}")
+        raise InvalidTypeError(f"path must be a str such as 'features.4', got {path!r}")
     block = net
     parts = path.split(".") if path else []
     for depth, part in enumerate(parts):
@@ -184,7 +186,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
             here = ".".join(parts[:depth]) or "<root>"
             close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise KeyError(f"no child {part!r} under {here}; it has {list(children)}.{hint}")
+            raise UnknownNameError(f"no child {part!r} under {here}; it has "
+                                   f"{list(children)}.{hint}")
         block = children[part]
     return list(block.collect_params().values())
 
@@ -194,7 +197,7 @@ def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon
     if layer not in layers:
         close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
+        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
     params = block.collect_params()
     return [params[n] for n in layers[layer]]
 

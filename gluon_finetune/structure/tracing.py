@@ -5,6 +5,13 @@ any data; most plain ``Block`` forwards (those that only call their
 children and do arithmetic) trace the same way. The graph's variables, in
 the topological order MXNet serialises them, are the parameters in the order
 the forward pass first needs them. Nothing is computed and no state changes.
+In MXNet's NumPy mode (``npx.set_np()``) the inputs are NumPy symbols.
+
+The trace also says which parameters the network's *output* is computed
+from: its first output, or a later one computed from it (``(features,
+logits)``). An auxiliary head (GoogLeNet's, a segmentation net's
+``auxlayer``, one used only in training) feeds another output or none, so
+the block list can keep it from being taken for the head.
 
 A ``SymbolBlock`` already is a graph: its layers are the graph's operator
 nodes that read parameters, in node order.
@@ -14,12 +21,14 @@ from __future__ import annotations
 import inspect
 import json
 import warnings
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, NamedTuple, Optional, Set, Tuple
 
 import mxnet as mx
-from mxnet import gluon
+from mxnet import autograd, gluon
 
-__all__ = ["forward_order", "symbol_layers", "symbol_aux_names"]
+from ..arrays import symbol_input
+
+__all__ = ["Trace", "forward_order", "forward_trace", "symbol_layers", "symbol_aux_names"]
 
 _INPUT = "__finetune_trace_input{}"
 
@@ -39,13 +48,22 @@ def _input_counts(block) -> List[int]:
     return list(dict.fromkeys([required, max(required, len(positional))]))
 
 
-def _trace(block, count: int) -> List[str]:
-    inputs = [mx.sym.var(_INPUT.format(i)) for i in range(count)]
-    with warnings.catch_warnings():
+class Trace(NamedTuple):
+    """What a symbolic trace of a forward pass tells about its parameters."""
+
+    names: List[str]        # in the order the forward pass first uses them
+    output: FrozenSet[str]  # those the network's output is computed from
+
+
+def _trace(block, count: int, training: bool) -> Trace:
+    inputs = [symbol_input(_INPUT.format(i)) for i in range(count)]
+    with warnings.catch_warnings(), autograd.train_mode() if training else \
+            autograd.predict_mode():
         warnings.simplefilter("ignore")
         out = block(*inputs)
     symbols = _symbols(out)
-    return _variables(symbols[0] if len(symbols) == 1 else mx.sym.Group(symbols))
+    graph = json.loads((symbols[0] if len(symbols) == 1 else mx.sym.Group(symbols)).tojson())
+    return Trace(_variables(graph["nodes"]), _output_variables(graph))
 
 
 def _symbols(out) -> List[mx.sym.Symbol]:
@@ -56,7 +74,7 @@ def _symbols(out) -> List[mx.sym.Symbol]:
     raise TypeError(f"the forward returned {type(out).__name__}, not symbols")
 
 
-def _variables(symbol) -> List[str]:
+def _variables(nodes) -> List[str]:
     """Variable names by the depth of their first use on the data's path (operators on
     the longest path from the inputs), ties in MXNet's topological node order.
 
@@ -65,7 +83,6 @@ def _variables(symbol) -> List[str]:
     leaves. Only operators that read the data count: GluonNLP concatenates its q/k/v
     weights before use, and those weights are used where the concatenation is.
     """
-    nodes = json.loads(symbol.tojson())["nodes"]
     depth: Dict[int, int] = {}       # operators on the data's path
     feeds: Dict[int, Set[int]] = {}  # elsewhere: the variables a node is made of
     used: Dict[int, int] = {}
@@ -85,6 +102,49 @@ def _variables(symbol) -> List[str]:
     return [nodes[j]["name"] for j in sorted(used, key=lambda j: (used[j], j))]
 
 
+def _ancestors(nodes, start: int) -> Set[int]:
+    seen, todo = set(), [start]
+    while todo:
+        i = todo.pop()
+        if i not in seen:
+            seen.add(i)
+            todo.extend(j for j, *_ in nodes[i]["inputs"])
+    return seen
+
+
+def _output_variables(graph) -> FrozenSet[str]:
+    """Variables the network's output is made of: its first output, or the last later
+    output computed from that one (a forward returning ``(features, logits)``)."""
+    nodes, heads = graph["nodes"], [h[0] for h in graph["heads"]]
+    output, main = heads[0], _ancestors(nodes, heads[0])
+    for head in heads[1:]:
+        made_of = _ancestors(nodes, head)
+        if output in made_of:
+            output, main = head, made_of
+    return frozenset(nodes[i]["name"] for i in main if nodes[i]["op"] == "null")
+
+
+def forward_trace(block, training: bool = False) -> Tuple[Optional[Trace], Optional[str]]:
+    """Trace ``block``'s forward pass with symbols, in inference mode or (``training``)
+    in training mode, where some blocks use more (an auxiliary head).
+
+    Returns ``(Trace, None)``, or ``(None, reason)`` where the forward cannot be
+    traced with symbols (it needs real data, other input types, or NDArray-only
+    operations). Parameters the traced graph never reads are not listed.
+    """
+    params = {p.name for p in block.collect_params().values()}
+    why = ""
+    for count in _input_counts(block):
+        try:
+            found = _trace(block, count, training)
+        except Exception as err:  # any failure means: this forward does not run on symbols
+            why = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
+            continue
+        return Trace([n for n in dict.fromkeys(found.names) if n in params],
+                     found.output & params), None
+    return None, why
+
+
 def forward_order(block) -> Tuple[Optional[List[str]], Optional[str]]:
     """Parameter names of ``block`` in the order its forward pass first uses them.
 
@@ -101,16 +161,8 @@ def forward_order(block) -> Tuple[Optional[List[str]], Optional[str]]:
     >>> forward_order(net)[0]
     ['n_dense0_weight', 'n_dense0_bias', 'n_dense1_weight', 'n_dense1_bias']
     """
-    params = {p.name for p in block.collect_params().values()}
-    why = ""
-    for count in _input_counts(block):
-        try:
-            names = _trace(block, count)
-        except Exception as err:  # any failure means: this forward does not run on symbols
-            why = f"{type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}"
-            continue
-        return [n for n in dict.fromkeys(names) if n in params], None
-    return None, why
+    found, why = forward_trace(block)
+    return (found.names, None) if found is not None else (None, why)
 
 
 def _graph(block: gluon.SymbolBlock):

@@ -17,6 +17,7 @@ from mxnet import optimizer as mx_optimizer
 from mxnet.kvstore import KVStoreBase
 
 from ..checks import InvalidTypeError, InvalidValueError, is_real
+from ..errors import RuleError
 from ..rules.resolution import rule_items
 from .horovod import check_not_horovod_optimizer
 
@@ -32,12 +33,12 @@ def param_list(params) -> List[gluon.Parameter]:
     if isinstance(params, (dict, gluon.ParameterDict)):
         params = [params[key] for key in sorted(params.keys())]
     if not isinstance(params, (list, tuple)):
-        raise ValueError(f"First argument must be a list or dict of Parameters, or a Block, "
-                         f"got {type(params)}.")
+        raise InvalidValueError("First argument must be a list or dict of Parameters, or a "
+                                f"Block, got {type(params)}.")
     for p in params:
         if not isinstance(p, gluon.Parameter):
-            raise ValueError(f"First argument must be a list or dict of Parameters, got list "
-                             f"of {type(p)}.")
+            raise InvalidValueError("First argument must be a list or dict of Parameters, got "
+                                    f"list of {type(p)}.")
     return list(params)
 
 
@@ -46,8 +47,8 @@ def split_rfc_rules(optimizer_params):
     if optimizer_params is None:
         return {}, {}
     if not isinstance(optimizer_params, dict):
-        raise TypeError(f"optimizer_params must be a dict, got "
-                        f"{type(optimizer_params).__name__}: {optimizer_params!r}")
+        raise InvalidTypeError("optimizer_params must be a dict, got "
+                               f"{type(optimizer_params).__name__}: {optimizer_params!r}")
     plain = {k: v for k, v in optimizer_params.items()
              if not isinstance(v, dict) or k in _DICT_ARGS}
     rfc = {k: v for k, v in optimizer_params.items() if k not in plain}
@@ -60,8 +61,8 @@ def merge_rules(layers, rfc: Dict) -> Any:
     pairs = rule_items(layers)
     both = sorted({repr(k) for k, _ in pairs} & {repr(k) for k in rfc})
     if both:
-        raise ValueError(f"layer(s) {', '.join(both)} given both in layers= and inside "
-                         f"optimizer_params; use one form per layer")
+        raise RuleError(f"layer(s) {', '.join(both)} given both in layers= and inside "
+                        "optimizer_params; use one form per layer")
     return list(pairs) + list(rfc.items())
 
 
@@ -116,29 +117,31 @@ def make_optimizer(optimizer, optimizer_params: Dict) -> mx_optimizer.Optimizer:
     check_not_horovod_optimizer(optimizer)
     if isinstance(optimizer, mx_optimizer.Optimizer):
         if optimizer_params:
-            raise ValueError(f"optimizer_params must be empty when optimizer is an Optimizer "
-                             f"instance, got {sorted(optimizer_params)}")
+            raise InvalidValueError("optimizer_params must be empty when optimizer is an "
+                                    f"Optimizer instance, got {sorted(optimizer_params)}")
         _check_optimizer_numbers(optimizer)
         return optimizer
     if not isinstance(optimizer, str):
-        raise TypeError(f"optimizer must be a name such as 'sgd' or an mx.optimizer.Optimizer, "
-                        f"got {type(optimizer).__name__}: {optimizer!r}")
+        raise InvalidTypeError("optimizer must be a name such as 'sgd' or an "
+                               f"mx.optimizer.Optimizer, got {type(optimizer).__name__}: "
+                               f"{optimizer!r}")
     registry = mx_optimizer.Optimizer.opt_registry
     cls = registry.get(optimizer.lower())
     if cls is None:
-        raise ValueError(f"unknown optimizer {optimizer!r}; registered: {sorted(registry)}")
+        raise InvalidValueError(f"unknown optimizer {optimizer!r}; registered: {sorted(registry)}")
     check_optimizer_args(optimizer, cls, optimizer_params)
     return mx_optimizer.create(optimizer, **optimizer_params)
 
 
 def check_kvstore_args(kvstore, compression_params, update_on_kvstore) -> None:
     if kvstore is not None and not isinstance(kvstore, (str, KVStoreBase)):
-        raise TypeError(f"kvstore must be a KVStore, a str such as 'device' or None, got "
-                        f"{type(kvstore).__name__}: {kvstore!r}")
+        raise InvalidTypeError("kvstore must be a KVStore, a str such as 'device' or None, got "
+                               f"{type(kvstore).__name__}: {kvstore!r}")
     if update_on_kvstore not in (None, True, False):
-        raise TypeError(f"update_on_kvstore must be None, True or False, got "
-                        f"{update_on_kvstore!r}")
+        raise InvalidTypeError("update_on_kvstore must be None, True or False, got "
+                               f"{update_on_kvstore!r}")
     if compression_params is not None and not isinstance(compression_params, dict):
-        raise TypeError(f"compression_params must be a dict or None, got {compression_params!r}")
+        raise InvalidTypeError("compression_params must be a dict or None, got "
+                               f"{compression_params!r}")
 
 

@@ -16,6 +16,8 @@ from typing import Any, Optional, Sequence
 
 from mxnet import nd
 
+from ..errors import InvalidTypeError
+
 __all__ = ["ParameterServerSync", "sends_optimizer", "check_sendable", "exit_at_once_on_error"]
 
 
@@ -63,13 +65,13 @@ def check_sendable(what: str, schedule: Any) -> None:
     try:
         data = pickle.dumps(schedule, 0)  # the protocol MXNet sends with
     except Exception as err:
-        raise TypeError(f"{what}: the schedule {schedule!r} cannot be pickled ({err}); "
-                        f"{hint}") from None
+        raise InvalidTypeError(f"{what}: the schedule {schedule!r} cannot be pickled ({err}); "
+                               f"{hint}") from None
     for op, arg, _ in pickletools.genops(data):
         if op.name == "GLOBAL" and str(arg).split(" ")[0] == "__main__":
-            raise TypeError(f"{what}: the schedule {schedule!r} uses {arg.split(' ')[1]!r} "
-                            f"from __main__, which a server cannot import (it unpickles "
-                            f"before your script runs); {hint}")
+            raise InvalidTypeError(f"{what}: the schedule {schedule!r} uses {arg.split(' ')[1]!r} "
+                                   "from __main__, which a server cannot import (it unpickles "
+                                   f"before your script runs); {hint}")
 
 
 def exit_at_once_on_error() -> None:

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from mxnet import gluon
 
 from ..checks import check_bool, check_real
+from ..errors import InvalidTypeError, InvalidValueError
 from ..optim import rates as rate_table
 from ..optim.optimizer import layerwise, preview_lrs
 from ..optim.rates import Own, Rate, base_lr
@@ -45,10 +46,10 @@ __all__ = ["LayerwiseTrainer"]
 def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Parameter]]:
     if isinstance(params, gluon.Block):
         if net is not None and net is not params:
-            raise ValueError("params is a Block and net is another Block; pass one network")
+            raise InvalidValueError("params is a Block and net is another Block; pass one network")
         net, params = params, params.collect_params()
     if net is not None and not isinstance(net, gluon.Block):
-        raise TypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}")
     return net, param_list(params)
 
 
@@ -112,7 +113,7 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
         # get_model's numbering, so that indices mean the same blocks
         granularity = resolve_granularity(net, granularity)
         if blocks is not None and net is None:
-            raise ValueError("blocks= needs the network: pass net= (or the Block itself)")
+            raise InvalidValueError("blocks= needs the network: pass net= (or the Block itself)")
         check_bool("strict", strict)
         check_bn_policy(bn)
         check_kvstore_args(kvstore, compression_params, update_on_kvstore)
@@ -240,8 +241,8 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
         The limit is saved by ``save_states``.
         """
         if self._net is None:
-            raise ValueError("set_trainable_blocks needs the network: pass net= (or the Block "
-                             "itself) to LayerwiseTrainer")
+            raise InvalidValueError("set_trainable_blocks needs the network: pass net= (or the "
+                                    "Block itself) to LayerwiseTrainer")
         n = check_unfreeze(n, self._block_list)
         check_bool("restart", restart)
         state = self._optimizer.layerwise
@@ -257,8 +258,8 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
         names = [p.name for p in params]
         if len(set(names)) != len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"parameter name(s) {twice} appear more than once; rules need "
-                             f"unique names")
+            raise InvalidValueError(f"parameter name(s) {twice} appear more than once; rules need "
+                                    "unique names")
         paths = structural_paths(self._net) if self._net is not None else None
         trainable = [p.name for p, own in zip(params, self._own) if not own.frozen]
         table = resolve(layers, names, paths=paths, block_list=self._block_list, base_lr=base,

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tu
 from mxnet import nd
 from mxnet.optimizer import Optimizer
 
-from ..errors import StatesError
+from ..errors import InvalidTypeError, StatesError, UnsupportedError
 from ..optim import rates as rate_table
 from ..optim.optimizer import is_layerwise, layerwise
 from ..optim.rates import Rate, base_lr
@@ -65,8 +65,8 @@ def write(fname, updater_states: dict, optimizer, sig: Signature, aggregate_num:
     try:
         data = pickle.dumps((updater_states, optimizer))
     except Exception as err:
-        raise TypeError(f"cannot save trainer states: the optimizer cannot be pickled ({err}); "
-                        f"a trainer-level lr_scheduler must be picklable") from err
+        raise InvalidTypeError("cannot save trainer states: the optimizer cannot be pickled "
+                               f"({err}); a trainer-level lr_scheduler must be picklable") from err
     finally:
         state.signature, optimizer.aggregate_num = None, aggregate
     folder = os.path.dirname(os.path.abspath(fname))
@@ -227,14 +227,14 @@ class StatesFiles:
         the rate table, its rules, each schedule's state, per-parameter update counts, the
         trainable-blocks limit and a signature of the parameters."""
         if not isinstance(fname, (str, os.PathLike)):
-            raise TypeError(f"fname must be a path, got {fname!r}")
+            raise InvalidTypeError(f"fname must be a path, got {fname!r}")
         if not self._kv_initialized:
             self._init_kvstore()
         if self._params_to_init:
             self._init_params()
         if self._update_on_kvstore and self._distributed:
-            raise RuntimeError("Cannot save states for distributed training with "
-                               "update_on_kvstore=True (the state lives on the servers)")
+            raise UnsupportedError("Cannot save states for distributed training with "
+                                   "update_on_kvstore=True (the state lives on the servers)")
         updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
         self._write_on_rank_zero(lambda: write(fname, updater.states, self._optimizer,
                                                self._signature(), self._stock_aggregate_num))
@@ -253,10 +253,10 @@ class StatesFiles:
         keeps its rules and limit. Unpickles: trusted files only.
         """
         if not isinstance(fname, (str, os.PathLike)):
-            raise TypeError(f"fname must be a path, got {fname!r}")
+            raise InvalidTypeError(f"fname must be a path, got {fname!r}")
         if self._to_servers:
-            raise RuntimeError("Cannot load states for distributed training with "
-                               "update_on_kvstore=True (the state lives on the servers)")
+            raise UnsupportedError("Cannot load states for distributed training with "
+                                   "update_on_kvstore=True (the state lives on the servers)")
         loaded = read(fname, self._params, self._signature())
         layers, table, rates = self._rules_after_loading(fname, loaded)
         if not self._kv_initialized:
@@ -312,7 +312,7 @@ def _check_same_rules(fname, saved: List[str], here: List[str], params) -> None:
     if differ:
         shown = "; ".join(differ[:3]) + (f"; ... ({len(differ)} in all)" if len(differ) > 3
                                           else "")
-        raise ValueError(f"{fname}: these states were saved with other rules than this "
-                         f"trainer's, so the run would not continue as saved: {shown}. Build "
-                         f"the trainer with the rules it was saved with (or without layers= "
-                         f"to take the file's)")
+        raise StatesError(f"{fname}: these states were saved with other rules than this "
+                          f"trainer's, so the run would not continue as saved: {shown}. Build the "
+                          "trainer with the rules it was saved with (or without layers= to take "
+                          "the file's)")
