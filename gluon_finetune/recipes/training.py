@@ -112,6 +112,13 @@ def validate(net: gluon.Block, data: gluon.data.DataLoader,
     return {"val_loss": loss_sum / total, "val_acc": correct / total}
 
 
+def show_phase(bar: tqdm, desc: str, phase: object) -> None:
+    """A phase named by an epoch hook (``FineTuneSchedule``'s ``"head"``) goes in the bar's
+    description: ``fine_tune (head)``."""
+    if isinstance(phase, str):
+        bar.set_description(f"{desc} ({phase})", refresh=False)
+
+
 def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoader,
         epochs: int, val_data: Optional[gluon.data.DataLoader] = None, *,
         loss: Optional[gluon.loss.Loss] = None, ctx: Optional[mx.Context] = None,
@@ -133,7 +140,8 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
         Default: softmax cross-entropy.
     on_epoch : callable, optional
         Called with the epoch number before each epoch, e.g.
-        ``GradualUnfreezing(trainer, every=1).on_epoch``.
+        ``GradualUnfreezing(trainer, every=1).on_epoch``; a string it returns
+        (a phase) is shown in the progress bar.
     on_step : callable, optional
         Called with the trainer after each ``trainer.step``.
     progress : bool
@@ -158,7 +166,7 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
               leave=False, dynamic_ncols=True) as bar:
         for epoch in range(epochs):
             if on_epoch is not None:
-                on_epoch(epoch)
+                show_phase(bar, desc, on_epoch(epoch))
             result = {"epoch": epoch, **train_epoch(net, trainer, train_data, loss_fn, ctx,
                                                     on_step, bar)}
             if val_data is not None:

@@ -99,7 +99,7 @@ def format_report(report: Dict[str, Any]) -> str:
     lines = [f"accuracy {report['accuracy']:.4f} ({right}/{report['images']} images)"]
     if "top5_accuracy" in report:
         lines[0] += f"  top-5 {report['top5_accuracy']:.4f}"
-    width = max(len("class"), *(len(name) for name in report["per_class"]))
+    width = max(len("macro avg"), *(len(name) for name in report["per_class"]))
     lines.append(f"{'class':<{width}}  precision  recall      f1  support")
     for name, row in report["per_class"].items():
         lines.append(f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  "

@@ -73,6 +73,18 @@ class RunFolder:
         """A new run in ``path`` (made if needed; a folder that holds a run is refused).
         ``writers`` (file name -> function writing it to the path given) write the run's
         first files, each atomically, before the record."""
+        path = cls.check_new(path)
+        os.makedirs(path, exist_ok=True)
+        folder = cls(path, {"format": FORMAT, "version": VERSION, **record})
+        for name, write in (writers or {}).items():
+            write(folder.staged(0, name))
+            os.replace(folder.staged(0, name), folder.file(name))
+        write_json(folder.file(RECORD), folder.record)
+        return folder
+
+    @staticmethod
+    def check_new(path: str) -> str:
+        """``path`` as a str if a new run can go there (checked before any work)."""
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidTypeError(f"out must be a folder name, got {path!r}", argument="out")
         path = os.fspath(path)
@@ -83,13 +95,7 @@ class RunFolder:
             raise InvalidValueError(f"{path!r} already holds a run: continue it with "
                                     f"'train --resume {path}', or give another --out",
                                     argument="out")
-        os.makedirs(path, exist_ok=True)
-        folder = cls(path, {"format": FORMAT, "version": VERSION, **record})
-        for name, write in (writers or {}).items():
-            write(folder.staged(0, name))
-            os.replace(folder.staged(0, name), folder.file(name))
-        write_json(folder.file(RECORD), folder.record)
-        return folder
+        return path
 
     @classmethod
     def open(cls, path: str) -> RunFolder:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..recipes.data import EpochData
 from ..recipes.ema import ModelEMA
-from ..recipes.training import train_epoch, validate
+from ..recipes.training import show_phase, train_epoch, validate
 from .folder import RunFolder
 
 __all__ = ["RunResult", "train_run", "data_record"]
@@ -160,8 +160,9 @@ def _plain(value: Any) -> Any:
 class _Loop:
     """One run's state across epochs: the history, the best epoch, the averages, the folder."""
 
-    def __init__(self, net, trainer, data, folder, averager, patience, loss, ctx):
+    def __init__(self, net, trainer, data, folder, averager, patience, loss, ctx, desc):
         self.net, self.trainer, self.data, self.folder = net, trainer, data, folder
+        self.desc = desc
         self.averager, self.patience, self.loss, self.ctx = averager, patience, loss, ctx
         self.history: List[Dict[str, Any]] = list(folder.history) if folder else []
         self.best = _best(self.history)
@@ -172,6 +173,7 @@ class _Loop:
         start = time.perf_counter()
         self.data.start_epoch(epoch)
         phase = on_epoch(epoch) if on_epoch is not None else None
+        show_phase(bar, self.desc, phase)
         step = (lambda trainer: self.averager.update()) if self.averager else None
         result = {"epoch": epoch, **train_epoch(self.net, self.trainer, self.data.train,
                                                 self.loss, self.ctx, step, bar)}
@@ -224,8 +226,8 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
               out: Optional[str] = None, *, resume: bool = False, ema: Optional[float] = None,
               patience: Optional[int] = None, on_epoch: Optional[Callable[[int], Any]] = None,
               model: Optional[str] = None, settings: Optional[Dict[str, Any]] = None,
-              loss: Optional[gluon.loss.Loss] = None, ctx=None,
-              progress: bool = True) -> RunResult:
+              loss: Optional[gluon.loss.Loss] = None, ctx=None, progress: bool = True,
+              desc: str = "train") -> RunResult:
     """Train ``net`` for ``epochs`` epochs into the run folder ``out``, or resume it there.
 
     Parameters
@@ -257,8 +259,9 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
         Recorded in ``run.json``: the model's zoo name (to rebuild the network
         for evaluate, predict and export) and the settings that built the run
         (plain data).
-    loss, ctx, progress
-        Loss (softmax cross-entropy), context (CPU), tqdm progress bar.
+    loss, ctx, progress, desc
+        Loss (softmax cross-entropy), context (CPU), tqdm progress bar and its
+        label.
 
     Returns
     -------
@@ -282,10 +285,10 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
     averager = None if ema is None else ModelEMA(net, ema)
     if averager is not None and folder is not None and folder.history:
         averager.load(folder.file("ema.params"))
-    loop = _Loop(net, trainer, data, folder, averager, patience, loss, ctx)
+    loop = _Loop(net, trainer, data, folder, averager, patience, loss, ctx, desc)
     done = folder is not None and folder.record.get("finished")
     first = len(loop.history)
-    with tqdm(total=0 if done else (epochs - first) * len(data.train), desc="train",
+    with tqdm(total=0 if done else (epochs - first) * len(data.train), desc=desc,
               disable=not progress, leave=False, dynamic_ncols=True) as bar:
         for epoch in range(first, 0 if done else epochs):
             if loop.epoch(epoch, on_epoch, bar):
