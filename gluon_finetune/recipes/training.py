@@ -75,7 +75,7 @@ def train_epoch(net: gluon.Block, trainer: gluon.Trainer, data: gluon.data.DataL
     """
     loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
     ctx = ctx or mx.cpu()
-    losses, correct, total = [], 0, 0
+    losses, hits, total = [], [], 0
     for x, y in data:
         x, y = x.as_in_context(ctx), y.as_in_context(ctx)
         with autograd.record():
@@ -85,13 +85,17 @@ def train_epoch(net: gluon.Block, trainer: gluon.Trainer, data: gluon.data.DataL
         trainer.step(x.shape[0])
         if on_step is not None:
             on_step(trainer)
-        losses.append(float(loss.mean().asscalar()))
-        correct += int((out.argmax(axis=1) == y.astype(out.dtype)).sum().asscalar())
+        # kept as arrays and read at the end: reading one waits for the batch, and the next
+        # batch's images would then be prepared only after it, not while it runs
+        losses.append(loss.mean())
+        hits.append((out.argmax(axis=1) == y.astype(out.dtype)).sum())
         total += x.shape[0]
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    return {"train_loss": float(np.mean(losses)), "train_acc": correct / total}
+            if not bar.disable and len(losses) > 1:  # the batch before: done by now
+                bar.set_postfix(loss=f"{losses[-2].asscalar():.3f}", refresh=False)
+    return {"train_loss": float(np.mean([float(v.asscalar()) for v in losses])),
+            "train_acc": sum(int(h.asscalar()) for h in hits) / total}
 
 
 def validate(net: gluon.Block, data: gluon.data.DataLoader,

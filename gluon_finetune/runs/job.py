@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
@@ -185,7 +186,7 @@ class _Loop:
                 bar.set_postfix(val_acc=f"{result['val_acc']:.3f}", refresh=False)
             improved = self.best is None or "val_acc" not in result or \
                 result["val_acc"] > self.history[self.best]["val_acc"]
-            if improved and self.folder is not None:  # with EMA, the averaged weights
+            if improved and self.averager is not None and self.folder is not None:
                 self.net.save_parameters(self.folder.staged(epoch, "best.params"))
         result["seconds"] = time.perf_counter() - start
         self.history.append({k: _plain(v) for k, v in result.items()})
@@ -204,9 +205,21 @@ class _Loop:
                                                    if k in best}})
         writers = {"last.params": self.net.save_parameters,
                    "last.states": self.trainer.save_states}
+        if self.best == epoch and self.averager is None:  # the same weights: the same file
+            writers["best.params"] = lambda path: _same_file(self.folder.staged(
+                epoch, "last.params"), path)
         if self.averager is not None:
             writers["ema.params"] = self.averager.save
         self.folder.commit(epoch, writers)
+
+
+def _same_file(source: str, path: str) -> None:
+    """``path`` is ``source`` too: a hard link (files are replaced, never changed in
+    place), or a copy where links cannot be made."""
+    try:
+        os.link(source, path)
+    except OSError:
+        shutil.copyfile(source, path)
 
 
 def _best(history: List[Dict[str, Any]]) -> Optional[int]:
