@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/feature_cache.py
 	$(PY) bench/bert_step.py
 	$(PY) bench/lr_find_cost.py
+	$(PY) bench/run_throughput.py
 
 # ruff, then the import contracts of .importlinter (layers, the pure rule engine, optim
 # without mxnet.gluon, recipes through the trainer's public API).
