@@ -13,7 +13,7 @@ from typing import Sequence
 import mxnet as mx
 from mxnet.util import is_np_array
 
-__all__ = ["symbol_input", "scalar", "concat", "as_array"]
+__all__ = ["symbol_input", "scalar", "concat", "as_array", "on_context"]
 
 
 def symbol_input(name: str) -> mx.sym.Symbol:
@@ -46,3 +46,9 @@ def as_array(value):
     if isinstance(value, mx.np.ndarray):
         return value.as_nd_ndarray()
     return value if isinstance(value, mx.nd.NDArray) else mx.nd.array(value)
+
+
+def on_context(array, ctx):
+    """``array`` on ``ctx`` (NumPy arrays renamed ``as_in_context`` to ``as_in_ctx`` and warn
+    on every call of the old name; classic arrays have only the old one)."""
+    return array.as_in_ctx(ctx) if isinstance(array, mx.np.ndarray) else array.as_in_context(ctx)

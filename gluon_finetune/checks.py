@@ -13,16 +13,17 @@ Pure Python: safe to import on a kvstore server.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import numbers
 import re
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from .errors import FinetuneError, InputError, InvalidTypeError, InvalidValueError, MissingFileError
 
 __all__ = ["FinetuneError", "InputError", "InvalidValueError", "InvalidTypeError",
            "MissingFileError", "is_int", "is_real", "check_int", "check_positive_int",
-           "check_real", "check_bool", "last_line", "ArgumentParser"]
+           "check_real", "check_bool", "last_line", "did_you_mean", "ArgumentParser"]
 
 
 def last_line(err: BaseException) -> str:
@@ -123,6 +124,27 @@ def check_bool(name: str, value: Any) -> bool:
         raise InvalidTypeError(f"{name} must be True or False, got {_shown(value)}",
                                argument=name)
     return value
+
+
+def did_you_mean(word: Any, candidates: Iterable[Any], n: int = 3, cutoff: float = 0.5) -> str:
+    """``"Did you mean 'a' or 'b'?"`` for the candidates close to ``word`` (difflib), else ``""``.
+
+    The one place that suggests names: every "no such name" message calls it.
+
+    Examples
+    --------
+    >>> did_you_mean("outptu", ["features", "output"])
+    "Did you mean 'output'?"
+    >>> did_you_mean("zzz", ["features", "output"])
+    ''
+    """
+    texts = {str(c): c for c in candidates}
+    close = difflib.get_close_matches(str(word), list(texts), n=n, cutoff=cutoff)
+    if not close:
+        return ""
+    shown = [repr(texts[c]) for c in close]
+    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+    return f"Did you mean {listed}?"
 
 
 class ArgumentParser(argparse.ArgumentParser):

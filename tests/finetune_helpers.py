@@ -164,3 +164,24 @@ def tiny_convnet(seed=0, classes=2):
             nn.GlobalAvgPool2D(), nn.Dense(classes, in_units=4))
     net.initialize(mx.init.Xavier())
     return net
+
+
+def exported_every_norm(folder, prefix="norms_"):
+    """Every normalization layer MXNet 1.9.1 has (BatchNorm, BatchNormReLU, GroupNorm,
+    InstanceNorm, LayerNorm) between convolutions, exported and loaded back as a
+    ``gluon.SymbolBlock`` (inputs: 3x8x8 images). Returns the block and the names of its
+    bias and normalization parameters (running statistics included)."""
+    net = nn.HybridSequential(prefix=prefix)
+    with net.name_scope():
+        net.add(nn.Conv2D(4, 3, in_channels=3, use_bias=False), nn.BatchNorm(in_channels=4),
+                nn.Conv2D(4, 1, in_channels=4), nn.BatchNormReLU(in_channels=4),
+                nn.GroupNorm(2), nn.InstanceNorm(in_channels=4), nn.LayerNorm(in_channels=6),
+                nn.Flatten(), nn.Dense(3, in_units=4 * 6 * 6))
+    net.initialize()
+    net.hybridize()
+    net(nd.ones((1, 3, 8, 8)))
+    net.export(str(folder / "norms"))
+    names = {n for n in net.collect_params()
+             if n.endswith(("_gamma", "_beta", "_running_mean", "_running_var", "_bias"))}
+    return gluon.SymbolBlock.imports(str(folder / "norms-symbol.json"), ["data"],
+                                     str(folder / "norms-0000.params")), names

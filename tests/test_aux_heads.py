@@ -105,9 +105,11 @@ def test_fine_tunes_head_phase_trains_the_real_head():
 
 
 def test_gluoncv_aux_heads_are_not_the_head():
-    googlenet = get_model("googlenet", classes=3, aux_logits=True)
-    assert paths_of(googlenet)[-1] == "head.2"
-    assert googlenet.aux1[6].weight.shape[0] == 1000  # auxiliary classifiers keep theirs
+    with pytest.warns(UserWarning, match=r"classes=3 replaced the head \(head.2\); "
+                                         r"\['aux1.6', 'aux2.6'\] also have the zoo's 1000 "
+                                         r"outputs .*\(GoogLeNet: aux_logits=False\)"):
+        googlenet = get_model("googlenet", classes=3, aux_logits=True)
+    assert paths_of(googlenet)[-1] == "head.2" and googlenet.output.weight.shape[0] == 3
     from gluoncv.model_zoo import get_model as gluoncv_model
     fcn = gluoncv_model("fcn_resnet50_voc", pretrained_base=False, aux=True)
     assert paths_of(fcn)[-1] == "head" and "auxlayer" in paths_of(fcn)

@@ -57,3 +57,12 @@ def test_last_line_drops_mxnets_stack_trace():
                        "MXNetError: Check failed: Decoding failed. Invalid image file.\n")
     assert last_line(err) == "Check failed: Decoding failed. Invalid image file."
     assert last_line(KeyError()) == "KeyError"
+
+
+def test_one_helper_suggests_close_names():
+    from gluon_finetune.checks import did_you_mean
+    assert did_you_mean("l4", ["l1", "l2", "l3", "output"], n=1) == "Did you mean 'l3'?"
+    assert did_you_mean("featurs", ["features", "feature", "output"]) == \
+        "Did you mean 'features' or 'feature'?"
+    assert did_you_mean("zzz", ["features"]) == ""
+    assert did_you_mean("sgdd", ["sgd", "nag"], n=1, cutoff=0.6) == "Did you mean 'sgd'?"

@@ -1,5 +1,7 @@
 """get_model(detector, classes=...): GluonCV's reset_class remakes every class-dependent
 layer (issue 21, item 17). Built with pretrained_base=False: no weights are downloaded."""
+import warnings
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -9,7 +11,9 @@ from gluon_finetune import blocks, get_model
 
 def test_center_net_resets_its_heatmap_not_its_box_size_head():
     # on main: the width/height head got 3 channels, the heatmap kept VOC's 20
-    net = get_model("center_net_resnet18_v1b_voc", classes=3, pretrained_base=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # GluonCV initialises its heads itself
+        net = get_model("center_net_resnet18_v1b_voc", classes=3, pretrained_base=False)
     heatmap, wh, reg = (net.heads[i][2] for i in range(3))
     assert heatmap.weight.shape[0] == 3
     assert wh.weight.shape[0] == 2 and reg.weight.shape[0] == 2

@@ -142,3 +142,70 @@ def test_combine_merges_the_values_of_one_key_field_by_field():
     with pytest.raises(ValueError, match=r"combine: rule 'output' sets the rate twice"):
         combine({"output": 2.0}, {"output": 3.0})
     assert combine([(slice(0, 2), 0)], {"*": 0.5}) == [(slice(0, 2), 0), ("*", 0.5)]
+
+
+def test_combine_compares_keys_as_the_rule_engine_does():
+    """Issue 21 item 11: keys were compared by type and repr, so np.int64(2) and 2 were two
+    keys that the returned dict then collapsed (layer_decay's head rate dropped, 10x), and
+    "0:2" and slice(0, 2) were not merged."""
+    from gluon_finetune import combine
+    net = three_layers()
+    decay = layer_decay(net, 0.1, 0.5, blocks=["l1", "l2", "l3"])
+    head = np.arange(3)[-1]  # np.int64(2): an index as NumPy hands it out
+    merged = combine(decay, {head: {"wd_mult": 0.0}})
+    assert merged[2] == {"learning_rate": 0.1, "wd_mult": 0.0}
+    assert all(type(key) is int for key in merged)
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 1.0, "wd": 1e-4}, layers=merged,
+                               blocks=["l1", "l2", "l3"])
+    assert explain(trainer)[net.l3.weight.name]["lr"] == pytest.approx(0.1)
+    ranges = combine({"0:2": 0.5}, [(slice(0, 2), {"wd_mult": 0.0})])
+    assert ranges == {"0:2": {"lr_mult": 0.5, "wd_mult": 0.0}}
+    with pytest.raises(RuleError, match=r"combine: rule '0:2' sets the rate twice"):
+        combine({"0:2": 0.5}, [(slice(0, 2), 2.0)])
+    assert combine({(np.int64(0), "l3"): 2.0}, {(0, "l3"): {"wd_mult": 0.0}}) == \
+        {(0, "l3"): {"lr_mult": 2.0, "wd_mult": 0.0}}
+
+
+def test_no_weight_decay_reads_every_norm_operator_of_a_symbolblock_alone_or_nested(tmp_path):
+    """Issue 21 item 4: a SymbolBlock nested in a Sequential (GluonCV's transfer-learning
+    form) had only its biases found, and the graph reading missed
+    _contrib_BatchNormWithReLU (it looked for 'BatchNormWithReLU')."""
+    from finetune_helpers import exported_every_norm
+    block, expected = exported_every_norm(tmp_path)
+    assert any("batchnormrelu" in name for name in expected)
+    assert set(no_weight_decay(block)) == expected
+    outer = nn.HybridSequential()
+    outer.add(block, nn.Dense(2, in_units=3))
+    outer[1].initialize()
+    rules = no_weight_decay(outer)
+    assert set(rules) == expected | {outer[1].bias.name}
+    assert set(no_weight_decay(outer, biases=False)) == {n for n in expected
+                                                         if not n.endswith("_bias")}
+    trainer = LayerwiseTrainer(outer, "sgd", {"learning_rate": 0.1, "wd": 1e-3}, layers=rules)
+    table = explain(trainer)
+    for name, param in outer.collect_params().items():
+        assert param.wd_mult == (0.0 if name in rules else 1.0), name
+        assert table[name]["wd_mult"] == param.wd_mult
+
+
+def test_gluoncvs_ssd_mobilenet_imported_and_nested_gets_every_norm_and_bias(tmp_path):
+    """Issue 21 item 4 as measured: 70 of SSD-mobilenet's 82 norm and bias parameters kept
+    full weight decay when the exported model sat inside a Sequential."""
+    model_zoo = pytest.importorskip("gluoncv.model_zoo")
+    ssd = model_zoo.get_model("ssd_512_mobilenet1.0_voc", pretrained=False,
+                              pretrained_base=False)
+    ssd.initialize()
+    ssd.hybridize()
+    ssd(nd.zeros((1, 3, 128, 128)))
+    ssd.export(str(tmp_path / "ssd"))
+    block = gluon.SymbolBlock.imports(str(tmp_path / "ssd-symbol.json"), ["data"],
+                                      str(tmp_path / "ssd-0000.params"))
+    outer = nn.HybridSequential()
+    outer.add(block)
+    learned = {n for n in block.collect_params() if n.endswith(("_gamma", "_beta", "_bias"))}
+    assert len(learned) == 82
+    rules = no_weight_decay(outer)
+    assert learned <= set(rules)
+    # and the running statistics of those norms (no decay either: they never train)
+    assert {n for n in rules if n not in learned} == \
+        set(block._cached_graph[1].list_auxiliary_states())

@@ -632,3 +632,32 @@ def test_a_rule_that_matches_nothing_is_a_public_error_type():
     assert isinstance(err.value, RuleError)
     shown = "".join(traceback.format_exception(err.type, err.value, err.tb))
     assert "_NoMatchError" not in shown and "NoMatchError: rule 'nothing_like_this'" in shown
+
+
+def test_a_numpy_index_and_an_int_are_one_rule():
+    """Issue 21 item 11: one canonical key for resolve and combine."""
+    import numpy as np
+    same = table([(np.int64(2), 0.5), (2, 0.5)])
+    assert [s.rule for s in same][-1] == "block 2"
+    with pytest.raises(RuleError, match=r"rule 'block 2' is given twice with different"):
+        table([(np.int64(2), 0.5), (2, 2.0)])
+
+
+@pytest.mark.parametrize("key,advice", [
+    ("trainable:-1", "'trainable:-1:' is block -1"),
+    ("trainable:-2", "'trainable:-2:-1' is block -2"),
+    ("-1", "A block index is an int key: -1, not the string '-1'"),
+])
+def test_an_index_written_as_text_is_told_how_to_write_it(key, advice):
+    """Issue 21 item 24: {"trainable:-1": 2} suggested '1' (the second block, not the
+    head)."""
+    names = ["p0", "p1", "p2", "p3"]
+    paths = {"0": frozenset(names[:2]), "1": frozenset(names[2:])}
+    with pytest.raises(RuleError) as err:
+        resolve({key: 2.0}, names, paths=paths, block_list=list(paths.items()))
+    assert advice in str(err.value)
+    assert "Did you mean" not in str(err.value)
+    fixed = advice.split("'")[1] if key.startswith("trainable:") else int(key)
+    got = resolve({fixed: 2.0}, names, paths=paths, block_list=list(paths.items()))
+    block = int(key.split(":")[-1])
+    assert [s.name for s in got if s.rule is not None] == names[2 * block:][:2]

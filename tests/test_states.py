@@ -8,7 +8,7 @@ import pytest
 from finetune_helpers import bn_chain, ramp, straddle_name_counter, three_layers, train_step
 from mxnet import gluon
 
-from gluon_finetune import LayerwiseTrainer, explain
+from gluon_finetune import LayerwiseTrainer, StatesError, explain
 
 SGD = {"learning_rate": 0.1, "momentum": 0.9}
 
@@ -361,3 +361,67 @@ def test_a_symbolblock_trainer_resumes_from_its_own_file(tmp_path):
     again.load_states(str(tmp_path / "s"))
     assert again.rates == trainer.rates
     assert set(again._updaters[0].states) == set(trainer._updaters[0].states)
+
+
+# ----------------------------------------------------------------- name-keyed rules, rebuilt
+
+def decay_rules(net):
+    """no_weight_decay's rules (biases by full name) and a rule of the user's by full name."""
+    from gluon_finetune import no_weight_decay
+    return {"*": 0.5, net[0].weight.name: 2.0, **no_weight_decay(net)}
+
+
+@pytest.mark.parametrize("own_rules", [True, False])
+def test_name_keyed_rules_survive_a_rebuild_with_a_new_prefix(tmp_path, own_rules):
+    """Issue 21 item 6: a net rebuilt in the same process has new names; its own states file
+    was "saved with other rules" and, without layers=, a NoMatchError for a rule the user
+    never wrote. Name keys now follow the parameter, as path keys do."""
+    args = {"learning_rate": 0.1, "momentum": 0.9, "wd": 0.01}
+    straight = bn_chain(4)
+    trainer = LayerwiseTrainer(straight, "sgd", dict(args), layers=decay_rules(straight))
+    for step in range(4):
+        train_step(straight, trainer, step)
+
+    first = bn_chain(4)
+    trainer = LayerwiseTrainer(first, "sgd", dict(args), layers=decay_rules(first))
+    for step in range(2):
+        train_step(first, trainer, step)
+    first.save_parameters(str(tmp_path / "p"))
+    trainer.save_states(str(tmp_path / "s"))
+
+    rebuilt = bn_chain(99)
+    assert rebuilt[0].weight.name != first[0].weight.name  # a new prefix
+    rebuilt.load_parameters(str(tmp_path / "p"))
+    again = LayerwiseTrainer(rebuilt, "sgd", dict(args),
+                             layers=decay_rules(rebuilt) if own_rules else None)
+    again.load_states(str(tmp_path / "s"))
+    assert dict(again.layers) == decay_rules(rebuilt)
+    table = explain(again)
+    assert table[rebuilt[0].weight.name]["rule"] == rebuilt[0].weight.name
+    assert table[rebuilt[0].bias.name]["wd_rule"] == rebuilt[0].bias.name
+    for step in range(2, 4):
+        train_step(rebuilt, again, step)
+    for a, b in zip(weights(straight), weights(rebuilt)):
+        assert np.array_equal(a, b)
+
+
+def test_a_schedule_that_was_not_saved_is_named_with_what_to_do(tmp_path):
+    """Issue 21 item 23: a trainer built without layers= was told to build it "without
+    layers=" and never that the schedule was not in the file."""
+    net = three_layers()
+    trainer = LayerwiseTrainer(net, "sgd", dict(SGD), layers=scheduled_rules())
+    train_step(net, trainer, 0)
+    with pytest.warns(UserWarning, match=r"rule 'l3': its schedule \(.*<lambda>\) cannot be "
+                                         r"pickled.*not saved"):
+        trainer.save_states(str(tmp_path / "s"))
+    plain = LayerwiseTrainer(three_layers(), "sgd", dict(SGD))
+    view = trainer_view(plain)
+    with pytest.raises(StatesError) as err:
+        plain.load_states(str(tmp_path / "s"))
+    message = str(err.value)
+    assert "the schedule of rule 'l3'" in message and "was not saved" in message
+    assert "<lambda>" in message and "layers=" in message
+    assert "or without layers= to take" not in message  # what the user did already
+    assert_same_view(trainer_view(plain), view)
+    with_rules = LayerwiseTrainer(three_layers(), "sgd", dict(SGD), layers=scheduled_rules())
+    with_rules.load_states(str(tmp_path / "s"))  # the advice works

@@ -208,3 +208,99 @@ def test_a_trainer_over_part_of_a_net_leaves_the_other_batchnorms_alone():
 def _batchnorms(net):
     from gluon_finetune.trainer.freezing import batchnorm_layers
     return batchnorm_layers(net)
+
+
+def symbolblock_behind_a_trainable_layer(folder, hybridize):
+    """A trainable 1x1 convolution, then an imported Conv -> BatchNorm -> Dense."""
+    from finetune_helpers import exported_symbolblock
+    from mxnet.gluon import nn
+    block = exported_symbolblock(folder)
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(3, 1, in_channels=3), block)
+    net[0].initialize(mx.init.Xavier())
+    if hybridize:
+        net.hybridize()
+    return net, block
+
+
+def image_steps(net, trainer, steps):
+    from mxnet import autograd
+    for step in range(steps):
+        mx.random.seed(step)
+        x = mx.nd.random.uniform(shape=(4, 3, 8, 8))
+        with autograd.record():
+            loss = (net(x) ** 2).sum()
+        loss.backward()
+        trainer.step(4)
+
+
+def running_stats(block):
+    return {n: p.data().asnumpy().copy() for n, p in block.collect_params().items()
+            if "running" in n}
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+@pytest.mark.parametrize("rule", ["1", "1.exp_batchnorm0"])
+def test_a_frozen_batchnorm_inside_a_symbolblock_keeps_its_running_statistics(
+        tmp_path, hybridize, rule):
+    """Issue 21 item 5: the BatchNorm node of an imported graph kept updating its running
+    statistics whenever a layer upstream trained (bn='frozen' reached only Gluon layers)."""
+    net, block = symbolblock_behind_a_trainable_layer(tmp_path, hybridize)
+    own_graph = block._cached_graph[1]
+    x = mx.nd.random.uniform(shape=(2, 3, 8, 8))
+    before_out = net(x).asnumpy()
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={rule: 0})
+    np.testing.assert_array_equal(net(x).asnumpy(), before_out)  # the same computation
+    stats, upstream = running_stats(block), net[0].weight.data().asnumpy().copy()
+    image_steps(net, trainer, 3)
+    for name, value in running_stats(block).items():
+        assert np.array_equal(value, stats[name]), name
+    assert not np.array_equal(net[0].weight.data().asnumpy(), upstream)
+    trainer.set_layers({})  # thawed: the block runs its own graph again, statistics move
+    assert block._cached_graph[1] is own_graph
+    image_steps(net, trainer, 1)
+    assert all(not np.array_equal(v, stats[n]) for n, v in running_stats(block).items())
+
+
+def test_bn_stats_and_train_policies_reach_a_symbolblocks_batchnorm(tmp_path):
+    net, block = symbolblock_behind_a_trainable_layer(tmp_path, hybridize=True)
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"1": 0}, bn="stats")
+    stats = running_stats(block)
+    image_steps(net, trainer, 1)
+    assert all(not np.array_equal(v, stats[n]) for n, v in running_stats(block).items())
+    net, block = symbolblock_behind_a_trainable_layer(tmp_path, hybridize=True)
+    trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"1": 0}, bn="train")
+    params = block.collect_params()
+    gamma = [n for n in params if n.endswith("batchnorm0_gamma")][0]
+    conv = [n for n in params if n.endswith("conv0_weight")][0]
+    assert params[gamma].grad_req == "write" and params[conv].grad_req == "null"
+    before = {n: params[n].data().asnumpy().copy() for n in (gamma, conv)}
+    image_steps(net, trainer, 1)
+    assert not np.array_equal(params[gamma].data().asnumpy(), before[gamma])
+    assert np.array_equal(params[conv].data().asnumpy(), before[conv])
+
+
+def test_a_snapshot_puts_back_a_symbolblocks_own_graph(tmp_path):
+    """lr_find's Snapshot restores BatchNorm modes; inside a SymbolBlock that is its graph."""
+    from gluon_finetune.recipes.snapshots import Snapshot
+    net, block = symbolblock_behind_a_trainable_layer(tmp_path, hybridize=False)
+    own_graph = block._cached_graph[1]
+    snap = Snapshot(net)
+    LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"1": 0})
+    assert block._cached_graph[1] is not own_graph
+    snap.restore()
+    assert block._cached_graph[1] is own_graph
+    stats = running_stats(block)
+    image_steps(net, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1}), 1)
+    assert all(not np.array_equal(v, stats[n]) for n, v in running_stats(block).items())
+
+
+def test_a_symbolblock_alone_freezes_its_own_batchnorm_node(tmp_path):
+    from finetune_helpers import exported_symbolblock
+    block = exported_symbolblock(tmp_path)
+    trainer = LayerwiseTrainer(block, "sgd", {"learning_rate": 0.1},
+                               layers={"exp_batchnorm0": 0})
+    stats = running_stats(block)
+    image_steps(block, trainer, 2)  # the convolution before it trains
+    for name, value in running_stats(block).items():
+        assert np.array_equal(value, stats[name]), name

@@ -27,11 +27,10 @@ schedule that thaws more blocks than the network has). How the text is read
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..checks import InvalidTypeError
+from ..checks import InvalidTypeError, did_you_mean
 from .config_text import ConfigError, Where, parse, read_text
 from .schema import config_options
 
@@ -81,8 +80,8 @@ def _settings(data: dict, at: Where) -> Dict[str, Any]:
     settings = {}
     for key, value in data.items():
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(key, known, n=1, cutoff=0.6)
+            hint = f"{hint} " if hint else ""
             raise (at / key).fail(f"unknown key. {hint}Expected one of {', '.join(known)} "
                                   f"(rules go under 'layers:')")
         settings[key] = known[key].kind.data(value, at / key)

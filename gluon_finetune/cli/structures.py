@@ -5,13 +5,12 @@ key's file and line); rules are also read from ``--layer-lr`` text.
 from __future__ import annotations
 
 import argparse
-import difflib
 import inspect
 import math
 import re
 from typing import Any, Dict, Tuple
 
-from ..checks import is_int, is_real
+from ..checks import did_you_mean, is_int, is_real
 from ..errors import InvalidValueError
 from ..rules.values import VALUE_KEYS
 from .config_text import Where
@@ -47,8 +46,8 @@ def check_optimizer(name: str) -> str:
     registry = sorted(Optimizer.opt_registry)
     if isinstance(name, str) and name.lower() in registry:
         return name
-    close = difflib.get_close_matches(str(name).lower(), registry, n=1)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(str(name).lower(), registry, n=1, cutoff=0.6)
+    hint = f"{hint} " if hint else ""
     raise InvalidValueError(f"unknown optimizer {name!r}. {hint}MXNet has: "
                             f"{', '.join(registry)}", argument="optimizer")
 
@@ -120,8 +119,8 @@ def _rule_fields(value: dict, at: Where) -> dict:
     out = dict(value)
     for field, item in value.items():
         if field not in VALUE_KEYS:
-            close = difflib.get_close_matches(str(field), VALUE_KEYS, n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(field, VALUE_KEYS, n=1, cutoff=0.6)
+            hint = f"{hint} " if hint else ""
             raise (at / field).fail(f"unknown key. {hint}A rule's mapping takes "
                                     f"{', '.join(VALUE_KEYS)}")
         if field in _RATE_FIELDS:

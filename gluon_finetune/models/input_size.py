@@ -15,6 +15,7 @@ from typing import Dict, Optional
 import mxnet as mx
 from mxnet import gluon
 
+from ..arrays import symbol_input
 from ..checks import InvalidValueError, check_positive_int, last_line
 
 __all__ = ["check_input_size"]
@@ -88,7 +89,7 @@ def check_input_size(net: gluon.HybridBlock, image_size: int, name: Optional[str
     image_size = check_positive_int("image_size", image_size)
     if not isinstance(net, gluon.HybridBlock):
         return
-    graph = net(mx.sym.var("data"))
+    graph = net(symbol_input("data"))
     arguments = set(graph.list_arguments())
     shapes = {p.name: p.shape for p in net.collect_params().values()
               if p.name in arguments and p.shape and all(d > 0 for d in p.shape)}

@@ -7,15 +7,15 @@ in GluonCV's classification zoo.
 """
 from __future__ import annotations
 
-import difflib
 import os
+import warnings
 from typing import List, Optional, Tuple, Union
 
 import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, last_line
+from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, did_you_mean, last_line
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
     check_bn_policy,
@@ -23,6 +23,7 @@ from ..trainer.freezing import (
     clear_cached_graphs,
     prepare_for_finetuning,
 )
+from .auxiliary import auxiliary_classifiers, outputs_of, warn_auxiliary
 from .detection import check_classes, is_detector, load_detector, refuse_names, reset_detector
 from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
 
@@ -42,6 +43,14 @@ class Fresh(mx.init.Xavier):
             mx.init.Uniform()._init_weight(name, arr)
         else:
             self._legacy_init(str(name), arr)
+
+
+def _initialize(net, ctx) -> None:
+    """Initialise what the zoo's constructor left uninitialised. GluonCV's detectors and
+    segmentation nets initialise their heads themselves: no warning per parameter."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Parameter '.*' is already initialized")
+        net.initialize(Fresh(), ctx=ctx)
 
 
 def _mxnet_names() -> List[str]:
@@ -72,10 +81,10 @@ def _zoo_of(name: str) -> str:
         return "mxnet"
     if name.lower() in _gluoncv_names():
         return "gluoncv"
-    close = difflib.get_close_matches(name.lower(), model_names(), n=5, cutoff=0.6)
-    hint = f" Close names: {close}." if close else ""
+    hint = did_you_mean(name.lower(), model_names(), n=5, cutoff=0.6)
     raise InvalidValueError(f"unknown model {name!r}: not in MXNet's model zoo nor in "
-                            f"GluonCV's.{hint} (gluon_finetune.model_names() lists them all)",
+                            f"GluonCV's. {hint + ' ' if hint else ''}(gluon_finetune."
+                            f"model_names() lists them all)",
                             argument="name")
 
 
@@ -167,6 +176,7 @@ def _registrations(block, child) -> List[Tuple[gluon.Block, str]]:
 
 def _swap_head(net, classes: int, ctx) -> str:
     path, old = blocks(net)[-1]
+    auxiliary = auxiliary_classifiers(net, old, outputs_of(old))
     parent, key, scope = _parent(net, path)
     with scope.name_scope():
         head = _new_head(old, classes)
@@ -177,6 +187,7 @@ def _swap_head(net, classes: int, ctx) -> str:
         else:  # an attribute (net.output, net.fc): setattr keeps net.output pointing at it
             setattr(parent, key, head)
     clear_cached_graphs(net)
+    warn_auxiliary(auxiliary, path, outputs_of(old), classes)
     return path
 
 
@@ -293,7 +304,9 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     ctx : Context or list of Context, optional
     granularity : {"unit", "stage"}
     bn : {"frozen", "stats", "train"}
-        BatchNorm policy for frozen blocks (see ``freezing.py``).
+        BatchNorm policy for frozen blocks (see ``freezing.py``): 'frozen' also
+        runs them on running statistics, as at inference; 'stats' leaves them on
+        batch statistics (``grad_req='null'`` alone).
     blocks : list, optional
         An explicit block list (see ``structure.blocks``), recorded on the
         net (``net.finetune_block_list``) for every later call.
@@ -330,7 +343,7 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     elif isinstance(classes, tuple):
         refuse_names(classes, name)
     elif path is None:
-        net.initialize(Fresh(), ctx=ctx)
+        _initialize(net, ctx)
         if classes is not None:
             _swap_head(net, classes, ctx)
     else:
@@ -344,6 +357,6 @@ def _detector_weights(net, path: Optional[str], classes, ctx, name: str) -> None
         load_detector(net, path, classes, lambda n, p: _load(n, p, ctx, name),
                       clear_cached_graphs)
         return
-    net.initialize(Fresh(), ctx=ctx)
+    _initialize(net, ctx)
     if classes is not None:
         reset_detector(net, classes, clear_cached_graphs)

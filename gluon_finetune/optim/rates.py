@@ -14,11 +14,13 @@ start (``begin_num_update`` included once).
 from __future__ import annotations
 
 import copy
-import pickle
+import math
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set
 
-from ..errors import InvalidValueError, StatesError, UnsupportedError
-from .schedules import describe_schedule, private_copy, rebased_copy
+from ..errors import InvalidValueError, StatesError
+from .schedules import Unsaved, describe_schedule, private_copy, rebased_copy, scheduled_rate
+from .schedules import fingerprint as _fingerprint
+from .schedules import picklable as _picklable
 
 __all__ = ["Rate", "Own", "Clock", "Unsaved", "LayerwiseState", "base_lr", "rates_from",
            "limit_to", "keep_clocks", "declarations", "rate_at", "check_hand_edits", "LIMIT_RULE"]
@@ -69,20 +71,6 @@ class Clock:
 
     def __hash__(self) -> int:
         return hash(_fingerprint(self.declared))
-
-
-class Unsaved:
-    """Stands in, in a states file, for a schedule that could not be pickled."""
-
-    def __init__(self, rule: Optional[str]):
-        self.rule = rule
-
-    def __repr__(self) -> str:
-        return f"Unsaved(rule={self.rule!r})"
-
-    def __call__(self, step: int) -> float:
-        raise UnsupportedError(f"the schedule of rule {self.rule!r} was not saved (it could not "
-                               "be pickled); load these states into a trainer that has that rule")
 
 
 class Rate(NamedTuple):
@@ -147,7 +135,9 @@ def rates_from(table: Sequence[Any], own: Sequence[Own], base: Optional[float],
             clock = None
             if s.lr_scheduler is not None:
                 peak = s.learning_rate if s.learning_rate is not None else base * mult
-                clock = Clock(declared.setdefault(s.rule, rebased_copy(s.lr_scheduler, peak)))
+                if s.rule not in declared:
+                    declared[s.rule] = rebased_copy(s.lr_scheduler, peak, s.rule)
+                clock = Clock(declared[s.rule])
             rates[i] = Rate(s.rule, mult, wd, clock, ref_lr, 0, s.frozen, s.learning_rate,
                             s.wd_rule, own[i].frozen and not s.frozen)
     return rates
@@ -190,7 +180,10 @@ def rate_at(rate: Rate, count: int, begin: int, optimizer_lr: Optional[float],
     """A governed rate at the parameter's update ``count``; None when the trainer's rate
     times the multiplier applies instead."""
     if rate.lr_scheduler is not None:
-        lr = rate.lr_scheduler(count - begin + rate.start)
+        t = count - begin + rate.start
+        lr = rate.lr_scheduler(t)
+        if type(lr) is not float or not math.isfinite(lr):  # the fast path: a finite float
+            lr = scheduled_rate(rate.rule, t, lr)
     elif rate.fixed_lr is not None and not trainer_scheduled:
         lr = rate.fixed_lr
     else:
@@ -236,16 +229,6 @@ def declarations(table: Sequence[Any], bn: str) -> List[str]:
     return out
 
 
-def _fingerprint(schedule: Callable) -> str:
-    """A schedule as declared: a function's qualified name, or an object's class and
-    settings."""
-    if hasattr(schedule, "__code__") or not hasattr(schedule, "__dict__"):
-        name = getattr(schedule, "__qualname__", None) or repr(schedule)
-        return f"{getattr(schedule, '__module__', None)}.{name}"
-    settings = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(schedule).items()))
-    return f"{type(schedule).__qualname__}({settings})"
-
-
 # ----------------------------------------------------------------- the owner
 
 class LayerwiseState:
@@ -254,8 +237,9 @@ class LayerwiseState:
     ``rates`` (index -> :class:`Rate`, clocks included), ``trainable_blocks``
     (the limit), ``rules`` (the rule set the rates came from, None without
     rules) with ``declared`` (its :func:`declarations`, to compare with a
-    file), ``resend`` (indices that start fresh on a kvstore server) and
-    ``signature`` (set only inside a states file). Pickling it is the one
+    file), ``resend`` (indices that start fresh on a kvstore server),
+    ``signature`` and ``names`` (the parameters' names, so that rules keyed by
+    name follow a rebuilt network; both set only inside a states file). Pickling it is the one
     place this state is (de)serialized: a schedule that cannot be pickled is
     replaced by an :class:`Unsaved` marker (see ``restore_unsaved``).
     """
@@ -267,6 +251,7 @@ class LayerwiseState:
         self.declared: List[str] = []
         self.resend: Optional[tuple] = None
         self.signature: Optional[list] = None
+        self.names: Optional[List[str]] = None
         self._governed: Dict[int, Rate] = {}
 
     def lrs(self, optimizer, indices: Sequence[int], lrs: List[float]) -> List[float]:
@@ -286,6 +271,21 @@ class LayerwiseState:
                 # a kvstore server has no Parameter.lr_mult to read: the table's
                 lrs[k] = lrs[k] * self.rates[index].lr_mult
         return lrs
+
+    def check_schedules(self, optimizer, params: Sequence[Any]) -> None:
+        """Evaluate, before a step changes anything, each rule's schedule at the step the
+        coming update asks it for, so that one returning no rate fails with no weight
+        updated (once per clock and step: asked again at that step, it gives the same)."""
+        begin, counts = optimizer.begin_num_update, optimizer._index_update_count
+        seen = set()
+        for index, rate in self._governed.items():
+            if rate.lr_scheduler is None or params[index].grad_req == "null":
+                continue
+            count = counts.get(index, begin) + 1
+            key = (id(rate.lr_scheduler), count - begin + rate.start)
+            if key not in seen:
+                seen.add(key)
+                rate_at(rate, count, begin, optimizer.lr, optimizer.lr_scheduler is not None)
 
     def wds(self, optimizer, indices: Sequence[int], wds: List[float]) -> List[float]:
         """Weight decays: stock (``Parameter.wd_mult``), or the table's on a server."""
@@ -319,12 +319,25 @@ class LayerwiseState:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["rates"] = {i: r._replace(lr_scheduler=Unsaved(r.rule))
-                          if r.lr_scheduler is not None and not _picklable(r.lr_scheduler)
-                          else r for i, r in self.rates.items()}
+        lost = dict(self.unsaved())
+        state["rates"] = {i: r._replace(lr_scheduler=Unsaved(r.rule, lost[r.rule]))
+                          if r.lr_scheduler is not None and r.rule in lost else r
+                          for i, r in self.rates.items()}
         state["rules"] = _picklable_rules(self.rules)
         del state["_governed"]  # derived from the rates
         return state
+
+    def unsaved(self) -> List[tuple]:
+        """``(rule, what its schedule is)`` for each rule whose schedule cannot be pickled
+        (a lambda, a local function): a states file cannot hold it."""
+        out, seen = {}, set()
+        for rate in self.rates.values():
+            clock = rate.lr_scheduler
+            if clock is not None and rate.rule not in seen:
+                seen.add(rate.rule)  # one schedule per rule: its copies pickle alike
+                if not _picklable(clock):
+                    out[rate.rule] = _fingerprint(getattr(clock, "declared", clock))
+        return sorted(out.items(), key=lambda item: str(item[0]))
 
     def __setstate__(self, state: dict) -> None:
         self.__init__()
@@ -332,14 +345,6 @@ class LayerwiseState:
         state.pop("_governed", None)
         self.__dict__.update(state)
         self.set_rates(rates)
-
-
-def _picklable(obj: Any) -> bool:
-    try:
-        pickle.dumps(obj)
-        return True
-    except Exception:
-        return False
 
 
 def _picklable_rules(rules: Any) -> Any:
@@ -350,6 +355,6 @@ def _picklable_rules(rules: Any) -> Any:
     out = []
     for key, value in pairs:
         if isinstance(value, Mapping) and not _picklable(value.get("lr_scheduler")):
-            value = dict(value, lr_scheduler=Unsaved(str(key)))
+            value = dict(value, lr_scheduler=Unsaved(str(key), _fingerprint(value["lr_scheduler"])))
         out.append((key, value))
     return out

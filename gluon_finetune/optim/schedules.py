@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+import pickle
+from typing import Any, Callable, Optional, Tuple
 
 from mxnet.lr_scheduler import LRScheduler
 
-from ..checks import InvalidValueError, check_int, check_real
+from ..checks import InvalidTypeError, InvalidValueError, check_int, check_real, is_real
+from ..errors import UnsupportedError
 
-__all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "describe_schedule",
-           "SlantedTriangular", "OneCycle"]
+__all__ = ["is_mx_scheduler", "private_copy", "rebased_copy", "rate_fields", "scheduled_rate",
+           "describe_schedule", "fingerprint", "picklable", "Unsaved", "SlantedTriangular",
+           "OneCycle"]
 
 
 def is_mx_scheduler(schedule) -> bool:
@@ -31,26 +34,94 @@ def private_copy(schedule: Callable) -> Callable:
         return schedule
 
 
-def rebased_copy(schedule: Callable, base_lr: float) -> Callable:
-    """A private copy of ``schedule`` whose peak rate is ``base_lr``.
+def rate_fields(schedule) -> Tuple[str, ...]:
+    """The absolute learning rates an MXNet-style scheduler holds: its attributes named
+    ``*_lr`` or ``*_lr_orig`` that are numbers.
+
+    MXNet 1.9.1 names every one of them so (``lr_scheduler.py``): ``base_lr``,
+    ``warmup_begin_lr``, ``warmup_final_lr`` (every scheduler),
+    ``stop_factor_lr`` (FactorScheduler), ``base_lr_orig`` and ``final_lr``
+    (Poly, Cosine); ours follow it. A scheduler of your own that keeps a rate
+    under another name is not rebased there: name it ``*_lr``.
+
+    Examples
+    --------
+    >>> from mxnet.lr_scheduler import PolyScheduler
+    >>> sorted(rate_fields(PolyScheduler(10, final_lr=1e-4)))
+    ['base_lr', 'base_lr_orig', 'final_lr', 'warmup_begin_lr', 'warmup_final_lr']
+    """
+    return tuple(name for name, value in vars(schedule).items()
+                 if name.endswith(("_lr", "_lr_orig")) and is_real(value))
+
+
+def rebased_copy(schedule: Callable, base_lr: float, rule: Optional[str] = None) -> Callable:
+    """A private copy of ``schedule`` whose base rate is ``base_lr``, its shape kept.
 
     MXNet schedulers keep state (FactorScheduler decays ``base_lr`` in place),
-    so each rule gets its own copy. Besides ``base_lr``, PolyScheduler and
-    CosineScheduler cache ``base_lr_orig`` and every scheduler caches
-    ``warmup_final_lr`` at construction; they are moved along, otherwise the
-    warm-up would end at the old rate. A plain callable gives absolute rates
-    and is copied as it is.
+    so each rule gets its own copy. Every absolute rate of the copy
+    (:func:`rate_fields`: ``final_lr``, ``warmup_begin_lr``, ``stop_factor_lr``
+    ...) is scaled by ``base_lr / schedule.base_lr``, so the copy's rate at
+    every step is the original's times that ratio: a block at a tenth of the
+    rate follows a tenth of the curve (MXNet's own ``Optimizer`` moves
+    ``base_lr`` alone, which can make a schedule rise toward its ``final_lr``).
+    A plain callable gives absolute rates and is copied as it is.
+
+    Examples
+    --------
+    >>> from mxnet.lr_scheduler import PolyScheduler
+    >>> copy_ = rebased_copy(PolyScheduler(10, base_lr=0.1, final_lr=0.01), 0.001)
+    >>> round(copy_.final_lr, 12), round(copy_(10), 12)
+    (0.0001, 0.0001)
     """
     fresh = private_copy(schedule)
     if not is_mx_scheduler(fresh):
         return fresh
-    old = fresh.base_lr
-    fresh.base_lr = base_lr
-    if getattr(fresh, "warmup_final_lr", None) == old:
-        fresh.warmup_final_lr = base_lr
-    if hasattr(fresh, "base_lr_orig"):
-        fresh.base_lr_orig = base_lr
+    fields = rate_fields(fresh)
+    old = _check_rebasable(fresh, fields, base_lr, rule)
+    for name in fields:
+        value = getattr(fresh, name)
+        if value == old and name in _BASE_FIELDS:  # the base itself: exactly the new one
+            setattr(fresh, name, base_lr)
+        elif old != 0:
+            setattr(fresh, name, value * (base_lr / old))
     return fresh
+
+
+# where MXNet's schedulers keep the base rate itself (PolyScheduler and CosineScheduler
+# cache it as base_lr_orig, every scheduler as warmup_final_lr)
+_BASE_FIELDS = ("base_lr", "base_lr_orig", "warmup_final_lr")
+
+
+def _check_rebasable(schedule, fields: Tuple[str, ...], base_lr: float,
+                     rule: Optional[str]) -> float:
+    """The schedule's declared base rate, once every rate of it is known to scale."""
+    what = f"rule {rule!r}: its lr_scheduler" if rule is not None else "lr_scheduler"
+    for name in fields:
+        if not math.isfinite(getattr(schedule, name)):
+            raise InvalidValueError(f"{what} has {name}={getattr(schedule, name)!r}; every "
+                                    f"rate of a schedule must be a finite number")
+    old = float(schedule.base_lr)
+    others = [f"{name}={getattr(schedule, name)!r}" for name in fields
+              if name not in _BASE_FIELDS and getattr(schedule, name) != 0]
+    if old == 0 and others and base_lr != 0:
+        raise InvalidValueError(
+            f"{what} has base_lr=0, so its other rates ({', '.join(others)}) cannot be "
+            f"scaled to the rule's rate {base_lr!r}; give the scheduler a nonzero base_lr "
+            f"(its rates are taken relative to it)")
+    return old
+
+
+def scheduled_rate(rule: Optional[str], t: int, lr: Any) -> float:
+    """``lr``, what rule ``rule``'s schedule returned at step ``t``, as a finite float;
+    anything else is an error naming the rule and the step (a ``None`` would otherwise
+    fall back to the trainer's rate, a NaN or a string fail inside MXNet)."""
+    if is_real(lr) and math.isfinite(lr):
+        return float(lr)
+    what = f"rule {rule!r}: its lr_scheduler returned {lr!r} ({type(lr).__name__}) at step {t}"
+    advice = "a schedule must return a finite learning rate (a float) for every step"
+    if is_real(lr):
+        raise InvalidValueError(f"{what}; {advice}", argument="lr_scheduler")
+    raise InvalidTypeError(f"{what}; {advice}", argument="lr_scheduler")
 
 
 def describe_schedule(schedule) -> str:
@@ -61,6 +132,46 @@ def describe_schedule(schedule) -> str:
     if is_mx_scheduler(schedule):
         return f"{name}(base_lr={schedule.base_lr:g})"
     return name
+
+
+def fingerprint(schedule: Callable) -> str:
+    """A schedule as declared: a function's qualified name, or an object's class and
+    settings (two trainers, or a trainer and a states file, compare schedules by it)."""
+    if hasattr(schedule, "__code__") or not hasattr(schedule, "__dict__"):
+        name = getattr(schedule, "__qualname__", None) or repr(schedule)
+        return f"{getattr(schedule, '__module__', None)}.{name}"
+    settings = ", ".join(f"{k}={v!r}" for k, v in sorted(vars(schedule).items()))
+    return f"{type(schedule).__qualname__}({settings})"
+
+
+def picklable(obj: Any) -> bool:
+    """Whether ``obj`` pickles (a lambda or a local function does not)."""
+    try:
+        pickle.dumps(obj)
+        return True
+    except Exception:
+        return False
+
+
+class Unsaved:
+    """Stands in, in a states file, for a schedule that could not be pickled: its rule and
+    what it was (:func:`fingerprint`), for the messages of a trainer that loads the file."""
+
+    def __init__(self, rule: Optional[str], schedule: Optional[str] = None):
+        self.rule = rule
+        self.schedule = schedule
+
+    def __repr__(self) -> str:
+        return f"Unsaved(rule={self.rule!r})"
+
+    def describe(self) -> str:
+        """What the schedule was (files written before 0.2 do not say)."""
+        return getattr(self, "schedule", None) or "a schedule that could not be pickled"
+
+    def __call__(self, step: int) -> float:
+        raise UnsupportedError(f"the schedule of rule {self.rule!r} ({self.describe()}) was not "
+                               "saved (it could not be pickled); load these states into a "
+                               "trainer that has that rule")
 
 
 # ----------------------------------------------------------------- checks

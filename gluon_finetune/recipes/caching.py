@@ -30,8 +30,10 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
+from ..arrays import concat, on_context, symbol_input
 from ..checks import InvalidTypeError, InvalidValueError, check_int
 from ..structure.index import _is_container, blocks, check_block, descendants
+from ..structure.normalization import BATCHNORM_OPS, batchnorm_nodes, on_global_stats, symbol_blocks
 from ..trainer import batchnorm_layers
 
 __all__ = ["cache_features", "split_frozen", "FeatureCache"]
@@ -169,7 +171,9 @@ def _warn_inexact(prefix) -> None:
     """Where the prefix is not deterministic in training mode it runs in inference mode:
     say where uncached training would differ."""
     dropout = [b.name for b in descendants(prefix) if isinstance(b, nn.Dropout)]
-    live_bn = [b.name for b in batchnorm_layers(prefix) if not b._kwargs["use_global_stats"]]
+    live_bn = [b.name for b in batchnorm_layers(prefix) if not b._kwargs["use_global_stats"]] + \
+        [n.node for _, block in symbol_blocks(prefix) for n in batchnorm_nodes(block).values()
+         if not n.global_stats]
     if dropout:
         warnings.warn(f"the frozen prefix contains Dropout {dropout}: cached features are "
                       f"computed without dropout, uncached training would apply it",
@@ -202,7 +206,7 @@ def _graph(symbol):
 
 def _traced_same(net, prefix, suffix) -> bool:
     """Whether tracing both with a symbol gives the same graph (no data needed)."""
-    data = mx.sym.var("data")
+    data = symbol_input("data")
     try:
         expected = net(data)
     except Exception as err:
@@ -279,7 +283,7 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     batch_size = _check_args(net, dataset, batch_size, ctx)
     ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
     prefix, suffix, split = _checked_split(
-        net, lambda: next(_batches(dataset, batch_size))[0].as_in_context(ctx))
+        net, lambda: on_context(next(_batches(dataset, batch_size))[0], ctx))
     _warn_inexact(prefix)
     features, labels = _run(prefix, dataset, batch_size, ctx)
     return FeatureCache(prefix, suffix, split, features, labels)
@@ -321,9 +325,8 @@ def _check_args(net, dataset, batch_size, ctx) -> int:
     return batch_size
 
 
-# ops that compute differently in training mode (BatchNorm: unless on running statistics)
-_MODE_DEPENDENT = ("Dropout", "RNN", "BatchNorm_v1", "_contrib_SyncBatchNorm")
-_BATCHNORMS = ("BatchNorm", "_contrib_BatchNormWithReLU")
+# ops that compute differently in training mode (and BatchNorm, unless on running statistics)
+_MODE_DEPENDENT = ("Dropout", "RNN")
 
 
 def _training_mode_is_deterministic(prefix) -> bool:
@@ -331,10 +334,9 @@ def _training_mode_is_deterministic(prefix) -> bool:
     it so (uncached training's own computation; oneDNN's training kernels are faster)."""
     if not isinstance(prefix, gluon.HybridBlock):
         return False  # cannot see inside: inference mode is the safe reading
-    nodes = json.loads(prefix(mx.sym.var("data")).tojson())["nodes"]
-    return not any(n["op"] in _MODE_DEPENDENT or (
-        n["op"] in _BATCHNORMS and n.get("attrs", {}).get("use_global_stats") != "True")
-        for n in nodes)
+    nodes = json.loads(prefix(symbol_input("data")).tojson())["nodes"]
+    return not any(n["op"] in _MODE_DEPENDENT or
+                   (n["op"] in BATCHNORM_OPS and not on_global_stats(n)) for n in nodes)
 
 
 def _run(prefix, dataset, batch_size: int, ctx):
@@ -342,9 +344,9 @@ def _run(prefix, dataset, batch_size: int, ctx):
     features, labels = [], []
     with autograd.pause(train_mode=_training_mode_is_deterministic(prefix)):
         for x, y in _batches(dataset, batch_size):
-            features.append(prefix(x.as_in_context(ctx)))
-            labels.append(y.as_in_context(ctx))
-    return mx.nd.concat(*features, dim=0), mx.nd.concat(*labels, dim=0)
+            features.append(prefix(on_context(x, ctx)))
+            labels.append(on_context(y, ctx))
+    return concat(features), concat(labels)
 
 
 def _hybridize_like(net, *chains) -> None:

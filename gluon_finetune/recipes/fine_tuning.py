@@ -22,6 +22,7 @@ from mxnet import gluon
 
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..optim import OneCycle
+from ..rules.keys import key_id
 from ..rules.presets import combine, no_weight_decay
 from ..rules.resolution import resolve, rule_items
 from ..rules.spreads import spread_rates
@@ -58,18 +59,13 @@ def _rated_names(layers, scope: Dict[str, Any]) -> frozenset:
                      if s.rule is not None)
 
 
-def _slot(key: Any) -> str:
-    """A key's identity as ``combine`` and the rule engine see it (``0`` is not ``"0"``)."""
-    return f"{type(key).__name__}:{key!r}"
-
-
 def _combine(ours: List[Tuple[Any, Dict]], layers, taken: frozenset,
              block_list) -> List[Tuple[Any, Any]]:
     """The recipe's rules with the user's on top (see the module docstring): the recipe's
     block rates leave out the parameters the user rates (``taken``), and under a key the
     user gives too, the user's fields win; ``combine`` merges the rest."""
     user = rule_items(layers)
-    user_fields = {_slot(k): {f for g in parse_value(str(k), v) for f in GROUPS[g]}
+    user_fields = {key_id(k): {f for g in parse_value(str(k), v) for f in GROUPS[g]}
                    for k, v in user}
     out = []
     for key, value in ours:
@@ -79,7 +75,7 @@ def _combine(ours: List[Tuple[Any, Dict]], layers, taken: frozenset,
             if not left:
                 continue
             key = key if len(left) == len(names) else tuple(left)
-        value = {k: v for k, v in value.items() if k not in user_fields.get(_slot(key), ())}
+        value = {k: v for k, v in value.items() if k not in user_fields.get(key_id(key), ())}
         if value:
             out.append((key, value))
     return list(rule_items(combine(out, user)))

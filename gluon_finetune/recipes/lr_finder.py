@@ -24,6 +24,7 @@ import numpy as np
 from mxnet import autograd, gluon, nd
 from tqdm.auto import tqdm
 
+from ..arrays import as_array, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..optim import fresh_layerwise, preview_lrs
 from .snapshots import Snapshot, unique_params
@@ -221,7 +222,7 @@ def _step(net, trainer, loss_fn, batch, contexts, accumulating) -> float:
         length = f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else ""
         raise InvalidTypeError(f"lr_find: data must yield (x, label) batches, got "
                                f"{type(batch).__name__}{length}", argument="data")
-    x, y = (b if isinstance(b, nd.NDArray) else nd.array(b) for b in batch)
+    x, y = (as_array(b) for b in batch)
     for param in accumulating:  # grad_req 'add': one batch's gradient per step
         param.zero_grad()
     xs = gluon.utils.split_and_load(x, contexts, even_split=False)
@@ -230,7 +231,7 @@ def _step(net, trainer, loss_fn, batch, contexts, accumulating) -> float:
         losses = [loss_fn(net(a), b) for a, b in zip(xs, ys)]
     autograd.backward(losses)
     trainer.step(x.shape[0])
-    return sum(float(loss.mean().asscalar()) * part.shape[0]
+    return sum(scalar(loss.mean()) * part.shape[0]
                for loss, part in zip(losses, xs)) / x.shape[0]
 
 

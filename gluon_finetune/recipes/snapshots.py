@@ -6,9 +6,10 @@ even when the run fails: every parameter's arrays on every context (weights,
 BatchNorm running statistics, gradient buffers and their "fresh" flags),
 each ``Parameter``'s ``lr_mult``/``wd_mult``/``grad_req`` and its trainer
 back-pointer (``gluon.Trainer`` sets it when it is built), the BatchNorm
-modes, and NumPy's and Python's random states (a shuffling ``DataLoader``
-draws from NumPy). MXNet's own random generator (Dropout, ``mx.random``
-augmentation) cannot be read back in MXNet 1.9.1, so it is not restored.
+modes (of layers, and of BatchNorm nodes inside SymbolBlocks), and NumPy's
+and Python's random states (a shuffling ``DataLoader`` draws from NumPy).
+MXNet's own random generator (Dropout, ``mx.random`` augmentation) cannot be
+read back in MXNet 1.9.1, so it is not restored.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Iterable, List
 import numpy as np
 from mxnet import gluon
 
-from ..trainer import batchnorm_layers, clear_cached_graphs
+from ..trainer import bn_state, restore_bn_state
 
 __all__ = ["Snapshot", "unique_params"]
 
@@ -89,7 +90,7 @@ class Snapshot:
         self._params = [_ParamState(p) for p in
                         unique_params(net.collect_params().values(), params)]
         self._net = net
-        self._bn = [(layer, layer._kwargs["use_global_stats"]) for layer in batchnorm_layers(net)]
+        self._bn = bn_state(net)
         self._numpy = np.random.get_state()
         self._python = random.getstate()
 
@@ -97,12 +98,6 @@ class Snapshot:
         """Put everything back as it was when the snapshot was taken."""
         for state in self._params:
             state.restore()
-        changed = False
-        for layer, mode in self._bn:
-            if layer._kwargs["use_global_stats"] != mode:
-                layer._kwargs["use_global_stats"] = mode
-                changed = True
-        if changed:
-            clear_cached_graphs(self._net)
+        restore_bn_state(self._net, self._bn)
         np.random.set_state(self._numpy)
         random.setstate(self._python)

@@ -15,6 +15,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm.auto import tqdm
 
+from ..arrays import on_context, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
 __all__ = ["fit", "evaluate", "train_epoch", "validate", "check_loader", "EpochResult"]
@@ -48,15 +49,24 @@ def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int
     return check_positive_int("epochs", epochs)
 
 
+def _hits(out, y):
+    """How many rows of ``out`` score their label highest, as an array (not read yet).
+    Compared as integers: in NumPy mode ``argmax`` gives int64, which MXNet does not
+    compare with float labels."""
+    return (out.argmax(axis=1).astype("int64") == y.astype("int64")).sum()
+
+
+def _correct(out, y) -> int:
+    return int(scalar(_hits(out, y)))
+
+
 def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Context] = None
              ) -> float:
     """Top-1 accuracy of ``net`` on a loader of ``(x, label)`` batches."""
     ctx = ctx or mx.cpu()
     correct = total = 0
     for x, y in data:
-        predicted = net(x.as_in_context(ctx)).argmax(axis=1)
-        correct += int((predicted == y.as_in_context(ctx).astype(predicted.dtype)).sum()
-                       .asscalar())
+        correct += _correct(net(on_context(x, ctx)), on_context(y, ctx))
         total += x.shape[0]
     if total == 0:
         raise InvalidValueError("evaluate got an empty data loader", argument="data")
@@ -77,7 +87,7 @@ def train_epoch(net: gluon.Block, trainer: gluon.Trainer, data: gluon.data.DataL
     ctx = ctx or mx.cpu()
     losses, hits, total = [], [], 0
     for x, y in data:
-        x, y = x.as_in_context(ctx), y.as_in_context(ctx)
+        x, y = on_context(x, ctx), on_context(y, ctx)
         with autograd.record():
             out = net(x)
             loss = loss_fn(out, y)
@@ -88,14 +98,14 @@ def train_epoch(net: gluon.Block, trainer: gluon.Trainer, data: gluon.data.DataL
         # kept as arrays and read at the end: reading one waits for the batch, and the next
         # batch's images would then be prepared only after it, not while it runs
         losses.append(loss.mean())
-        hits.append((out.argmax(axis=1) == y.astype(out.dtype)).sum())
+        hits.append(_hits(out, y))
         total += x.shape[0]
         if bar is not None:
             bar.update(1)
             if not bar.disable and len(losses) > 1:  # the batch before: done by now
-                bar.set_postfix(loss=f"{losses[-2].asscalar():.3f}", refresh=False)
-    return {"train_loss": float(np.mean([float(v.asscalar()) for v in losses])),
-            "train_acc": sum(int(h.asscalar()) for h in hits) / total}
+                bar.set_postfix(loss=f"{scalar(losses[-2]):.3f}", refresh=False)
+    return {"train_loss": float(np.mean([scalar(v) for v in losses])),
+            "train_acc": sum(int(scalar(h)) for h in hits) / total}
 
 
 def validate(net: gluon.Block, data: gluon.data.DataLoader,
@@ -106,10 +116,10 @@ def validate(net: gluon.Block, data: gluon.data.DataLoader,
     ctx = ctx or mx.cpu()
     loss_sum, correct, total = 0.0, 0, 0
     for x, y in data:
-        x, y = x.as_in_context(ctx), y.as_in_context(ctx)
+        x, y = on_context(x, ctx), on_context(y, ctx)
         out = net(x)
-        loss_sum += float(loss_fn(out, y).sum().asscalar())
-        correct += int((out.argmax(axis=1) == y.astype(out.dtype)).sum().asscalar())
+        loss_sum += scalar(loss_fn(out, y).sum())
+        correct += _correct(out, y)
         total += x.shape[0]
     if total == 0:
         raise InvalidValueError("validate got an empty data loader", argument="data")

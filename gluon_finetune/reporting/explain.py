@@ -1,14 +1,16 @@
 """``explain()``: what every parameter gets, as text or a pandas DataFrame."""
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Set, Tuple
 
 from mxnet import gluon
 
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
+from ..optim.rates import LIMIT_RULE
 from ..optim.schedules import describe_schedule
 from ..rules.resolution import resolve
 from ..structure.index import block_names, can_train, param_shape, structural_paths
+from ..structure.normalization import batchnorm_layers
 
 __all__ = ["explain", "Explanation", "COLUMNS"]
 
@@ -23,9 +25,9 @@ class Explanation:
     ``table["name"]`` is the row of one parameter.
     """
 
-    def __init__(self, rows: List[Dict]):
+    def __init__(self, rows: List[Dict], notes: Sequence[str] = ()):
         self.rows = rows
-        self.notes = _thaw_notes(rows)
+        self.notes = _thaw_notes(rows) + list(notes)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -88,6 +90,47 @@ def _thaw_notes(rows: List[Dict]) -> List[str]:
             f"trainer.set_trainable_blocks(n)" for rule, n in sorted(counts.items())]
 
 
+_BATCH_STATISTICS = (
+    "as at inference: freezing BatchNorm is more than grad_req='null'. grad_req='null' alone "
+    "(plain Gluon's collect_params().setattr('grad_req', 'null'), as in d2l.ai's fine-tuning "
+    "exercise) keeps normalising each batch by its own statistics; for that, use bn='stats'")
+
+
+def _frozen_batchnorms(net, frozen: Set[str]) -> List:
+    """BatchNorm layers of ``net`` all of whose trainable parameters are in ``frozen``."""
+    out = []
+    for layer in batchnorm_layers(net):
+        names = {p.name for p in layer.collect_params().values() if can_train(p, net)}
+        if names and names <= frozen:
+            out.append(layer)
+    return out
+
+
+def _batchnorm_notes(net, rows: List[Dict], preview: bool) -> List[str]:
+    """A note where BatchNorm layers frozen by a layer rule run (trainer) or would run
+    (preview, under the default bn='frozen') on their running statistics. Layers frozen
+    otherwise (``get_model(unfreeze=)``, ``freeze``, the trainable-blocks limit) follow
+    the ``bn`` given there."""
+    if net is None:
+        return []
+    limit = LIMIT_RULE.format("")
+    by_rules = {row["parameter"] for row in rows if row["frozen"] and row["rule"] is not None
+                and not str(row["rule"]).startswith(limit)}
+    frozen = _frozen_batchnorms(net, by_rules)
+    if not preview:
+        frozen = [layer for layer in frozen if layer._kwargs["use_global_stats"]]
+    if not frozen:
+        return []
+    n, s = len(frozen), "s" if len(frozen) > 1 else ""
+    if preview:
+        what = (f"{n} BatchNorm layer{s} frozen by these rules would run on running "
+                f"statistics under the default bn='frozen' (use_global_stats=True)")
+    else:
+        what = (f"{n} BatchNorm layer{s} frozen by the rules run{'' if s else 's'} on running "
+                f"statistics (use_global_stats=True, bn='frozen', the default)")
+    return [f"{what}, {_BATCH_STATISTICS}"]
+
+
 def _row(param, block: Optional[str], rule, lr_mult, wd_rule, wd_mult, lr, schedule,
          frozen, thawed: bool = False) -> Dict:
     return {"parameter": param.name, "shape": param_shape(param), "block": block,
@@ -107,7 +150,7 @@ def _from_trainer(trainer) -> Explanation:
         rows.append(_row(param, where.get(param.name), rate.rule if rate else None,
                          param.lr_mult, rate.wd_rule if rate else None, param.wd_mult, lrs[i],
                          schedule, param.grad_req == "null", bool(rate and rate.thawed)))
-    return Explanation(rows)
+    return Explanation(rows, _batchnorm_notes(trainer.net, rows, preview=False))
 
 
 def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> Explanation:
@@ -129,7 +172,7 @@ def _from_net(net, rules, learning_rate, strict: bool, granularity, blocks) -> E
             lr = None if learning_rate is None or mult is None else learning_rate * mult
         rows.append(_row(param, where.get(param.name), s.rule, mult, s.wd_rule, wd, lr,
                          s.lr_scheduler, frozen, param.name in was_frozen and not frozen))
-    return Explanation(rows)
+    return Explanation(rows, _batchnorm_notes(net, rows, preview=True))
 
 
 def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: bool = True,
@@ -154,7 +197,11 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
     Returns
     -------
     Explanation
-        Prints as a text table; ``.to_pandas()`` gives a DataFrame.
+        Prints as a text table, then its ``notes``: rules that thaw what was
+        frozen before, and BatchNorm layers that a rule freezes, which the
+        default ``bn='frozen'`` also runs on running statistics (more than
+        ``grad_req='null'``; ``bn='stats'`` is that alone). ``.to_pandas()``
+        gives a DataFrame.
 
     Examples
     --------

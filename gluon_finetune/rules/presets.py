@@ -9,76 +9,66 @@ so they compose field by field with any rate rules::
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from mxnet import gluon
-from mxnet.gluon import nn
 
 from ..checks import check_bool
 from ..errors import RuleError
 from ..structure.index import check_block, walk
+from ..structure.normalization import (
+    NORM_TYPES,
+    graph_biases,
+    graph_norms,
+    is_norm_layer,
+    symbol_blocks,
+)
+from .keys import key_id, plain_key
 from .resolution import rule_items
 from .values import GROUPS
 
 __all__ = ["no_weight_decay", "combine", "norm_layers", "NORM_TYPES"]
 
-# MXNet's normalization layers (``_BatchNorm`` covers BatchNorm, BatchNormReLU and
-# SyncBatchNorm); GluonCV's and GluonNLP's subclass these or wrap the BatchNorm
-# operator, which ``_wraps_batchnorm`` recognises.
-NORM_TYPES: Tuple[type, ...] = (nn.basic_layers._BatchNorm, nn.LayerNorm, nn.GroupNorm,
-                                nn.InstanceNorm)
-# The operators of those layers in an exported graph (a SymbolBlock has no layers).
-_NORM_OPS = {"BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "_contrib_SyncBatchNorm",
-             "BatchNormWithReLU"}
-_BIAS_OPS = {"FullyConnected": 2, "Convolution": 2, "Deconvolution": 2}  # op -> bias input
-
-
-def _wraps_batchnorm(block) -> bool:
-    """A layer that runs MXNet's BatchNorm operator itself (e.g. GluonCV's GroupNorm):
-    it keeps that operator's flags, ``use_global_stats`` among them."""
-    kwargs = getattr(block, "_kwargs", None)
-    return isinstance(kwargs, dict) and "use_global_stats" in kwargs
-
 
 def norm_layers(net) -> List[Tuple[str, gluon.Block]]:
     """``(structural path, layer)`` of every normalization layer of ``net``, by type."""
     check_block(net)
-    return [(path, block) for path, block in walk(net)
-            if isinstance(block, NORM_TYPES) or _wraps_batchnorm(block)]
+    return [(path, block) for path, block in walk(net) if is_norm_layer(block)]
 
 
 def _biases(net) -> Set[str]:
-    """Names of the parameters registered as a layer's ``bias`` (or ``*_bias``: RNN cells)."""
+    """Names of the parameters registered as a layer's ``bias`` (or ``*_bias``: RNN cells);
+    a SymbolBlock's come from its graph instead."""
     out = set()
     for _, block in walk(net):
+        if isinstance(block, gluon.SymbolBlock):
+            continue
         for attr, param in block._reg_params.items():
             if attr == "bias" or attr.endswith("_bias"):
                 out.add(param.name)
     return out
 
 
-def _graph_params(net: gluon.SymbolBlock) -> Tuple[Set[str], Set[str]]:
-    """(bias names, normalization parameter names) read off an exported graph."""
-    nodes = json.loads(net._cached_graph[1].tojson())["nodes"]
-    biases, norms = set(), set()
-    for node in nodes:
-        inputs = [nodes[i[0]] for i in node.get("inputs", [])]
-        if node["op"] in _NORM_OPS:
-            norms.update(n["name"] for n in inputs[1:] if n["op"] == "null")
-        position = _BIAS_OPS.get(node["op"])
-        if position is not None and len(inputs) > position and inputs[position]["op"] == "null":
-            biases.add(inputs[position]["name"])
-    return biases, norms
+def _graph_params(net, biases: bool, norms: bool) -> Set[str]:
+    """Bias and normalization parameters read off the graph of every SymbolBlock in ``net``
+    (an imported model has no layers to find by type)."""
+    out: Set[str] = set()
+    for _, block in symbol_blocks(net):
+        if biases:
+            out |= graph_biases(block)
+        if norms:
+            out.update(name for norm in graph_norms(block) for name in norm.params + norm.stats)
+    return out
 
 
 def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, Dict[str, float]]:
     """Rules ``{key: {"wd_mult": 0}}`` for every bias and normalization parameter of ``net``.
 
     Normalization layers are found by type (BatchNorm, SyncBatchNorm,
-    LayerNorm, GroupNorm, InstanceNorm, and layers that subclass or wrap
-    them), biases as the parameters layers register as ``bias``; in a
-    ``SymbolBlock`` both are read off the graph. Each rule sets only the
+    BatchNormReLU, LayerNorm, GroupNorm, InstanceNorm, and layers that subclass
+    or wrap them), biases as the parameters layers register as ``bias``; in a
+    ``SymbolBlock`` (alone or nested in another block) both are read off the
+    graph by operator (``structure.normalization``), and keyed by name. Each rule sets only the
     weight decay, so it composes with any rate rule (a frozen parameter
     stays frozen).
 
@@ -95,6 +85,7 @@ def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, D
 
     Examples
     --------
+    >>> from mxnet.gluon import nn
     >>> net = nn.HybridSequential(prefix="net_")
     >>> with net.name_scope():
     ...     net.add(nn.Dense(4, in_units=3), nn.BatchNorm(in_channels=4))
@@ -106,10 +97,6 @@ def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, D
     check_bool("norms", norms)
     zero = {"wd_mult": 0.0}
     params = net.collect_params()
-    if isinstance(net, gluon.SymbolBlock):
-        bias_names, norm_names = _graph_params(net)
-        names = (bias_names if biases else set()) | (norm_names if norms else set())
-        return {name: dict(zero) for name in sorted(names) if name in params}
     rules: Dict[str, Dict[str, float]] = {}
     norm_params: Set[str] = set()
     if norms:
@@ -120,9 +107,9 @@ def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, D
             elif layer_params:  # the root itself is a norm layer: name its parameters
                 rules.update({name: dict(zero) for name in sorted(layer_params)})
             norm_params |= layer_params
-    if biases:
-        rules.update({name: dict(zero) for name in sorted(_biases(net) - norm_params)
-                      if name in params})
+    # names, not paths, inside a SymbolBlock: its names come from the file, stable
+    named = _graph_params(net, biases, norms) | (_biases(net) - norm_params if biases else set())
+    rules.update({name: dict(zero) for name in sorted(named) if name in params})
     return rules
 
 
@@ -151,7 +138,10 @@ def combine(*rule_sets: Any) -> Any:
 
     Values merge field by field (a rate from one, ``wd_mult`` from another); a
     key whose rate, or whose weight decay, two sets give differently is an
-    error. A dict when every key can be one, else ``(key, value)`` pairs.
+    error. Keys are compared as the rule engine compares them: ``np.int64(2)``
+    is ``2`` and ``"0:2"`` is ``slice(0, 2)``; a merged key keeps the first
+    spelling given (NumPy integers become ``int``). A dict when every key can
+    be one, else ``(key, value)`` pairs.
 
     Examples
     --------
@@ -162,13 +152,13 @@ def combine(*rule_sets: Any) -> Any:
     where: Dict[str, int] = {}
     for rules in rule_sets:
         for key, value in rule_items(rules):
-            slot = f"{type(key).__name__}:{key!r}"
+            slot = key_id(key)  # np.int64(2) is 2, "0:2" is slice(0, 2): as resolve sees them
             if slot in where:
                 i = where[slot]
-                pairs[i] = (key, _merged(key, pairs[i][1], value))
+                pairs[i] = (pairs[i][0], _merged(pairs[i][0], pairs[i][1], value))
             else:
                 where[slot] = len(pairs)
-                pairs.append((key, value))
+                pairs.append((plain_key(key), value))
     try:
         return dict(pairs)
     except TypeError:  # a slice key (unhashable before Python 3.12)

@@ -18,24 +18,24 @@ error, and so is a rule that matches nothing.
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 
-from ..checks import check_real
+from ..checks import check_real, did_you_mean
 from ..checks import is_int as _is_int
 from ..errors import InvalidTypeError, NoMatchError, RuleError, RuleTypeError
+from .keys import TRAINABLE, canonical_key, key_id
+from .keys import label as _label
 from .values import DEFAULTS, GROUPS, VALUE_KEYS, Parsed, parse_value
 
 __all__ = ["Setting", "RuleError", "NoMatchError", "resolve", "rule_items", "VALUE_KEYS",
            "GROUPS"]
 
-_SLICE_STRING = re.compile(r"^\s*(-?\d+)?\s*:\s*(-?\d+)?\s*(?::\s*(-?\d+)?\s*)?$")
 _GLOB_CHARS = set("*?[")
-TRAINABLE = "trainable:"  # key prefix: the parameters of the key that are trainable
+_INDEX_STRING = re.compile(r"^\s*-?\d+\s*$")
 
 
 @dataclass(frozen=True)
@@ -86,30 +86,6 @@ def rule_items(rules: Any) -> Tuple[Tuple[Any, Any], ...]:
                         f"{type(rules).__name__}: {rules!r}")
 
 
-def _canonical(key: Any) -> Any:
-    """A key with ranges as slices (``"0:2"`` is ``slice(0, 2)``): one rule, one label."""
-    if isinstance(key, (tuple, list)):
-        return tuple(_canonical(k) for k in key)
-    sliced = _SLICE_STRING.match(key) if isinstance(key, str) else None
-    if sliced:
-        return slice(*(int(g) if g is not None else None for g in sliced.groups()))
-    return key
-
-
-def _label(key: Any) -> str:
-    """How a rule is named in tables and errors: ``l3``, ``block -1``, ``blocks 2:5``."""
-    key = _canonical(key)
-    if isinstance(key, slice):
-        parts = ["" if v is None else str(v) for v in (key.start, key.stop)]
-        step = f":{key.step}" if key.step is not None else ""
-        return f"blocks {':'.join(parts)}{step}"
-    if isinstance(key, (tuple, list)):
-        return "(" + ", ".join(_label(k) for k in key) + ")"
-    if _is_int(key):
-        return f"block {key}"
-    return key if isinstance(key, str) else repr(key)
-
-
 # ----------------------------------------------------------------- matching
 
 class _Scope:
@@ -135,10 +111,18 @@ class _Scope:
     def describe_blocks(self) -> str:
         return ", ".join(f"{i}:{p}" for i, (p, _) in enumerate(self.block_list))
 
-    def suggest(self, word: str) -> str:
-        candidates = list(self.paths or ()) + list(self.names)
-        close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5)
-        return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    def suggest(self, word: str, trainable: bool) -> str:
+        """What to write instead of ``word``, a string that names nothing (after
+        ``"trainable:"`` when ``trainable``)."""
+        if _INDEX_STRING.match(word):  # an index as text: no path looks like it ("-1" ~ "1")
+            index = int(word)
+            if trainable:
+                span = f"{index}:" if index == -1 else f"{index}:{index + 1}"
+                return (f" A block index after {TRAINABLE!r} is written as a range: "
+                        f"{TRAINABLE + span!r} is block {index}.")
+            return f" A block index is an int key: {index}, not the string {word!r}."
+        hint = did_you_mean(word, list(self.paths or ()) + list(self.names))
+        return f" {hint}" if hint else ""
 
 
 def _match_index(rule: str, index: Any, scope: _Scope) -> FrozenSet[str]:
@@ -164,15 +148,16 @@ def _match_slice(rule: str, key: slice, scope: _Scope) -> FrozenSet[str]:
     return scope.blocks_of(rule, positions)
 
 
-def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
+def _match_string(rule: str, key: str, scope: _Scope, trainable: bool = False
+                  ) -> FrozenSet[str]:
     if not key.strip():
         raise RuleError(f"rule {key!r}: an empty string names nothing")
     if key.startswith(TRAINABLE):  # only what is trainable already: never thaws
-        return _match_string(rule, key[len(TRAINABLE):], scope) & scope.trainable
+        return _match_string(rule, key[len(TRAINABLE):], scope, True) & scope.trainable
     if key == "*":
         return scope.name_set
-    if isinstance(_canonical(key), slice):
-        return _match_slice(rule, _canonical(key), scope)
+    if isinstance(canonical_key(key), slice):
+        return _match_slice(rule, canonical_key(key), scope)
     if key.startswith("re:"):
         try:
             pattern = re.compile(key[3:])
@@ -187,7 +172,7 @@ def _match_string(rule: str, key: str, scope: _Scope) -> FrozenSet[str]:
         return frozenset([key])
     hint = "" if scope.paths is not None else " (structural paths need net=<your Block>)"
     raise NoMatchError(f"rule {rule!r}: no block path or parameter is named {key!r}"
-                    f"{hint}.{scope.suggest(key)}")
+                    f"{hint}.{scope.suggest(key, trainable)}")
 
 
 def _match_key(rule: str, key: Any, scope: _Scope, nested: bool = False) -> FrozenSet[str]:
@@ -248,8 +233,7 @@ def _build_rule(key: Any, value: Any, scope: _Scope, strict: bool) -> Optional[_
             raise NoMatchError(f"{err} (pass strict=False to only warn)") from None
         warnings.warn(str(err), stacklevel=4)
         return None
-    canonical = _canonical(key)  # "0:2" and slice(0, 2) are the same rule
-    return _Rule(label, f"{type(canonical).__name__}:{canonical!r}", matched, parsed, key)
+    return _Rule(label, key_id(key), matched, parsed, key)  # "0:2" is slice(0, 2), one rule
 
 
 def _blame(err: Exception, *keys: Any) -> Exception:

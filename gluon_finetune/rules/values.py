@@ -70,6 +70,10 @@ def _parse_dict_value(rule: str, value: Mapping) -> Parsed:
     if wd is not None and wd < 0:
         raise RuleError(f"rule {rule!r}: wd_mult must be >= 0, got {wd!r}")
     sched = value.get("lr_scheduler")
+    if isinstance(sched, type):  # callable, but calling it makes a scheduler, not a rate
+        raise RuleTypeError(f"rule {rule!r}: lr_scheduler is the class {sched.__name__}, "
+                            f"not a schedule; give an instance, e.g. "
+                            f"{sched.__name__}(...) with its arguments", argument="lr_scheduler")
     if sched is not None and not callable(sched):
         raise RuleTypeError(f"rule {rule!r}: lr_scheduler must be an mx.lr_scheduler.LRScheduler "
                             f"or a callable step -> lr, got {type(sched).__name__} {sched!r}")

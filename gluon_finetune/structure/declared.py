@@ -9,11 +9,11 @@ parameter is in a block.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from mxnet import gluon
 
+from ..checks import did_you_mean
 from ..errors import InvalidTypeError, InvalidValueError
 from .automatic import Entry
 
@@ -48,9 +48,8 @@ def spec_items(spec) -> Items:
 
 def _names_of(i: int, path: str, table: Dict[str, FrozenSet[str]]) -> FrozenSet[str]:
     if path not in table:
-        close = difflib.get_close_matches(path, list(table), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise InvalidValueError(f"blocks[{i}]: no block path or parameter is named {path!r}.{hint}")
+        raise InvalidValueError(f"blocks[{i}]: no block path or parameter is named {path!r}. "
+                                f"{did_you_mean(path, table)}".rstrip())
     return table[path]
 
 

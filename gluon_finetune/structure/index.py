@@ -18,12 +18,12 @@ automatic list of ``grouping.py``.
 """
 from __future__ import annotations
 
-import difflib
 import weakref
 from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from mxnet import gluon
 
+from ..checks import did_you_mean
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
 from .automatic import Entry, automatic, is_container, join
 from .declared import (
@@ -184,10 +184,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
             if isinstance(block, gluon.SymbolBlock):
                 return _layer_params(block, ".".join(parts[depth:]), path)
             here = ".".join(parts[:depth]) or "<root>"
-            close = difflib.get_close_matches(part, list(children), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise UnknownNameError(f"no child {part!r} under {here}; it has "
-                                   f"{list(children)}.{hint}")
+            raise UnknownNameError(f"no child {part!r} under {here}; it has {list(children)}. "
+                                   f"{did_you_mean(part, children)}".rstrip())
         block = children[part]
     return list(block.collect_params().values())
 
@@ -195,9 +193,8 @@ def block_params(net, path: str) -> List[gluon.Parameter]:
 def _layer_params(block: gluon.SymbolBlock, layer: str, path: str) -> List[gluon.Parameter]:
     layers = dict(symbol_layers(block))
     if layer not in layers:
-        close = difflib.get_close_matches(layer, list(layers), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}.{hint}")
+        raise UnknownNameError(f"no layer {layer!r} in the SymbolBlock graph at {path!r}. "
+                               f"{did_you_mean(layer, layers)}".rstrip())
     params = block.collect_params()
     return [params[n] for n in layers[layer]]
 

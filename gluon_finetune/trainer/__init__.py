@@ -5,15 +5,17 @@ The names below are the trainer's public API; the recipes use nothing else.
 from .freezing import (
     BN_POLICIES,
     batchnorm_layers,
+    bn_state,
     check_bn_policy,
     clear_cached_graphs,
     describe_blocks,
     freeze,
     prepare_for_finetuning,
+    restore_bn_state,
     unfreeze,
 )
 from .layerwise import LayerwiseTrainer
 
-__all__ = ["BN_POLICIES", "LayerwiseTrainer", "batchnorm_layers", "check_bn_policy",
+__all__ = ["BN_POLICIES", "LayerwiseTrainer", "batchnorm_layers", "bn_state", "check_bn_policy",
            "clear_cached_graphs", "describe_blocks", "freeze", "prepare_for_finetuning",
-           "unfreeze"]
+           "restore_bn_state", "unfreeze"]

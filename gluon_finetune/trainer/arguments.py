@@ -18,6 +18,7 @@ from mxnet.kvstore import KVStoreBase
 
 from ..checks import InvalidTypeError, InvalidValueError, is_real
 from ..errors import RuleError
+from ..rules.keys import key_id
 from ..rules.resolution import rule_items
 from .horovod import check_not_horovod_optimizer
 
@@ -59,7 +60,8 @@ def merge_rules(layers, rfc: Dict) -> Any:
     if not rfc:
         return layers
     pairs = rule_items(layers)
-    both = sorted({repr(k) for k, _ in pairs} & {repr(k) for k in rfc})
+    mine = {key_id(k): repr(k) for k in rfc}
+    both = sorted(mine[i] for i in {key_id(k) for k, _ in pairs} & set(mine))
     if both:
         raise RuleError(f"layer(s) {', '.join(both)} given both in layers= and inside "
                         "optimizer_params; use one form per layer")

@@ -8,14 +8,18 @@ BatchNorm needs more: MXNet updates running mean/var during the backward
 pass, so they drift even when gamma/beta are frozen whenever a trainable
 layer sits upstream. A frozen BatchNorm is therefore switched to
 ``use_global_stats=True`` (it behaves as at inference). A hybridized network
-only notices that after its cached graphs are cleared, which we do.
+only notices that after its cached graphs are cleared, which we do. Inside a
+``SymbolBlock`` a BatchNorm is an operator node of the graph: the block gets
+a copy of its graph with that node's flag set (and its own graph back when
+the node thaws).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Set
+import json
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
+import mxnet as mx
 from mxnet import gluon
-from mxnet.gluon import nn
 
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..structure.index import (
@@ -26,12 +30,16 @@ from ..structure.index import (
     last_blocks_names,
     structural_paths,
 )
+from ..structure.normalization import batchnorm_layers, batchnorm_nodes, symbol_blocks
 
 __all__ = ["BN_POLICIES", "check_bn_policy", "batchnorm_layers", "set_frozen",
-           "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req"]
+           "apply_bn_policy", "clear_cached_graphs", "freeze", "unfreeze", "trainable_req",
+           "bn_state", "restore_bn_state"]
 
 BN_POLICIES = ("frozen", "stats", "train")
 _ORIGINAL = "_finetune_original_global_stats"
+_GRAPH = "_finetune_original_graph"     # a SymbolBlock's own graph
+_FORCED = "_finetune_global_stats_nodes"  # its BatchNorm nodes now on global statistics
 
 
 def check_bn_policy(bn: str) -> str:
@@ -42,12 +50,6 @@ def check_bn_policy(bn: str) -> str:
                                 f"keep updating; 'train': scale and shift also train), got "
                                 f"{bn!r}", argument="bn")
     return bn
-
-
-def batchnorm_layers(net) -> List[nn.BatchNorm]:
-    """Every BatchNorm-like layer of ``net`` (one with a ``use_global_stats`` switch)."""
-    return [b for b in descendants(net)
-            if isinstance(getattr(b, "_kwargs", None), dict) and "use_global_stats" in b._kwargs]
 
 
 def _trainable_names(block) -> Set[str]:
@@ -86,10 +88,11 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     A BatchNorm counts as frozen when all its trainable parameters are in
     ``frozen_names``. ``'frozen'`` sets ``use_global_stats=True`` there;
     ``'stats'`` and ``'train'`` leave the layer's own setting. Layers that are
-    no longer frozen get their own setting back. With ``owned`` (a trainer's
-    parameter names) only layers whose parameters are all owned are touched:
-    a trainer over part of a network leaves the rest alone. Returns whether
-    anything changed.
+    no longer frozen get their own setting back. BatchNorm nodes inside a
+    ``SymbolBlock``'s graph count as layers (their gamma and beta). With
+    ``owned`` (a trainer's parameter names) only layers whose parameters are
+    all owned are touched: a trainer over part of a network leaves the rest
+    alone. Returns whether anything changed.
     """
     check_bn_policy(bn)
     changed = False
@@ -104,9 +107,72 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
         if layer._kwargs["use_global_stats"] != wanted:
             layer._kwargs["use_global_stats"] = wanted
             changed = True
+    for _, block in symbol_blocks(net):
+        changed |= _graph_bn_policy(block, frozen_names, bn, owned)
     if changed:
         clear_cached_graphs(net)
     return changed
+
+
+def _graph_bn_policy(block: gluon.SymbolBlock, frozen_names: Set[str], bn: str,
+                     owned: Optional[Set[str]]) -> bool:
+    """``apply_bn_policy`` for the BatchNorm nodes of a SymbolBlock's graph."""
+    forced = _forced(block)
+    wanted = set()
+    for name, node in batchnorm_nodes(block).items():
+        params = set(node.params)
+        if owned is not None and not params <= owned:
+            wanted |= {name} & forced  # another trainer's: left as it is
+        elif bn == "frozen" and params and params <= frozen_names:
+            wanted.add(name)
+    if wanted == forced:
+        return False
+    _set_global_stats(block, frozenset(wanted))
+    return True
+
+
+def _forced(block: gluon.SymbolBlock) -> FrozenSet[str]:
+    return block.__dict__.get(_FORCED, frozenset())
+
+
+def _set_global_stats(block: gluon.SymbolBlock, nodes: FrozenSet[str]) -> None:
+    """Run the block on its own graph with ``use_global_stats=True`` on ``nodes`` (none:
+    its own graph itself)."""
+    own = block.__dict__.get(_GRAPH)
+    if own is None:
+        own = block._cached_graph[1]
+        object.__setattr__(block, _GRAPH, own)  # not Block.__setattr__: no child, no parameter
+    graph = json.loads(own.tojson())
+    for node in graph["nodes"]:
+        if node["name"] in nodes:
+            node.setdefault("attrs", {})["use_global_stats"] = "True"
+    copy = mx.sym.load_json(json.dumps(graph)) if nodes else own
+    if type(copy) is not type(own):  # NumPy mode: the graph's symbols are NumPy symbols
+        copy = copy.as_np_ndarray()
+    block._cached_graph = (block._cached_graph[0], copy)
+    object.__setattr__(block, _FORCED, nodes)
+    block._clear_cached_op()  # a SymbolBlock keeps _cached_graph, drops its cached op
+
+
+def bn_state(net) -> List[Tuple[gluon.Block, Any]]:
+    """What the BatchNorm policy may change in ``net``, for :func:`restore_bn_state`."""
+    return [(layer, layer._kwargs["use_global_stats"]) for layer in batchnorm_layers(net)] + \
+        [(block, _forced(block)) for _, block in symbol_blocks(net)]
+
+
+def restore_bn_state(net, state: List[Tuple[gluon.Block, Any]]) -> None:
+    """Put back the BatchNorm modes :func:`bn_state` recorded."""
+    changed = False
+    for block, mode in state:
+        if isinstance(block, gluon.SymbolBlock):
+            if _forced(block) != mode:
+                _set_global_stats(block, mode)
+                changed = True
+        elif block._kwargs["use_global_stats"] != mode:
+            block._kwargs["use_global_stats"] = mode
+            changed = True
+    if changed:
+        clear_cached_graphs(net)
 
 
 def clear_cached_graphs(net) -> None:
@@ -122,6 +188,9 @@ def bn_param_names(net) -> Dict[str, str]:
     for layer in batchnorm_layers(net):
         for name in _trainable_names(layer):
             out[name] = layer.name
+    for _, block in symbol_blocks(net):
+        for node in batchnorm_nodes(block).values():
+            out.update(dict.fromkeys(node.params, node.node))
     return out
 
 

@@ -81,7 +81,12 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
     strict : bool, default True
         A rule that matches no parameter raises (with False: warns).
     bn : {'frozen', 'stats', 'train'}, default 'frozen'
-        What a fully frozen BatchNorm does (see ``freezing.py``).
+        What a fully frozen BatchNorm does (see ``freezing.py``). 'frozen' also
+        runs it on its running statistics (``use_global_stats``), as at
+        inference, so ``{"features": 0}`` is more than ``grad_req='null'`` in a
+        BatchNorm network; 'stats' is exactly ``grad_req='null'`` (batch
+        statistics, as plain Gluon and d2l.ai's exercise); 'train' also trains
+        scale and shift.
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
@@ -333,14 +338,20 @@ class LayerwiseTrainer(StatesFiles, HorovodSync, ParameterServerSync, gluon.Trai
 
     def step(self, batch_size, ignore_stale_grad=False):
         """As ``gluon.Trainer.step``; first checks for hand edits of ``lr_mult`` that a
-        rule cannot honour (``rates.check_hand_edits``)."""
-        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
+        rule cannot honour (``rates.check_hand_edits``) and that every rule's schedule
+        gives a rate at this step, before any weight changes."""
+        self._check_before_update()
         super().step(batch_size, ignore_stale_grad)
 
     def update(self, batch_size, ignore_stale_grad=False):
-        """As ``gluon.Trainer.update``, with the same check as ``step``."""
-        rate_table.check_hand_edits(self._optimizer.layerwise.rates, self._params)
+        """As ``gluon.Trainer.update``, with the same checks as ``step``."""
+        self._check_before_update()
         super().update(batch_size, ignore_stale_grad)
+
+    def _check_before_update(self) -> None:
+        state = self._optimizer.layerwise
+        rate_table.check_hand_edits(state.rates, self._params)
+        state.check_schedules(self._optimizer, self._params)
 
     def set_learning_rate(self, lr):
         """Set the base rate; every layer is rescaled, keeping its multiplier.

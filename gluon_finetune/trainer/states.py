@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
+import warnings
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from mxnet import nd
@@ -28,7 +30,8 @@ from mxnet.optimizer import Optimizer
 from ..errors import InvalidTypeError, StatesError, UnsupportedError
 from ..optim import rates as rate_table
 from ..optim.optimizer import is_layerwise, layerwise
-from ..optim.rates import Rate, base_lr
+from ..optim.rates import Rate, Unsaved, base_lr
+from ..rules.keys import renamed_rules
 from ..structure.index import param_paths, param_shape
 
 __all__ = ["StatesError", "Signature", "Loaded", "signature", "write", "read", "StatesFiles"]
@@ -42,6 +45,7 @@ class Loaded(NamedTuple):
     states: bytes              # the updater states, pickled (each updater unpickles its own)
     optimizer: Optimizer       # layerwise; its ``layerwise`` state is empty for a stock file
     ours: bool                 # written by LayerwiseTrainer (else by gluon.Trainer)
+    renames: Optional[Dict[str, str]] = None  # saved parameter name -> this trainer's
 
 
 def signature(params, paths: Optional[Dict[str, str]]) -> Signature:
@@ -54,21 +58,25 @@ def _dtype(dtype) -> str:
     return getattr(dtype, "__name__", None) or str(dtype)
 
 
-def write(fname, updater_states: dict, optimizer, sig: Signature, aggregate_num: int) -> None:
+def write(fname, updater_states: dict, optimizer, sig: Signature, aggregate_num: int,
+          names: Sequence[str] = ()) -> None:
     """Write the states file atomically (a crash never leaves half a file).
 
     The optimizer is written with ``aggregate_num``, MXNet's own choice: a
     stock trainer that reads the file sets its updaters up for that (a
-    LayerwiseTrainer that loads it picks its update path again)."""
+    LayerwiseTrainer that loads it picks its update path again). ``names``
+    (the parameters', in index order) let rules keyed by name follow a
+    rebuilt network."""
     state, aggregate = optimizer.layerwise, optimizer.aggregate_num
-    state.signature, optimizer.aggregate_num = sig, aggregate_num
+    state.signature, state.names = sig, list(names) or None
+    optimizer.aggregate_num = aggregate_num
     try:
         data = pickle.dumps((updater_states, optimizer))
     except Exception as err:
         raise InvalidTypeError("cannot save trainer states: the optimizer cannot be pickled "
                                f"({err}); a trainer-level lr_scheduler must be picklable") from err
     finally:
-        state.signature, optimizer.aggregate_num = None, aggregate
+        state.signature, state.names, optimizer.aggregate_num = None, None, aggregate
     folder = os.path.dirname(os.path.abspath(fname))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".states-")
     try:
@@ -86,15 +94,18 @@ def read(fname, params: Sequence, current: Signature) -> Loaded:
     updater_states, optimizer = _unpickle(fname)
     ours = is_layerwise(optimizer) and optimizer.layerwise.signature is not None
     optimizer = layerwise(optimizer)
-    order = list(range(len(params)))
+    order, renames = list(range(len(params))), {}
     if ours:
-        order = _check_signature(fname, optimizer.layerwise.signature, current,
-                                 [p.name for p in params])
-        optimizer.layerwise.signature = None
+        state = optimizer.layerwise
+        order = _check_signature(fname, state.signature, current, [p.name for p in params])
+        if state.names is not None and len(state.names) == len(order):
+            renames = {state.names[i]: params[j].name for i, j in enumerate(order)
+                       if state.names[i] != params[j].name}
+        state.signature = state.names = None
     _check_arrays(fname, updater_states, params, order)
     _reindex(order, updater_states)
     _reindex_optimizer(order, optimizer)
-    return Loaded(pickle.dumps(updater_states), optimizer, ours)
+    return Loaded(pickle.dumps(updater_states), optimizer, ours, renames)
 
 
 def _unpickle(fname) -> Tuple[dict, Optimizer]:
@@ -225,7 +236,8 @@ class StatesFiles:
     def save_states(self, fname):
         """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
         the rate table, its rules, each schedule's state, per-parameter update counts, the
-        trainable-blocks limit and a signature of the parameters."""
+        trainable-blocks limit and a signature of the parameters (paths, names, shapes).
+        A rule's schedule that cannot be pickled is not saved: a warning says so."""
         if not isinstance(fname, (str, os.PathLike)):
             raise InvalidTypeError(f"fname must be a path, got {fname!r}")
         if not self._kv_initialized:
@@ -236,8 +248,16 @@ class StatesFiles:
             raise UnsupportedError("Cannot save states for distributed training with "
                                    "update_on_kvstore=True (the state lives on the servers)")
         updater = self._active_updaters()[-1] if self._update_on_kvstore else self._updaters[0]
+        for rule, what in self._optimizer.layerwise.unsaved():
+            warnings.warn(f"rule {rule!r}: its schedule ({what}) cannot be pickled (a lambda or "
+                          f"a local function), so it is not saved in the states file; load the "
+                          f"file into a trainer built with that rule, or make the schedule a "
+                          f"module-level function or an mx.lr_scheduler.LRScheduler",
+                          stacklevel=2)
+        names = [p.name for p in self._params]
         self._write_on_rank_zero(lambda: write(fname, updater.states, self._optimizer,
-                                               self._signature(), self._stock_aggregate_num))
+                                               self._signature(), self._stock_aggregate_num,
+                                               names))
 
     def load_states(self, fname):
         """Load states saved by ``save_states`` or by ``gluon.Trainer``.
@@ -289,12 +309,14 @@ class StatesFiles:
             return self._layers, table, rate_table.keep_clocks(
                 saved.rates, self._fresh_rates(opt, table), opt.num_update,
                 opt.begin_num_update, False)
+        _follow_renames(saved, loaded.renames)
         layers, table = self._layers, self._table
         if layers is None:  # a trainer built without rules takes the file's
+            _check_schedules_saved(fname, saved)
             layers = saved.rules
             table = self._resolve(layers, self._params, base_lr(opt), self._strict)
         _check_same_rules(fname, saved.declared, rate_table.declarations(table, self._bn),
-                          self._params)
+                          self._params, took_the_files=self._layers is None)
         saved.restore_unsaved(self._optimizer.layerwise.rates or self._fresh_rates(opt, table))
         return layers, table, saved.rates
 
@@ -303,7 +325,41 @@ class StatesFiles:
         return signature(self._params, paths)
 
 
-def _check_same_rules(fname, saved: List[str], here: List[str], params) -> None:
+def _follow_renames(state, renames: Optional[Dict[str, str]]) -> None:
+    """Rules keyed by a parameter's name follow it to its name here (a network rebuilt in
+    the same process has new prefixes), as structural paths do: the file's rule keys, and
+    its rule labels in the declarations and rates."""
+    if not renames or state.rules is None:
+        return
+    state.rules, labels = renamed_rules(state.rules, renames)
+    if not labels:
+        return
+    # declarations() writes each label as "rule 'label'" ("wd rule 'label'" too): one pass
+    pattern = re.compile("rule (" + "|".join(re.escape(repr(old)) for old in labels) + ")")
+    relabel = {repr(old): f"rule {new!r}" for old, new in labels.items()}
+    state.declared = [pattern.sub(lambda m: relabel[m.group(1)], text) for text in state.declared]
+    state.set_rates({i: r._replace(rule=labels.get(r.rule, r.rule),
+                                   wd_rule=labels.get(r.wd_rule, r.wd_rule))
+                     for i, r in state.rates.items()})
+
+
+def _check_schedules_saved(fname, state) -> None:
+    """A trainer without rules of its own takes the file's: every schedule must be in it."""
+    lost = {r.rule: r.lr_scheduler.describe() for r in state.rates.values()
+            if isinstance(r.lr_scheduler, Unsaved)}
+    if lost:
+        named = ", ".join(f"{rule!r} ({what})" for rule, what in sorted(lost.items()))
+        raise StatesError(
+            f"{fname}: the schedule of rule {named} was not saved in this file: it could not "
+            f"be pickled (a lambda or a local function), and this trainer, built without "
+            f"layers=, has no rule to take it from. Build the trainer with layers= holding the "
+            f"rules it was saved with (that schedule included) and load again; to keep a "
+            f"schedule in the file, make it a module-level function or an "
+            f"mx.lr_scheduler.LRScheduler")
+
+
+def _check_same_rules(fname, saved: List[str], here: List[str], params,
+                      took_the_files: bool) -> None:
     """The file's rules and the trainer's must declare the same for every parameter."""
     saved = saved or ["no rule"] * len(params)
     here = here or ["no rule"] * len(params)
@@ -312,6 +368,11 @@ def _check_same_rules(fname, saved: List[str], here: List[str], params) -> None:
     if differ:
         shown = "; ".join(differ[:3]) + (f"; ... ({len(differ)} in all)" if len(differ) > 3
                                           else "")
+        if took_the_files:  # the file's own rules, resolved on this network
+            raise StatesError(f"{fname}: the rules saved in this file declare other settings "
+                              f"on this network than on the one they were saved from, so the "
+                              f"run would not continue as saved: {shown}. Is it the same "
+                              f"network?")
         raise StatesError(f"{fname}: these states were saved with other rules than this "
                           f"trainer's, so the run would not continue as saved: {shown}. Build the "
                           "trainer with the rules it was saved with (or without layers= to take "
