@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from ..arrays import on_context, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
-__all__ = ["fit", "evaluate", "train_epoch", "validate", "check_loader", "EpochResult"]
+__all__ = ["fit", "evaluate", "train_epoch", "validate", "check_loader", "check_net_and_trainer",
+           "show_phase", "EpochResult"]
 
 EpochResult = Dict[str, float]
 
@@ -34,14 +35,19 @@ def check_loader(name: str, data) -> None:
                                 f"last_batch='discard')", argument=name)
 
 
-def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int:
-    """``epochs`` as an int, after checking every argument (before anything trains)."""
+def check_net_and_trainer(net, trainer) -> None:
+    """``net`` must be a ``gluon.Block`` and ``trainer`` a ``gluon.Trainer``."""
     if not isinstance(net, gluon.Block):
         raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}",
                                argument="net")
     if not isinstance(trainer, gluon.Trainer):
         raise InvalidTypeError(f"trainer must be a gluon.Trainer, got "
                                f"{type(trainer).__name__}", argument="trainer")
+
+
+def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int:
+    """``epochs`` as an int, after checking every argument (before anything trains)."""
+    check_net_and_trainer(net, trainer)
     check_loader("train_data", train_data)
     if val_data is not None:
         check_loader("val_data", val_data)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..recipes.data import EpochData
 from ..recipes.ema import ModelEMA
-from ..recipes.training import show_phase, train_epoch, validate
+from ..recipes.training import check_net_and_trainer, show_phase, train_epoch, validate
 from .folder import RunFolder
 
 __all__ = ["RunResult", "train_run", "data_record"]
@@ -97,12 +97,7 @@ def _shown(value: Any) -> str:
 
 
 def _checked(net, trainer, data, epochs, ema, patience, on_epoch, progress) -> int:
-    if not isinstance(net, gluon.Block):
-        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}",
-                               argument="net")
-    if not isinstance(trainer, gluon.Trainer):
-        raise InvalidTypeError(f"trainer must be a gluon.Trainer, got "
-                               f"{type(trainer).__name__}", argument="trainer")
+    check_net_and_trainer(net, trainer)
     if not isinstance(data, EpochData):
         raise InvalidTypeError(f"data must be an EpochData (recipes.data.epoch_data), got "
                                f"{type(data).__name__}", argument="data")
