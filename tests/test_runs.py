@@ -193,3 +193,19 @@ def test_an_ema_run_never_changes_a_frozen_parameter(tmp_path):
     assert np.array_equal(files["best"]["4.weight"].asnumpy(), files["ema"]["4.weight"].asnumpy())
     assert not np.array_equal(files["best"]["4.weight"].asnumpy(),
                               files["last"]["4.weight"].asnumpy())
+
+
+def test_reading_a_run_changes_nothing_and_resuming_repairs_it(images, tmp_path):
+    """A kill after epoch 0's record, before its files moved, and a later epoch's staged
+    file: evaluate/predict/export read the committed file and leave the folder as it is
+    (a run can be read while it trains); resuming moves and deletes."""
+    train(images, tmp_path / "run", epochs=1)
+    run = tmp_path / "run"
+    (run / ".epoch-0.last.params").write_bytes((run / "start.params").read_bytes())
+    (run / ".epoch-1.last.params").write_bytes(b"half")
+    before = contents(run)
+    assert RunFolder.open(run).params_file("last") == str(run / ".epoch-0.last.params")
+    assert contents(run) == before
+    RunFolder.open(run, repair=True)
+    assert (run / "last.params").read_bytes() == (run / "start.params").read_bytes()
+    assert not [name for name in os.listdir(run) if name.startswith(".")]

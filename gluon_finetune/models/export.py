@@ -60,8 +60,9 @@ def inference_symbol(net: gluon.HybridBlock) -> mx.sym.Symbol:
     Examples
     --------
     >>> from mxnet.gluon import nn
-    >>> net = nn.HybridSequential()
-    >>> net.add(nn.Dense(4, in_units=3), nn.Dropout(0.5), nn.BatchNorm(in_channels=4))
+    >>> net = nn.HybridSequential(prefix="example_")
+    >>> with net.name_scope():
+    ...     net.add(nn.Dense(4, in_units=3), nn.Dropout(0.5), nn.BatchNorm(in_channels=4))
     >>> [n["op"] for n in json.loads(inference_symbol(net).tojson())["nodes"]
     ...  if n["op"] != "null"]
     ['FullyConnected', 'BatchNorm']

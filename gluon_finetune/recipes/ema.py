@@ -52,7 +52,7 @@ class ModelEMA:
     --------
     >>> import mxnet as mx
     >>> from mxnet import autograd, gluon
-    >>> net = gluon.nn.Dense(2, in_units=3); net.initialize()
+    >>> net = gluon.nn.Dense(2, in_units=3, prefix="example_"); net.initialize()
     >>> trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
     >>> ema = ModelEMA(net, decay=0.9)
     >>> before = net.weight.data().copy()

@@ -98,8 +98,10 @@ class RunFolder:
         return path
 
     @classmethod
-    def open(cls, path: str) -> RunFolder:
-        """An existing run, checked and repaired (:meth:`recover`)."""
+    def open(cls, path: str, repair: bool = False) -> RunFolder:
+        """An existing run, checked; with ``repair`` (to continue it: nothing else may be
+        writing it) also repaired (:meth:`recover`). Without, nothing is changed, so a
+        run can be read (evaluated, exported) while it trains."""
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidTypeError(f"run must be a folder name, got {path!r}", argument="run")
         path = os.fspath(path)
@@ -120,7 +122,8 @@ class RunFolder:
                                     f"{record.get('version')!r}; this gluon-finetune reads "
                                     f"version {VERSION}", argument="run")
         folder = cls(path, record)
-        folder.recover()
+        if repair:
+            folder.recover()
         return folder
 
     @property
@@ -140,6 +143,9 @@ class RunFolder:
             raise InvalidTypeError(f"params must be 'last', 'best' or a file, got {params!r}",
                                    argument="params")
         path = self.file(f"{params}.params") if params in PARAMS else os.fspath(params)
+        if params in PARAMS and self.history:  # committed, maybe not yet moved into place
+            staged = self.staged(self.history[-1]["epoch"], f"{params}.params")
+            path = staged if os.path.isfile(staged) else path
         if not os.path.isfile(path):
             why = " (no epoch has finished yet)" if params in PARAMS and not self.history else ""
             raise MissingFileError(f"parameters file {path!r} does not exist{why}",

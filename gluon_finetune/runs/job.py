@@ -119,7 +119,7 @@ def _checked(net, trainer, data, epochs, ema, patience, on_epoch, progress) -> i
 def _open(out, resume: bool, record: Dict[str, Any], net) -> RunFolder:
     if not resume:
         return RunFolder.create(out, record, {"start.params": net.save_parameters})
-    folder = RunFolder.open(out)
+    folder = RunFolder.open(out, repair=True)
     _check_same(folder, record)
     return folder
 
