@@ -125,3 +125,34 @@ def test_bad_input_is_one_line_and_status_2(images, run, tmp_path, capsys, argv,
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("schedule", [["--recipe", "fine_tune", "--freeze-epochs", "1",
+                                       "--epochs", "2"],
+                                      ["--gradual", "1", "--epochs", "3"]])
+def test_interrupted_recipes_resume_bit_for_bit(images, tmp_path, monkeypatch, schedule):
+    """fine_tune's phases and gradual unfreezing live in the trainer's states: a run
+    stopped in its third epoch (a KeyboardInterrupt at its 8th step) and resumed ends as
+    the run that was never stopped."""
+    from gluon_finetune.trainer import LayerwiseTrainer
+    argv = ["train", str(images), "--model", "mobilenet0.25", "--no-pretrained",
+            "--image-size", "32", "--batch-size", "4", "--augment", "light", "--no-progress",
+            *schedule]
+    assert main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    step, calls = LayerwiseTrainer.step, []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+    monkeypatch.setattr(LayerwiseTrainer, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv + ["--out", str(tmp_path / "run")])
+    monkeypatch.undo()
+    assert len(history(tmp_path / "run")) == 2
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
+    for name in ("last.params", "best.params"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    phases = [e.get("phase") for e in history(tmp_path / "run")]
+    assert phases == ([None] * 3 if "--gradual" in schedule else ["head", "all", "all"])

@@ -26,6 +26,7 @@ import numpy as np
 from mxnet import gluon, nd
 
 from ..checks import InvalidTypeError, InvalidValueError, check_positive_int
+from ..errors import MissingDependencyError
 
 __all__ = ["inference_symbol", "export_network", "export_onnx", "onnx_outputs", "ONNX_OPSET"]
 
@@ -110,8 +111,9 @@ def _onnx():
         import onnx
         import onnxruntime
     except ImportError as err:
-        raise ImportError(f"ONNX export needs onnx and onnxruntime ({err}): pip install "
-                          f"'gluon-finetune[onnx]'") from None
+        raise MissingDependencyError(f"ONNX export needs onnx and onnxruntime ({err}): pip "
+                                     f"install 'gluon-finetune[onnx]'",
+                                     argument="onnx") from None
     return onnx, onnxruntime
 
 

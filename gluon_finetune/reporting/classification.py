@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from ..checks import InvalidTypeError, InvalidValueError
+from ..errors import MissingDependencyError
 
 __all__ = ["classification_report", "format_report", "plot_confusion_matrix"]
 
@@ -22,8 +23,9 @@ def _metrics():
     try:
         from sklearn import metrics
     except ImportError as err:
-        raise ImportError(f"the evaluation report needs scikit-learn ({err}): pip install "
-                          f"'gluon-finetune[eval]'") from None
+        raise MissingDependencyError(f"the evaluation report needs scikit-learn ({err}): pip "
+                                     f"install 'gluon-finetune[eval]'",
+                                     argument="sklearn") from None
     return metrics
 
 
