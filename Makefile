@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) bench/bert_step.py
 	$(PY) bench/lora_bert.py
 	$(PY) bench/lr_find_cost.py
+	$(PY) bench/run_throughput.py
 
 # ruff, then the import contracts of .importlinter (layers, the pure rule engine, optim
 # without mxnet.gluon, recipes through the trainer's public API).

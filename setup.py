@@ -23,6 +23,10 @@ setup(
     extras_require={
         "zoo": ["gluoncv==0.10.5.post0", "opencv-python<4.9", "scipy<1.12"],
         "plot": ["matplotlib<3.8"],
+        # evaluate: per-class metrics and the confusion matrix picture
+        "eval": ["scikit-learn", "matplotlib<3.8"],
+        # export --onnx: the newest pair that works with mxnet 1.9.1 (numpy<1.24)
+        "onnx": ["onnx==1.16.2", "onnxruntime==1.18.1"],
         # built from source with HOROVOD_WITH_MXNET=1 (see the scaling-out guide)
         "horovod": ["horovod==0.28.1"],
         "test": ["pytest", "hypothesis", "ruff", "scikit-learn"],

@@ -18,9 +18,10 @@ class Median(NamedTuple):
     cpu: float
 
 
-def interleaved(cases: Dict[str, Callable[[], None]], repeats: int, warmup: int = 1,
-                before: Optional[Callable[[str], None]] = None) -> Dict[str, Median]:
-    """Median seconds of each case; ``before(name)`` runs untimed ahead of each call."""
+def samples(cases: Dict[str, Callable[[], None]], repeats: int, warmup: int = 1,
+            before: Optional[Callable[[str], None]] = None) -> Dict[str, list]:
+    """Every (wall, CPU) seconds of each case, in interleaved rounds after a warm-up;
+    ``before(name)`` runs untimed ahead of each call."""
     names = list(cases)
     for _ in range(warmup):
         for name in names:
@@ -29,8 +30,14 @@ def interleaved(cases: Dict[str, Callable[[], None]], repeats: int, warmup: int 
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(_once(name, cases[name], before))
+    return times
+
+
+def interleaved(cases: Dict[str, Callable[[], None]], repeats: int, warmup: int = 1,
+                before: Optional[Callable[[str], None]] = None) -> Dict[str, Median]:
+    """Median seconds of each case; ``before(name)`` runs untimed ahead of each call."""
     return {name: Median(statistics.median(w for w, _ in t), statistics.median(c for _, c in t))
-            for name, t in times.items()}
+            for name, t in samples(cases, repeats, warmup, before).items()}
 
 
 def _once(name, case, before) -> Tuple[float, float]:

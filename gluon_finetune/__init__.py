@@ -28,13 +28,16 @@ if TYPE_CHECKING:
         StatesError,
     )
     from .lora import add_lora, load_lora, lora_adapters, merge_lora, save_lora
-    from .models import get_model, model_names
+    from .models import export_network, export_onnx, get_model, model_names
     from .optim import OneCycle, SlantedTriangular
     from .recipes import (
         FeatureCache,
         GradualUnfreezing,
         LRFinderResult,
+        ModelEMA,
+        Preprocessing,
         cache_features,
+        epoch_data,
         evaluate,
         fine_tune,
         fit,
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
         plot_schedules,
     )
     from .rules import Setting, combine, layer_decay, no_weight_decay, resolve, spread
+    from .runs import RunFolder, evaluate_run, export_run, load_network, predict, train_run
     from .structure import (
         BlockGroup,
         automatic_blocks,
@@ -67,11 +71,13 @@ _EXPORTS = {
     "gluon_finetune.errors": ["ConfigError", "FinetuneError", "NoMatchError", "RuleError",
                               "StatesError"],
     "gluon_finetune.lora": ["add_lora", "load_lora", "lora_adapters", "merge_lora", "save_lora"],
-    "gluon_finetune.models": ["get_model", "model_names"],
+    "gluon_finetune.models": ["export_network", "export_onnx", "get_model", "model_names"],
     "gluon_finetune.optim": ["OneCycle", "SlantedTriangular"],
-    "gluon_finetune.recipes": ["FeatureCache", "GradualUnfreezing", "LRFinderResult",
-                               "cache_features", "evaluate", "fine_tune", "fit", "image_folders",
-                               "lr_find", "split_frozen"],
+    "gluon_finetune.recipes": ["FeatureCache", "GradualUnfreezing", "LRFinderResult", "ModelEMA",
+                               "Preprocessing", "cache_features", "epoch_data", "evaluate",
+                               "fine_tune", "fit", "image_folders", "lr_find", "split_frozen"],
+    "gluon_finetune.runs": ["RunFolder", "evaluate_run", "export_run", "load_network", "predict",
+                            "train_run"],
     "gluon_finetune.reporting": ["Explanation", "RateRecorder", "explain", "lr_curves",
                                  "plot_lr_curves", "plot_schedules"],
     "gluon_finetune.rules": ["Setting", "combine", "layer_decay", "no_weight_decay", "resolve",

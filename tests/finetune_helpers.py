@@ -155,6 +155,17 @@ def exported_symbolblock(folder, prefix="exp_"):
                                      str(folder / "m-0000.params"))
 
 
+def tiny_convnet(seed=0, classes=2):
+    """Conv -> BatchNorm -> ReLU -> global pooling -> Dense: an image classifier in
+    milliseconds (blocks 0 conv, 1 BatchNorm, 2 the head at path "4")."""
+    mx.random.seed(seed)
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, 3, in_channels=3), nn.BatchNorm(in_channels=4), nn.Activation("relu"),
+            nn.GlobalAvgPool2D(), nn.Dense(classes, in_units=4))
+    net.initialize(mx.init.Xavier())
+    return net
+
+
 def exported_every_norm(folder, prefix="norms_"):
     """Every normalization layer MXNet 1.9.1 has (BatchNorm, BatchNormReLU, GroupNorm,
     InstanceNorm, LayerNorm) between convolutions, exported and loaded back as a

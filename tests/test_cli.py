@@ -345,7 +345,7 @@ def test_save_into_a_path_that_cannot_be_written_is_refused_before_training(imag
 
 def test_an_internal_error_keeps_its_traceback(monkeypatch, images):
     import gluon_finetune.models.zoo
-    import gluon_finetune.recipes.training
+    import gluon_finetune.runs
 
     def broken(*args, **kwargs):
         raise KeyError("a bug, not an input")
@@ -356,7 +356,7 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch, images):
 
     def bad_fit(*args, **kwargs):
         return None + 1
-    monkeypatch.setattr(gluon_finetune.recipes.training, "fit", bad_fit)
+    monkeypatch.setattr(gluon_finetune.runs, "train_run", bad_fit)  # train's loop
     with pytest.raises(TypeError):
         main(["train", str(images), "--model", "resnet18_v1", "--no-pretrained",
               "--image-size", "32"])

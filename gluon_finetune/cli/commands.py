@@ -16,6 +16,7 @@ from typing import Any, Dict, Iterator, Optional
 from .._compat import is_initialized
 from ..errors import FinetuneError, InvalidValueError, MissingFileError
 from ..rules.resolution import rule_items
+from .run_commands import RUN_COMMANDS
 from .schema import Settings, refuse
 
 __all__ = ["COMMANDS", "feeding"]
@@ -199,16 +200,18 @@ def _save(net, trainer, path: str) -> None:
 
 
 def _prepare(settings: Settings, with_rules: bool = True):
-    """(data, net, trainer): the image folder's loaders and the model for the settings."""
+    """(data, net, trainer): the image folder's seeded loaders and the model."""
     import mxnet as mx
     import numpy as np
 
     from ..models.input_size import check_input_size
-    from ..recipes.data import image_folders
+    from ..recipes.data import epoch_data
     mx.random.seed(settings.seed)
     np.random.seed(settings.seed)
-    with feeding(image_size="image_size", batch_size="batch_size"):
-        data = image_folders(settings.data, settings.image_size, settings.batch_size)
+    with feeding(image_size="image_size", batch_size="batch_size", root="data",
+                 augment="augment"):
+        data = epoch_data(settings.data, settings.image_size, settings.batch_size,
+                          augment=settings.augment, seed=settings.seed)
     if settings.classes not in (None, len(data.classes)):
         raise refuse("classes", f"classes is {settings.classes}, but {settings.data!r} has "
                      f"{len(data.classes)} class folders: {data.classes}")
@@ -219,38 +222,56 @@ def _prepare(settings: Settings, with_rules: bool = True):
     return data, net, trainer
 
 
+def _epoch_hook(settings: Settings, net, trainer, data):
+    """(epochs in all, the hook that runs before each): fine_tune's phases, gradual
+    unfreezing, or nothing."""
+    if settings.recipe != "fine_tune":
+        return settings.epochs, _unfreezer(trainer, settings)
+    from ..recipes.fine_tuning import FineTuneSchedule, plan_phases
+    with feeding(layers="layers", freeze_epochs="freeze_epochs"):
+        schedule = FineTuneSchedule(trainer, plan_phases(
+            net, len(data.train), settings.epochs, settings.freeze_epochs, trainer=trainer,
+            base_lr=settings.learning_rate, layers=settings.layers,
+            no_decay=settings.no_weight_decay is not False))
+    return schedule.epochs, schedule.on_epoch
+
+
 def _fit(settings: Settings):
-    """Train as the settings say; fit's per-epoch history."""
-    recipe = settings.recipe == "fine_tune"
-    data, net, trainer = _prepare(settings, with_rules=not recipe)
-    progress = not settings.no_progress
-    if recipe:
-        from ..recipes.fine_tuning import fine_tune
-        with feeding(layers="layers", freeze_epochs="freeze_epochs"):
-            history = fine_tune(net, data.train, settings.epochs,
-                                base_lr=settings.learning_rate,
-                                freeze_epochs=settings.freeze_epochs, val_data=data.val,
-                                layers=settings.layers, trainer=trainer,
-                                no_decay=settings.no_weight_decay is not False,
-                                progress=progress)
-        return net, trainer, history
-    from ..recipes.training import fit
-    on_epoch = _unfreezer(trainer, settings)
-    return net, trainer, fit(net, trainer, data.train, settings.epochs, data.val,
-                             on_epoch=on_epoch, progress=progress)
+    """Train as the settings say (into the run folder ``--out``, or resuming ``--resume``);
+    the network, the trainer and ``runs.train_run``'s result."""
+    from ..runs import train_run
+    data, net, trainer = _prepare(settings, with_rules=settings.recipe != "fine_tune")
+    epochs, on_epoch = _epoch_hook(settings, net, trainer, data)
+    with feeding(out="out", run="resume", ema="ema", patience="patience"):
+        result = train_run(net, trainer, data, epochs, settings.out or settings.resume,
+                           resume=settings.resume is not None, ema=settings.ema,
+                           patience=settings.patience, on_epoch=on_epoch, model=settings.model,
+                           settings=settings.given, progress=not settings.no_progress,
+                           desc=settings.recipe or "train")
+    return net, trainer, result
 
 
 def _train(settings: Settings) -> None:
+    from ..runs import RunFolder
     if settings.save:
         _check_writable(settings.save, "--save")
-    net, trainer, history = _fit(settings)
+    if settings.out is not None:
+        RunFolder.check_new(settings.out)
+    net, trainer, result = _fit(settings)
     if settings.save:
         _save(net, trainer, settings.save)
-    last = history[-1]
+    last = result.history[-1]
     val = f"  val_acc {last['val_acc']:.4f}" if "val_acc" in last else ""
     saved = f"  saved {settings.save}" if settings.save else ""
-    print(f"final: epochs {len(history)}  train_loss {last['train_loss']:.4f}  "
-          f"train_acc {last['train_acc']:.4f}{val}  seconds {last['seconds']:.1f}{saved}")
+    stopped = "  (stopped early: patience)" if result.stopped_early else ""
+    seconds = sum(e["seconds"] for e in result.history)
+    print(f"final: epochs {len(result.history)}  train_loss {last['train_loss']:.4f}  "
+          f"train_acc {last['train_acc']:.4f}{val}  seconds {seconds:.1f}{saved}{stopped}")
+    if result.folder is not None:
+        best = result.folder.record["best"]
+        score = f" (val_acc {best['val_acc']:.4f})" if "val_acc" in best else ""
+        print(f"run folder {result.folder.path}: best.params from epoch {best['epoch']}"
+              f"{score}")
 
 
 def _finish_init(net, loader) -> None:
@@ -298,4 +319,5 @@ def _lr_find(settings: Settings) -> None:
     print(f"wrote {result.plot(out)}")
 
 
-COMMANDS = {"train": _train, "lr-find": _lr_find, "explain": _explain, "plot": _plot}
+COMMANDS = {"train": _train, "lr-find": _lr_find, "explain": _explain, "plot": _plot,
+            **RUN_COMMANDS}

@@ -43,8 +43,9 @@ class Config:
     ``where(*keys)`` gives ``"file, line N"`` for a key path, for messages.
     """
 
-    def __init__(self, path: str, settings: Dict[str, Any], lines: Dict[tuple, int]):
-        self.path, self.settings, self._lines = path, settings, lines
+    def __init__(self, path: str, settings: Dict[str, Any], lines: Dict[tuple, int],
+                 text: str = ""):
+        self.path, self.settings, self._lines, self.text = path, settings, lines, text
 
     @property
     def layers(self) -> Optional[List[Tuple[Any, Any]]]:
@@ -87,7 +88,7 @@ def _settings(data: dict, at: Where) -> Dict[str, Any]:
     return settings
 
 
-def load_config(path: str) -> Config:
+def load_config(path: str, text: Optional[str] = None) -> Config:
     """Read and check a YAML (``.yaml``/``.yml``) or JSON (``.json``) config.
 
     Parameters
@@ -96,6 +97,9 @@ def load_config(path: str) -> Config:
         The file, UTF-8 text. Top-level keys: see ``schema.Settings``; rules go under
         ``layers`` (keys as in ``LayerwiseTrainer``; ``lr_scheduler`` values
         are ``{type: <one of SCHEDULERS>, <its arguments>}``).
+    text : str, optional
+        The file's text, given instead of read (a run folder records its
+        config's text); ``path`` then names it in messages and says its kind.
 
     Returns
     -------
@@ -119,10 +123,11 @@ def load_config(path: str) -> Config:
         raise InvalidTypeError(f"path must be a file name, got {type(path).__name__}: "
                                f"{path!r}", argument="path")
     path = os.fspath(path)
-    data, lines = parse(path, read_text(path))
+    text = read_text(path) if text is None else text
+    data, lines = parse(path, text)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level, got "
                           f"{type(data).__name__}")
-    return Config(path, _settings(data, Where(path, lines)), lines)
+    return Config(path, _settings(data, Where(path, lines)), lines, text)

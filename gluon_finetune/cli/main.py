@@ -22,6 +22,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
@@ -32,7 +33,7 @@ from ..rules.keys import key_id
 from .commands import COMMANDS
 from .config import Config, load_config
 from .schema import COMMANDS as DECLARED
-from .schema import Option, Settings, flag_of, options
+from .schema import Option, Settings, flag_of, options, refuse
 
 __all__ = ["main", "build_parser", "settings_of"]
 
@@ -62,7 +63,10 @@ def _add(parser: argparse.ArgumentParser, option: Option, command: str) -> None:
     """The option's argument. Flags default to SUPPRESS: only what was given is in the
     namespace, so that a flag wins over the config and a default does not."""
     if option.action == "positional":
-        parser.add_argument(option.name, type=option.kind.text, help=_help(option, command))
+        nargs = option.nargs_for(command)
+        parser.add_argument(option.name, type=option.kind.text, help=_help(option, command),
+                            **({"nargs": nargs} if nargs else {}),
+                            metavar=option.name.upper())
         return
     kwargs: Dict[str, Any] = dict(dest=option.name, default=argparse.SUPPRESS,
                                   help=_help(option, command))
@@ -152,6 +156,44 @@ def settings_of(args: argparse.Namespace, config: Optional[Config]) -> Settings:
     return Settings(command=args.command, **{**defaults, **given})
 
 
+# flags that do not change what a run computes (where it goes, how it is shown, its data)
+_NOT_RECORDED = ("data", "resume", "out", "save", "config", "no_progress")
+_WITH_RESUME = ("resume", "data", "no_progress")  # what train --resume RUN may be given
+
+
+def _given(args: argparse.Namespace, config: Optional[Config]) -> Dict[str, Any]:
+    """What a run folder records to rebuild the settings: the config's text, the flags."""
+    flags = {k: [list(rule) for rule in v] if k == "layers" else v
+             for k, v in _flags(args).items() if k not in _NOT_RECORDED and v is not None}
+    text = None if config is None else {"name": os.path.basename(config.path),
+                                        "text": config.text}
+    return {"config": text, "flags": flags}
+
+
+def _resumed(args: argparse.Namespace) -> Tuple[Settings, Optional[Config]]:
+    """``train --resume RUN [DATA]``: the settings the run recorded (its config's text and
+    flags), on DATA if given."""
+    from ..runs import RunFolder
+    given = {k: v for k, v in _flags(args).items() if v is not None}
+    other = sorted(set(given) - set(_WITH_RESUME))
+    if other:
+        raise refuse(other[0], f"--resume continues a run with the settings it was started "
+                     f"with; {flag_of(next(o for o in options() if o.name == other[0]))} "
+                     f"cannot change them (start a new run with --out)")
+    record = RunFolder.open(args.resume).record
+    saved = record.get("settings") or {}
+    config = load_config(saved["config"]["name"], saved["config"]["text"]) \
+        if saved.get("config") else None
+    flags = {k: [tuple(rule) for rule in v] if k == "layers" else v
+             for k, v in (saved.get("flags") or {}).items()}
+    namespace = argparse.Namespace(command="train", **flags, resume=args.resume,
+                                   data=given.get("data", record["data"]["root"]),
+                                   **({"no_progress": True} if "no_progress" in given else {}))
+    settings = settings_of(namespace, config)
+    settings.given = saved
+    return settings, config
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command: 0 on success; 2, with a one-line message, for an error of the
     package's family (a flag, the config, the data, a file that cannot be used).
@@ -163,9 +205,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     origin = _Origin()
     try:
-        config = load_config(args.config) if getattr(args, "config", None) else None
-        origin = _origin(args, config)
-        COMMANDS[args.command](settings_of(args, config))
+        if args.command == "train" and getattr(args, "resume", None) is not None:
+            settings, config = _resumed(args)
+        else:
+            config = load_config(args.config) if getattr(args, "config", None) else None
+            origin = _origin(args, config)
+            settings = settings_of(args, config)
+            settings.given = _given(args, config)
+        COMMANDS[args.command](settings)
     except FinetuneError as err:
         print(f"gluon-finetune: error: {origin.message(err)}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..errors import InvalidValueError
+from ..recipes.augmentation import AUGMENTATIONS
 from ..structure import GRANULARITIES
 from ..trainer import BN_POLICIES
 from .kinds import Checked, Choice, Flag, Int, Keys, Kind, Real, Structure, Text
@@ -36,8 +37,11 @@ __all__ = ["Option", "Settings", "COMMANDS", "RECIPES", "MODEL", "options", "con
            "flag_of", "refuse"]
 
 TRAIN, LR_FIND, EXPLAIN, PLOT = "train", "lr-find", "explain", "plot"
+EVALUATE, PREDICT, EXPORT = "evaluate", "predict", "export"
 MODEL = (TRAIN, LR_FIND, EXPLAIN, PLOT)  # the commands that build a model
 DATA = (TRAIN, LR_FIND)                  # ... and read an image folder
+RUNS = (EVALUATE, PREDICT, EXPORT)       # the commands that read a run folder
+BATCHES = DATA + (EVALUATE, PREDICT)     # ... and those that go through images in batches
 RECIPES = ("fine_tune",)                 # train's recipes besides the plain loop
 PLAIN_LR = 0.01                          # the base rate without a recipe
 
@@ -54,6 +58,17 @@ COMMANDS: Dict[str, Tuple[str, str]] = {
               "Print which rule each parameter of a zoo model gets, at what rate."),
     PLOT: ("write each layer's learning rate over the steps to a PNG",
            "Preview each layer's learning rate over --steps updates as an image."),
+    EVALUATE: ("evaluate a run on a labelled image folder",
+               "Accuracy (top-5 with more than 5 classes), per-class precision, recall and "
+               "F1 of a run's network on DATA/<class>/<image>; writes report.json and "
+               "confusion_matrix.png under --out."),
+    PREDICT: ("predict the class of images with a run's network",
+              "One CSV row per image: path, class, probability, and the top-k classes with "
+              "their probabilities (to --out, or printed)."),
+    EXPORT: ("export a run's network for deployment (MXNet symbol, ONNX)",
+             "Write DIR/model-symbol.json, DIR/model-0000.params (inference only), "
+             "DIR/classes.json, DIR/preprocessing.json, and with --onnx DIR/model.onnx; load "
+             "each back and print how far its outputs are from the network's."),
 }
 
 
@@ -72,7 +87,11 @@ class Option:
     shown: Optional[str]
     metavar: Optional[str]
     action: Optional[str]  # "append", "store_true", "bool" (--x/--no-x), "positional"
+    nargs: Union[None, str, Dict[str, str]] = None  # a positional's, per command if a dict
     name: str = ""
+
+    def nargs_for(self, command: str) -> Optional[str]:
+        return self.nargs.get(command) if isinstance(self.nargs, dict) else self.nargs
 
     def default_for(self, command: str) -> Any:
         return self.default.get(command) if isinstance(self.default, dict) else self.default
@@ -82,7 +101,9 @@ class Option:
 
     def shown_for(self, command: str) -> Optional[str]:
         """The default as the documentation shows it (None: no default)."""
-        if self.shown is not None:
+        if isinstance(self.shown, dict) and command in self.shown:
+            return self.shown[command]
+        if isinstance(self.shown, str):
             return self.shown
         default = self.default_for(command)
         if default is None or self.action == "store_true":
@@ -93,12 +114,13 @@ class Option:
 
 def option(default: Any = None, *, help: Union[str, Dict[str, str]], kind: Kind,
            flag: Union[bool, str] = True, config: bool = True,
-           commands: Tuple[str, ...] = MODEL, shown: Optional[str] = None,
-           metavar: Optional[str] = None, action: Optional[str] = None) -> Any:
+           commands: Tuple[str, ...] = MODEL, shown: Union[None, str, Dict[str, str]] = None,
+           metavar: Optional[str] = None, action: Optional[str] = None,
+           nargs: Union[None, str, Dict[str, str]] = None) -> Any:
     """A ``Settings`` field. ``flag``: True for ``--<name>``, a string for another
     spelling, False for none (a config key only)."""
     spec = dict(help=help, kind=kind, flag=flag, config=config, commands=commands,
-                default=default, shown=shown, metavar=metavar, action=action)
+                default=default, shown=shown, metavar=metavar, action=action, nargs=nargs)
     return field(default=None if isinstance(default, dict) else default,
                  metadata={"option": spec})
 
@@ -180,19 +202,30 @@ class Settings:
     vocab_size: Optional[int] = option(
         help="a GluonNLP model's vocabulary: N tokens, placeholders (the shapes and rates "
              "are the model's, the tokens not)", kind=Int(1), commands=(EXPLAIN, PLOT))
-    # ---- the image folder and the run: train, lr-find
-    data: Optional[str] = option(help="the image folder", kind=Text("a folder"), config=False,
-                                 commands=DATA, action="positional")
+    # ---- the run folder, the image folder: train, lr-find, evaluate, predict, export
+    run: Optional[str] = option(help="a run folder (written by train --out RUN)",
+                                kind=Text("a run folder"), config=False, commands=RUNS,
+                                action="positional")
+    data: Optional[str] = option(
+        help={TRAIN: "the image folder (with --resume: the run's own unless given)",
+              LR_FIND: "the image folder",
+              EVALUATE: "a folder DATA/<class>/<image> with the run's classes (all or some)"},
+        kind=Text("a folder"), config=False, commands=DATA + (EVALUATE,), action="positional",
+        nargs={TRAIN: "?"})
+    images: Optional[List[str]] = option(
+        help="image files, or folders searched for .jpg, .jpeg and .png files",
+        kind=Text("an image or a folder"), config=False, commands=(PREDICT,),
+        action="positional", nargs="+")
     root: Optional[str] = option(help="folder of pretrained weights", kind=Text("a folder"),
                                  commands=DATA, shown="MXNet's model store")
     pretrained: bool = option(True, help="start from the zoo's weights", kind=Flag(),
                               commands=DATA, action="bool")
-    batch_size: int = option(32, help="images per batch", kind=Int(1), commands=DATA)
+    batch_size: int = option(32, help="images per batch", kind=Int(1), commands=BATCHES)
     image_size: int = option(224, help="resize images to this", kind=Int(1), commands=DATA)
     seed: int = option(0, help="random seed", kind=Int(0, 2 ** 32 - 1), config=False,
                        commands=DATA)
     no_progress: bool = option(False, help="hide progress bars", kind=Flag(), config=False,
-                               commands=DATA, action="store_true")
+                               commands=BATCHES, action="store_true")
     # ---- train
     epochs: int = option(5, help="epochs (with recipe fine_tune: after the head-only ones)",
                          kind=Int(1), commands=(TRAIN,))
@@ -212,6 +245,29 @@ class Settings:
     save: Optional[str] = option(help="write the parameters here (and the trainer state to "
                                  "FILE.states)", kind=Text("a file"), config=False,
                                  commands=(TRAIN,), metavar="FILE")
+    augment: str = option("none", help="training augmentation: light or standard (random "
+                          "resized crop, flip, colour jitter); validation is always the "
+                          "resize and centre crop", kind=Choice(AUGMENTATIONS),
+                          commands=(TRAIN,))
+    ema: Optional[float] = option(
+        help="keep an exponential moving average of the trainable weights with this decay "
+             "(e.g. 0.999), used for validation, best.params and export",
+        kind=Real(positive=True), commands=(TRAIN,), metavar="DECAY")
+    patience: Optional[int] = option(help="stop when validation accuracy has not improved "
+                                     "for N epochs", kind=Int(1), commands=(TRAIN,),
+                                     metavar="N")
+    resume: Optional[str] = option(help="continue the run in RUN after its last finished "
+                                   "epoch, with its own settings", kind=Text("a run folder"),
+                                   config=False, commands=(TRAIN,), metavar="RUN")
+    # ---- evaluate, predict, export
+    params: str = option("best", help="the parameters: last, best, or a .params file",
+                         kind=Text("last, best or a file"), config=False, commands=RUNS,
+                         metavar="PARAMS")
+    top_k: Optional[int] = option(help="classes listed per image", kind=Int(1), config=False,
+                                  commands=(PREDICT,), metavar="K",
+                                  shown="5, or the number of classes if fewer")
+    onnx: bool = option(False, help="also write DIR/model.onnx (the onnx extra)", kind=Flag(),
+                        config=False, commands=(EXPORT,), action="store_true")
     # ---- lr-find
     start_lr: float = option(1e-7, help="the first rate", kind=Real(positive=True),
                              config=False, commands=(LR_FIND,), metavar="LR")
@@ -226,13 +282,19 @@ class Settings:
     # ---- outputs
     out: Optional[str] = option(
         {LR_FIND: "lr_find.png", PLOT: "lr_schedule.png"},
-        help="the image: .png, .pdf, .svg ...", kind=Text("a file"), config=False,
-        commands=(LR_FIND, PLOT), metavar="FILE")
+        help={TRAIN: "the run folder: last.params, last.states, best.params, run.json after "
+                     "every epoch", LR_FIND: "the image: .png, .pdf, .svg ...",
+              PLOT: "the image: .png, .pdf, .svg ...",
+              EVALUATE: "the folder for report.json and confusion_matrix.png",
+              PREDICT: "the CSV file", EXPORT: "the folder for the exported files"},
+        kind=Text("a file or folder"), config=False, commands=(TRAIN,) + (LR_FIND, PLOT) + RUNS,
+        metavar="PATH", shown={EVALUATE: "RUN/eval", PREDICT: "printed"})
+    # what the command line gave, to record in a run folder (main.settings_of); no setting
+    given: Optional[Dict[str, Any]] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.command in MODEL and not self.model:
-            raise refuse("model", "no model: give --model NAME or 'model:' in the config")
-        if self.command in DATA:
+        _check_inputs(self)
+        if self.command in DATA and self.model:
             _check_image_model(self.model, self.command)
         if self.command == TRAIN:
             _check_train(self)
@@ -255,6 +317,21 @@ class Settings:
 
 # what the fine_tune recipe decides itself (the trainable blocks, the schedules)
 _NOT_WITH_RECIPE = ("unfreeze", "gradual", "gradual_unfreezing", "lr_scheduler")
+
+
+def _check_inputs(settings: Settings) -> None:
+    """The model, the image folder and the outputs each command needs."""
+    resume = settings.command == TRAIN and settings.resume is not None
+    if settings.command in MODEL and not settings.model and not resume:
+        raise refuse("model", "no model: give --model NAME or 'model:' in the config")
+    if settings.command in DATA + (EVALUATE,) and settings.data is None and not resume:
+        raise refuse("data", "no image folder: give DATA")
+    if resume and settings.out is not None:
+        raise refuse("out", "give one of --out (a new run) and --resume (continue a run)")
+    if settings.ema is not None and settings.ema >= 1:
+        raise refuse("ema", f"ema is a decay in (0, 1), got {settings.ema:g}")
+    if settings.command == EXPORT and settings.out is None:
+        raise refuse("out", "export writes into a folder: give --out DIR")
 
 
 def _check_image_model(name: str, command: str) -> None:

@@ -27,11 +27,10 @@ from ..checks import (
     check_positive_int,
     last_line,
 )
+from .augmentation import IMAGENET_MEAN, IMAGENET_STD, EpochSampler, Preprocessing, seed_epoch
 
-__all__ = ["ImageFolders", "image_folders", "unreadable_images"]
+__all__ = ["ImageFolders", "image_folders", "unreadable_images", "EpochData", "epoch_data"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _SHOWN = 5  # unreadable files named in a message; the rest are counted
 
 
@@ -169,3 +168,98 @@ def image_folders(root: str, image_size: int = 224, batch_size: int = 32,
                                      shuffle=shuffle, num_workers=num_workers)
     return ImageFolders(loader(train, True), None if val is None else loader(val, False),
                         list(train.synsets))
+
+
+def _items(dataset, folder: str) -> List[Tuple[str, int, int]]:
+    """(path relative to ``folder``, label, size in bytes) of every image."""
+    return [(os.path.relpath(path, folder).replace(os.sep, "/"), int(label),
+             os.path.getsize(path)) for path, label in dataset.items]
+
+
+class EpochData:
+    """Loaders of an image folder whose order and augmentation depend on (seed, epoch) only.
+
+    Call :meth:`start_epoch` before each epoch's first batch (``runs`` does):
+    it seeds the generators and the order (``augmentation.seed_epoch``,
+    ``EpochSampler``), so that epoch ``e`` draws the same batches in a run
+    resumed at ``e`` as in one that was never stopped. Images are decoded and
+    transformed in the training process (no worker processes, whose random
+    state could not be seeded per epoch).
+
+    Attributes
+    ----------
+    train, val : DataLoader
+        Training batches (augmented per ``augment``; the last batch may be
+        smaller) and validation batches (``None`` without ``root/val``).
+    classes : list of str
+    preprocessing : Preprocessing
+    augment : str
+    seed : int
+    items : dict
+        ``"train"``/``"val"``: ``(relative path, label, bytes)`` per image, for
+        checking that a resumed run reads the same data.
+    """
+
+    def __init__(self, train, val, classes, preprocessing, augment, seed, batch_size, folders):
+        self.classes, self.preprocessing = list(classes), preprocessing
+        self.augment, self.seed, self.root = augment, seed, folders[0]
+        self._sampler = EpochSampler(len(train), seed)
+        self.train = gluon.data.DataLoader(
+            train.transform_first(preprocessing.train_transform(augment)),
+            batch_size=batch_size, sampler=self._sampler, last_batch="keep")
+        self.val = None if val is None else gluon.data.DataLoader(
+            val.transform_first(preprocessing.eval_transform()), batch_size=batch_size,
+            shuffle=False)
+        self.items = {"train": _items(train, folders[1])}
+        if val is not None:
+            self.items["val"] = _items(val, folders[2])
+
+    def start_epoch(self, epoch: int) -> None:
+        """Seed the order and the random transforms of ``epoch`` (0-based)."""
+        self._sampler.set_epoch(epoch)
+        seed_epoch(self.seed, epoch)
+
+
+def epoch_data(root: str, image_size: int = 224, batch_size: int = 32, augment: str = "none",
+               seed: int = 0, check_images: bool = True,
+               preprocessing: Optional[Preprocessing] = None) -> EpochData:
+    """Seeded loaders for an image folder (the layout of :func:`image_folders`).
+
+    Parameters
+    ----------
+    root : str
+        ``root/<class>/<image>``, or ``root/train/...`` with ``root/val/...``.
+    image_size : int
+        The network's input size; validation resizes the shorter side to
+        ``floor(image_size / 0.875)`` and crops the centre (``Preprocessing``).
+    batch_size : int
+    augment : {"none", "light", "standard"}
+        The training preset (``augmentation.py``).
+    seed : int
+        With the epoch, decides the order and the augmentation of each epoch.
+    check_images : bool
+        Decode every image once first: a corrupt file is an error naming it.
+    preprocessing : Preprocessing, optional
+        Instead of the convention for ``image_size`` (a resumed run's own).
+
+    Returns
+    -------
+    EpochData
+
+    Examples
+    --------
+    >>> data = epoch_data("pets", image_size=224, augment="light", seed=0)  # doctest: +SKIP
+    >>> data.start_epoch(0)                                                 # doctest: +SKIP
+    >>> x, y = next(iter(data.train))                                       # doctest: +SKIP
+    """
+    if not isinstance(root, (str, os.PathLike)):
+        raise InvalidTypeError(f"root must be a folder, got {root!r}", argument="root")
+    preprocessing = preprocessing or Preprocessing.for_size(image_size)
+    batch_size = check_positive_int("batch_size", batch_size)
+    seed = check_int("seed", seed, minimum=0)
+    check_bool("check_images", check_images)
+    root = os.fspath(root)
+    train, val = _folders(root, check_images)
+    split = os.path.isdir(os.path.join(root, "train"))
+    folders = (root, os.path.join(root, "train") if split else root, os.path.join(root, "val"))
+    return EpochData(train, val, train.synsets, preprocessing, augment, seed, batch_size, folders)

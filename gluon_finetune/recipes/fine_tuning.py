@@ -16,7 +16,7 @@ same key as one of the recipe's replaces what it sets.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mxnet import gluon
 from mxnet import optimizer as mx_optimizer
@@ -33,7 +33,7 @@ from ..structure.index import BlockIndex
 from ..trainer import LayerwiseTrainer
 from .training import EpochResult, check_loader, fit
 
-__all__ = ["fine_tune", "phase_rules", "with_default_momentum"]
+__all__ = ["FineTuneSchedule", "fine_tune", "phase_rules", "plan_phases", "with_default_momentum"]
 
 DEFAULT_MOMENTUM = 0.9  # for the optimizers that take one and are named as a string
 _MOMENTUM_OPTIMIZERS = ("sgd", "nag")
@@ -128,10 +128,62 @@ def phase_rules(net: gluon.Block, phase: str, steps: int, base_lr: float,
     return rules
 
 
-def _start_phase(trainer: LayerwiseTrainer, rules, trainable: Optional[int]) -> None:
-    """Install a phase in one call: its rules and limit, fresh optimizer state and every
-    schedule from its first step."""
-    trainer.set_layers(rules, trainable_blocks=trainable, restart=True)
+class FineTuneSchedule:
+    """The phases of :func:`fine_tune` as an epoch hook: ``on_epoch(e)`` installs a phase on
+    the trainer at the epoch it starts (its rules, every clock restarted, fresh optimizer
+    state, the trainable-blocks limit), and does nothing at the other epochs.
+
+    ``phases`` are ``(name, epochs, rules)`` in order, as :func:`plan_phases` gives
+    them. The state a phase leaves (rates, clocks, limit) is the trainer's, so a run
+    resumed mid-phase with ``trainer.load_states`` continues it exactly.
+
+    Examples
+    --------
+    >>> schedule = FineTuneSchedule(trainer, plan_phases(net, len(loader), 3))  # doctest: +SKIP
+    >>> fit(net, trainer, loader, schedule.epochs, on_epoch=schedule.on_epoch)  # doctest: +SKIP
+    """
+
+    def __init__(self, trainer: LayerwiseTrainer, phases: Sequence[Tuple[str, int, Any]]):
+        self.trainer, self.phases = trainer, [p for p in phases if p[1] > 0]
+        self.epochs = sum(n for _, n, _ in self.phases)
+
+    def phase_at(self, epoch: int) -> str:
+        """The name of the phase that ``epoch`` belongs to (``"head"`` or ``"all"``)."""
+        epoch = check_int("epoch", epoch, minimum=0)
+        for name, n, _ in self.phases:
+            if epoch < n:
+                return name
+            epoch -= n
+        raise InvalidValueError(f"epoch {epoch} is past the schedule's {self.epochs} epochs",
+                                argument="epoch")
+
+    def on_epoch(self, epoch: int) -> str:
+        """Call at the start of ``epoch``; returns its phase."""
+        name = self.phase_at(epoch)
+        start = 0
+        for phase, n, rules in self.phases:
+            if epoch == start:
+                # one call: its rules and limit, fresh optimizer state, every schedule
+                # from its first step
+                self.trainer.set_layers(rules, trainable_blocks=1 if phase == "head" else None,
+                                        restart=True)
+            start += n
+        return name
+
+
+def plan_phases(net: gluon.Block, steps_per_epoch: int, epochs: int, freeze_epochs: int = 1,
+                *, trainer: Optional[LayerwiseTrainer] = None, **rule_args
+                ) -> List[Tuple[str, int, Any]]:
+    """``[("head", freeze_epochs, rules), ("all", epochs, rules)]``: :func:`phase_rules` of
+    each phase over its steps (checked on ``net``); ``rule_args``: ``base_lr``,
+    ``lr_mult``, ``pct_start``, ``layers``, ``no_decay``. With ``trainer``, its block
+    list and what was trainable before its rules."""
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+    scope = trainer.scope if trainer is not None else \
+        rule_scope(list(net.collect_params().values()), BlockIndex(net))
+    args = dict(rule_args, scope=scope)
+    return [(p, n, phase_rules(net, p, max(1, n * steps_per_epoch), **args))
+            for p, n in (("head", freeze_epochs), ("all", epochs))]
 
 
 def _check_args(net, train_data, epochs, freeze_epochs, base_lr, lr_mult, pct_start, val_data,
@@ -299,25 +351,14 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
                 loss_fn, progress, no_decay)
     _check_trainer(net, trainer, optimizer_params)
     ctx = ctx if ctx is not None else _context(net)
-    scope = trainer.scope if trainer is not None else \
-        rule_scope(list(net.collect_params().values()), BlockIndex(net))
-    args = dict(base_lr=base_lr, lr_mult=lr_mult, pct_start=pct_start, layers=layers,
-                no_decay=no_decay, scope=scope)
-    per_epoch = len(train_data)
-    phases = [(p, n, phase_rules(net, p, max(1, n * per_epoch), **args))
-              for p, n in (("head", freeze_epochs), ("all", epochs))]
+    phases = plan_phases(net, len(train_data), epochs, freeze_epochs, trainer=trainer,
+                         base_lr=base_lr, lr_mult=lr_mult, pct_start=pct_start, layers=layers,
+                         no_decay=no_decay)
     if trainer is None:
         trainer = _make_trainer(net, optimizer, optimizer_params, base_lr)
     if trainer.learning_rate != base_lr:  # a multiplier in layers is relative to base_lr
         trainer.set_learning_rate(base_lr)
-    history: List[EpochResult] = []
-    for phase, n, rules in phases:
-        if n == 0:
-            continue
-        _start_phase(trainer, rules, 1 if phase == "head" else None)
-        done = history[-1]["seconds"] if history else 0.0
-        for result in fit(net, trainer, train_data, n, val_data, loss=loss_fn, ctx=ctx,
-                          progress=progress, desc=f"fine_tune ({phase})"):
-            history.append({**result, "epoch": len(history), "phase": phase,
-                            "seconds": result["seconds"] + done})
-    return history
+    schedule = FineTuneSchedule(trainer, phases)
+    history = fit(net, trainer, train_data, schedule.epochs, val_data, loss=loss_fn, ctx=ctx,
+                  on_epoch=schedule.on_epoch, progress=progress, desc="fine_tune")
+    return [{**result, "phase": schedule.phase_at(result["epoch"])} for result in history]

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 from ..arrays import on_context, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
 
-__all__ = ["fit", "evaluate", "check_loader", "EpochResult"]
+__all__ = ["fit", "evaluate", "train_epoch", "validate", "check_loader", "check_net_and_trainer",
+           "show_phase", "EpochResult"]
 
 EpochResult = Dict[str, float]
 
@@ -34,14 +35,19 @@ def check_loader(name: str, data) -> None:
                                 f"last_batch='discard')", argument=name)
 
 
-def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int:
-    """``epochs`` as an int, after checking every argument (before anything trains)."""
+def check_net_and_trainer(net, trainer) -> None:
+    """``net`` must be a ``gluon.Block`` and ``trainer`` a ``gluon.Trainer``."""
     if not isinstance(net, gluon.Block):
         raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}",
                                argument="net")
     if not isinstance(trainer, gluon.Trainer):
         raise InvalidTypeError(f"trainer must be a gluon.Trainer, got "
                                f"{type(trainer).__name__}", argument="trainer")
+
+
+def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int:
+    """``epochs`` as an int, after checking every argument (before anything trains)."""
+    check_net_and_trainer(net, trainer)
     check_loader("train_data", train_data)
     if val_data is not None:
         check_loader("val_data", val_data)
@@ -49,10 +55,15 @@ def _check_fit_args(net, trainer, train_data, epochs, val_data, progress) -> int
     return check_positive_int("epochs", epochs)
 
 
+def _hits(out, y):
+    """How many rows of ``out`` score their label highest, as an array (not read yet).
+    Compared as integers: in NumPy mode ``argmax`` gives int64, which MXNet does not
+    compare with float labels."""
+    return (out.argmax(axis=1).astype("int64") == y.astype("int64")).sum()
+
+
 def _correct(out, y) -> int:
-    """How many rows of ``out`` score their label highest. Compared as integers: in NumPy
-    mode ``argmax`` gives int64, which MXNet does not compare with float labels."""
-    return int(scalar((out.argmax(axis=1).astype("int64") == y.astype("int64")).sum()))
+    return int(scalar(_hits(out, y)))
 
 
 def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Context] = None
@@ -68,8 +79,19 @@ def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Con
     return correct / total
 
 
-def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, float]:
-    losses, correct, total = [], 0, 0
+def train_epoch(net: gluon.Block, trainer: gluon.Trainer, data: gluon.data.DataLoader,
+                loss_fn: Optional[gluon.loss.Loss] = None, ctx: Optional[mx.Context] = None,
+                on_step: Optional[Callable[[gluon.Trainer], object]] = None,
+                bar: Optional[tqdm] = None) -> Dict[str, float]:
+    """One pass over ``data``: record, backward, ``trainer.step`` per batch.
+
+    Returns the mean batch loss (``train_loss``) and the accuracy
+    (``train_acc``). ``on_step(trainer)`` runs after each step; ``bar`` (a
+    tqdm bar) advances by one per batch.
+    """
+    loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
+    ctx = ctx or mx.cpu()
+    losses, hits, total = [], [], 0
     for x, y in data:
         x, y = on_context(x, ctx), on_context(y, ctx)
         with autograd.record():
@@ -79,12 +101,42 @@ def _train_epoch(net, trainer, data, loss_fn, ctx, on_step, bar) -> Dict[str, fl
         trainer.step(x.shape[0])
         if on_step is not None:
             on_step(trainer)
-        losses.append(scalar(loss.mean()))
+        # kept as arrays and read at the end: reading one waits for the batch, and the next
+        # batch's images would then be prepared only after it, not while it runs
+        losses.append(loss.mean())
+        hits.append(_hits(out, y))
+        total += x.shape[0]
+        if bar is not None:
+            bar.update(1)
+            if not bar.disable and len(losses) > 1:  # the batch before: done by now
+                bar.set_postfix(loss=f"{scalar(losses[-2]):.3f}", refresh=False)
+    return {"train_loss": float(np.mean([scalar(v) for v in losses])),
+            "train_acc": sum(int(scalar(h)) for h in hits) / total}
+
+
+def validate(net: gluon.Block, data: gluon.data.DataLoader,
+             loss_fn: Optional[gluon.loss.Loss] = None, ctx: Optional[mx.Context] = None
+             ) -> Dict[str, float]:
+    """Mean loss per image (``val_loss``) and top-1 accuracy (``val_acc``) on ``data``."""
+    loss_fn = loss_fn or gluon.loss.SoftmaxCrossEntropyLoss()
+    ctx = ctx or mx.cpu()
+    loss_sum, correct, total = 0.0, 0, 0
+    for x, y in data:
+        x, y = on_context(x, ctx), on_context(y, ctx)
+        out = net(x)
+        loss_sum += scalar(loss_fn(out, y).sum())
         correct += _correct(out, y)
         total += x.shape[0]
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-    return {"train_loss": float(np.mean(losses)), "train_acc": correct / total}
+    if total == 0:
+        raise InvalidValueError("validate got an empty data loader", argument="data")
+    return {"val_loss": loss_sum / total, "val_acc": correct / total}
+
+
+def show_phase(bar: tqdm, desc: str, phase: object) -> None:
+    """A phase named by an epoch hook (``FineTuneSchedule``'s ``"head"``) goes in the bar's
+    description: ``fine_tune (head)``."""
+    if isinstance(phase, str):
+        bar.set_description(f"{desc} ({phase})", refresh=False)
 
 
 def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoader,
@@ -108,7 +160,8 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
         Default: softmax cross-entropy.
     on_epoch : callable, optional
         Called with the epoch number before each epoch, e.g.
-        ``GradualUnfreezing(trainer, every=1).on_epoch``.
+        ``GradualUnfreezing(trainer, every=1).on_epoch``; a string it returns
+        (a phase) is shown in the progress bar.
     on_step : callable, optional
         Called with the trainer after each ``trainer.step``.
     progress : bool
@@ -133,9 +186,9 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
               leave=False, dynamic_ncols=True) as bar:
         for epoch in range(epochs):
             if on_epoch is not None:
-                on_epoch(epoch)
-            result = {"epoch": epoch, **_train_epoch(net, trainer, train_data, loss_fn, ctx,
-                                                     on_step, bar)}
+                show_phase(bar, desc, on_epoch(epoch))
+            result = {"epoch": epoch, **train_epoch(net, trainer, train_data, loss_fn, ctx,
+                                                    on_step, bar)}
             if val_data is not None:
                 result["val_acc"] = evaluate(net, val_data, ctx)
                 bar.set_postfix(val_acc=f"{result['val_acc']:.3f}", refresh=False)
