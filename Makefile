@@ -1,11 +1,11 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test` (`make docs` builds the site).
 # Both build .venv from requirements.lock first (mxnet 1.9.1 needs numpy<1.24).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs lint bench clean
 
 # Horovod 0.28.1 builds from its source package against the pinned mxnet (Gloo only, no MPI;
 # about 4 minutes on 2 cores, once: pip caches the wheel). A step of its own, after mxnet,
@@ -33,6 +33,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q --doctest-modules gluon_finetune tests
 
+# --strict: a broken link, a missing page or an unresolved API name fails the build.
+# Offline: nothing is fetched at build time (mkdocs.yml says how).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	$(PY) bench/import_time.py
 	$(PY) bench/step_overhead.py
@@ -51,4 +56,4 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis site

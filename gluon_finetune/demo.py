@@ -32,6 +32,7 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from .extras import require
 from .lora import add_lora
 from .optim.schedules import SlantedTriangular
 from .recipes.training import fit
@@ -51,8 +52,7 @@ def digits_split(seed: int = 0, per_class: int = 20):
     Pretraining sees digits 0-4; the target task is digits 5-9 (labels 0-4),
     ``per_class`` labelled images each, validated on all the other 5-9 images.
     """
-    from sklearn.datasets import load_digits
-    data = load_digits()
+    data = require("sklearn.datasets", needed_for="the demo").load_digits()
     x = (data.data / 16.0).astype("float32")
     y = data.target.astype("float32")
     rng = np.random.RandomState(seed)
@@ -210,6 +210,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[Dict]]:
     for name in ("seeds", "epochs", "per_class", "pretrain_epochs"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1")
+    for package in ("sklearn", "matplotlib"):  # before any training, not after it
+        try:
+            require(package, needed_for="the demo")
+        except ImportError as err:
+            raise SystemExit(f"gluon-finetune demo: {err}") from None
     start = time.perf_counter()
     results, rate_curves, frozen_kept = study(tuple(range(args.seeds)), args.epochs,
                                               args.per_class, args.pretrain_epochs,

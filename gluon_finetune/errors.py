@@ -27,8 +27,25 @@ __all__ = ["FinetuneError", "InputError", "InvalidValueError", "InvalidTypeError
 class FinetuneError(Exception):
     """Base of every error a user's input can cause; ``argument`` names the input where known.
 
-    ``rule_keys`` holds the keys of the rules at fault, where a rule is (two for a
-    conflict), so that a config file can point at the rule's line.
+    Catch it to handle any input error of the package; the concrete classes are also
+    the built-in exception they stand for.
+
+    Attributes
+    ----------
+    argument : str or None
+        The argument (or setting) at fault, where known: ``"unfreeze"``, ``"layers"``.
+    rule_keys : tuple or None
+        The keys of the rules at fault, where a rule is (two for a conflict), so that
+        a config file can point at the rule's line.
+
+    Examples
+    --------
+    >>> from gluon_finetune import FinetuneError, get_model
+    >>> try:
+    ...     get_model("resnet18_v1", unfreeze=-1)
+    ... except FinetuneError as err:
+    ...     print(type(err).__name__, err.argument, isinstance(err, ValueError))
+    InvalidValueError unfreeze True
     """
 
     rule_keys: Optional[Tuple[Any, ...]] = None
@@ -68,11 +85,37 @@ class UnsupportedError(FinetuneError, RuntimeError):
 
 
 class MissingDependencyError(FinetuneError, ImportError):
-    """An optional package the request needs is not installed; the message names it."""
+    """An optional package the request needs is not installed; the message names it.
+
+    Raised by ``gluon_finetune.extras.require``: one line that ends with the
+    ``pip install 'gluon-finetune[EXTRA]'`` that fixes it.
+
+    Examples
+    --------
+    >>> import sys
+    >>> from gluon_finetune import explain
+    >>> from gluon_finetune.errors import MissingDependencyError
+    >>> sys.modules["pandas"] = None  # as if pandas were not installed
+    >>> try:
+    ...     explain(net, {"*": 0.1}, learning_rate=0.1).to_pandas()
+    ... except MissingDependencyError as err:
+    ...     print(err)
+    Explanation.to_pandas needs pandas, which is not installed: pip install 'gluon-finetune[plot]'
+    >>> del sys.modules["pandas"]
+    """
 
 
 class RuleError(InvalidValueError):
     """A rule set that cannot be resolved (conflict, no match, bad index, bad value).
+
+    Examples
+    --------
+    >>> from gluon_finetune import LayerwiseTrainer, RuleError
+    >>> try:
+    ...     LayerwiseTrainer(net, "sgd", layers={"*_weight": 0.5, "features": 2.0})
+    ... except RuleError as err:
+    ...     print(err.rule_keys)
+    ('*_weight', 'features')
 
     ``except RuleError`` catches every error of a rule set, those of the wrong type
     (:class:`RuleTypeError`, also a ``TypeError``) included.
@@ -84,12 +127,47 @@ class RuleTypeError(RuleError, InvalidTypeError):
 
 
 class NoMatchError(RuleError):
-    """A rule that matches no parameter: an error, or a warning with ``strict=False``."""
+    r"""A rule that matches no parameter: an error, or a warning with ``strict=False``.
+
+    Examples
+    --------
+    >>> from gluon_finetune import LayerwiseTrainer, NoMatchError
+    >>> try:
+    ...     LayerwiseTrainer(net, "sgd", layers={"outptu": 10})
+    ... except NoMatchError as err:
+    ...     print(str(err).replace(". ", ".\n"))
+    rule 'outptu': no block path or parameter is named 'outptu'.
+    Did you mean 'output'? (pass strict=False to only warn)
+    """
 
 
 class StatesError(InvalidValueError):
-    """A states file that cannot be loaded here; the message names the file."""
+    """A states file that cannot be loaded here; the message names the file.
+
+    Examples
+    --------
+    >>> from gluon_finetune import LayerwiseTrainer, StatesError
+    >>> with open("not.states", "w") as f:
+    ...     _ = f.write("text, not a states file")
+    >>> try:
+    ...     LayerwiseTrainer(net, "sgd").load_states("not.states")
+    ... except StatesError as err:
+    ...     print(err)
+    not.states is not a readable trainer states file (UnpicklingError: could not find MARK)
+    """
 
 
 class ConfigError(InvalidValueError):
-    """A config file that cannot be used; the message names file, line and key."""
+    r"""A config file that cannot be used; the message names file, line and key.
+
+    Examples
+    --------
+    >>> from gluon_finetune import ConfigError, load_config
+    >>> with open("rules.yaml", "w") as f:
+    ...     _ = f.write("model: resnet18_v1\nlerning_rate: 0.1\n")
+    >>> try:
+    ...     load_config("rules.yaml")
+    ... except ConfigError as err:
+    ...     print(str(err).split("?")[0])
+    rules.yaml, line 2: lerning_rate: unknown key. Did you mean 'learning_rate'
+    """

@@ -216,7 +216,7 @@ def plain_gluon_on_contexts(trainer_class):
 
 @pytest.mark.parametrize("scenario", ["plain", "unfreeze"])
 def test_two_contexts_equal_the_whole_batch_only_up_to_float_rounding(scenario):
-    """What the README says: per-shard gradients summed are exact (the test above); one
+    """What the scaling-out guide says: per-shard gradients summed are exact (the test above); one
     backward over the whole batch sums in another order, so it differs by rounding."""
     two = dw.weights(train_on_contexts(scenario, True), CONTEXTS[0])
     whole = train_on_the_whole_batch(scenario)
@@ -225,7 +225,7 @@ def test_two_contexts_equal_the_whole_batch_only_up_to_float_rounding(scenario):
     # the difference is gluon.Trainer's own: without rules the two trainers agree bit for bit
     assert_same(plain_gluon_on_contexts(LayerwiseTrainer),
                 plain_gluon_on_contexts(mx.gluon.Trainer), "LayerwiseTrainer vs gluon.Trainer")
-    with open(os.path.join(HERE, "..", "README.md"), encoding="utf-8") as f:
-        readme = f.read()
-    assert "bit-identical to one context on the whole batch" not in readme
-    assert "up to float32 rounding" in readme
+    with open(os.path.join(HERE, "..", "docs", "guide", "scaling-out.md"), encoding="utf-8") as f:
+        guide = f.read()
+    assert "bit-identical to one context on the whole batch" not in guide
+    assert "up to float32 rounding" in guide

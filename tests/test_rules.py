@@ -572,8 +572,10 @@ def test_specificity_is_a_strict_subset_and_the_conflict_says_how_to_settle_it()
     settled = summary(table({**rules, "a_weight": 2.0, "b_weight": 2.0}))
     assert settled["a_weight"] == ("a_weight", 2.0, False)
     import pathlib
-    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-    assert "strict subset" in readme and "smallest" not in readme
+    root = pathlib.Path(__file__).parents[1]
+    for page in (root / "README.md", root / "docs" / "guide" / "rules.md"):
+        text = page.read_text()
+        assert "strict subset" in text and "smallest" not in text, page
 
 
 # ----------------------------------------------------------------- field by field

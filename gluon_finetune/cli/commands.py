@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, Optional
 
 from .._compat import is_initialized
 from ..errors import FinetuneError, InvalidValueError, MissingFileError
+from ..extras import require
 from ..rules.resolution import rule_items
 from .run_commands import RUN_COMMANDS
 from .schema import Settings, refuse
@@ -98,7 +99,7 @@ def _model_arguments(settings: Settings) -> Dict[str, Any]:
         raise refuse("vocab", f"{name} needs its vocabulary: give --vocab FILE (GluonNLP's, "
                      f"as JSON: vocab.to_json()) or --vocab-size N (placeholder tokens: "
                      f"enough to preview the rules)")
-    import gluonnlp
+    gluonnlp = require("gluonnlp", needed_for=f"the vocabulary of {name}")
     kind = gluonnlp.vocab.BERTVocab if NLP_MODELS[name] == "bert" else gluonnlp.vocab.Vocab
     return {"vocab": _vocabulary(settings, kind), **lora}
 

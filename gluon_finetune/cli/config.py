@@ -104,6 +104,9 @@ def load_config(path: str, text: Optional[str] = None) -> Config:
     Returns
     -------
     Config
+        ``config.layers`` (the rules as ``(key, value)`` pairs, schedules built),
+        ``config.get(key)``, ``config.settings``, ``config.where(*keys)`` (``"file,
+        line N"``).
 
     Raises
     ------
@@ -115,9 +118,22 @@ def load_config(path: str, text: Optional[str] = None) -> Config:
 
     Examples
     --------
-    >>> config = load_config("rules.yaml")                # doctest: +SKIP
-    >>> LayerwiseTrainer(net, "sgd", {"learning_rate": config.get("learning_rate")},
-    ...                  layers=config.layers)            # doctest: +SKIP
+    >>> from gluon_finetune import LayerwiseTrainer, load_config
+    >>> with open("rules.yaml", "w") as f:
+    ...     _ = f.write('''
+    ... learning_rate: 1e-2       # YAML 1.2: a number
+    ... layers:
+    ...   "*": 0.1
+    ...   0:2: 0                  # blocks 0-1 frozen
+    ...   -1: {learning_rate: 0.05, lr_scheduler: {type: factor, step: 100, factor: 0.5}}
+    ... ''')
+    >>> config = load_config("rules.yaml")
+    >>> config.get("learning_rate"), [key for key, _ in config.layers], config.where("layers", -1)
+    (0.01, ['*', '0:2', -1], 'rules.yaml, line 6')
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": config.get("learning_rate")},
+    ...                            layers=config.layers)
+    >>> trainer.explain()["net_dense0_weight"]["schedule"]
+    'FactorScheduler(base_lr=0.05)'
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InvalidTypeError(f"path must be a file name, got {type(path).__name__}: "

@@ -168,8 +168,16 @@ def launch(command: Sequence[str], num_workers: int = 2, num_servers: int = 1,
 
     Examples
     --------
-    >>> launch(['python', 'train.py'], num_workers=2, num_servers=1)  # doctest: +SKIP
+    Each process runs the command with its role in ``DMLC_ROLE`` (a real job's
+    script starts with ``import mxnet``); here each prints its role:
+
+    >>> import io, sys
+    >>> log = io.StringIO()
+    >>> launch([sys.executable, "-c", "import os; print(os.environ['DMLC_ROLE'])"],
+    ...        num_workers=2, num_servers=1, out=log)
     0
+    >>> sorted(log.getvalue().splitlines())
+    ['[scheduler] scheduler', '[server 0] server', '[worker 0] worker', '[worker 1] worker']
     """
     _check_args(command, num_workers, num_servers, timeout, port)
     out = sys.stdout if out is None else out

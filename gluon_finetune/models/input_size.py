@@ -82,9 +82,14 @@ def check_input_size(net: gluon.HybridBlock, image_size: int, name: Optional[str
 
     Examples
     --------
-    >>> check_input_size(get_model("squeezenet1.1"), 32)  # doctest: +SKIP
-    InvalidValueError: squeezenet1.1 cannot take 32x32 images (squeezenet0_pool3: kernel
-    size (13) exceeds input (1 padded to 1)); the smallest size above 32 that works is ...
+    >>> import textwrap
+    >>> from gluon_finetune import get_model
+    >>> try:
+    ...     check_input_size(get_model("squeezenet1.1"), 32)
+    ... except ValueError as err:
+    ...     print(textwrap.fill(str(err), 80))
+    SqueezeNet cannot take 32x32 images (squeezenet0_pool3: kernel size (13) exceeds
+    input (1 padded to 1)); the smallest size above 32 that works is 209
     """
     image_size = check_positive_int("image_size", image_size)
     if not isinstance(net, gluon.HybridBlock):

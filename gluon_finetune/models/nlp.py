@@ -15,15 +15,14 @@ from typing import Optional
 import mxnet as mx
 
 from .._compat import model_hashes
-from ..errors import InvalidValueError, MissingDependencyError, MissingFileError
+from ..errors import InvalidValueError, MissingFileError
+from ..extras import require
 
 __all__ = ["NLP_MODELS", "is_nlp_model", "get_nlp_model"]
 
 # name -> family; the encoder sizes are GluonNLP's (override with num_layers=, units= ...)
 NLP_MODELS = {"bert_12_768_12": "bert", "bert_24_1024_16": "bert",
               "roberta_12_768_12": "roberta", "roberta_24_1024_16": "roberta"}
-_INSTALL = ("pip install Cython wheel && pip install --no-build-isolation gluonnlp==0.10.0 "
-            "(make .venv does this)")
 
 
 def is_nlp_model(name) -> bool:
@@ -32,12 +31,7 @@ def is_nlp_model(name) -> bool:
 
 
 def _gluonnlp():
-    try:
-        import gluonnlp
-    except ImportError as err:
-        raise MissingDependencyError("GluonNLP models need gluonnlp 0.10.0, which is not "
-                                     f"installed ({err}): {_INSTALL}") from None
-    return gluonnlp
+    return require("gluonnlp", needed_for="the BERT and RoBERTa models of get_model")
 
 
 def _encoder(name: str, vocab, dataset_name, hparams):

@@ -26,6 +26,7 @@ from .._compat import (
     set_child,
 )
 from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, did_you_mean, last_line
+from ..extras import require
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
     check_bn_policy,
@@ -82,7 +83,20 @@ def _gluoncv_names() -> List[str]:
 
 
 def model_names() -> List[str]:
-    """Every name ``get_model`` accepts (MXNet's zoo first, then GluonCV's)."""
+    """Every name ``get_model`` accepts: MXNet's zoo, then GluonCV's, then GluonNLP's.
+
+    Returns
+    -------
+    list of str
+        GluonCV's names only where GluonCV is installed (the ``zoo`` extra).
+
+    Examples
+    --------
+    >>> from gluon_finetune import model_names
+    >>> names = model_names()
+    >>> "resnet18_v1" in names, "bert_12_768_12" in names
+    (True, True)
+    """
     mx_names = _mxnet_names()
     return mx_names + [n for n in _gluoncv_names() if n not in set(mx_names)] + list(NLP_MODELS)
 
@@ -90,6 +104,9 @@ def model_names() -> List[str]:
 def _zoo_of(name: str) -> str:
     if name.lower() in _mxnet_names():
         return "mxnet"
+    # without GluonCV its names are unknown: say what to install, not "unknown model"
+    require("gluoncv.model_zoo", needed_for=f"get_model({name!r}) (not in MXNet's model zoo; "
+                                            f"GluonCV's has more)")
     if name.lower() in _gluoncv_names():
         return "gluoncv"
     hint = did_you_mean(name.lower(), model_names(), n=5, cutoff=0.6)
@@ -283,8 +300,8 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     name : str
         A name from MXNet's ``gluon.model_zoo.vision`` or GluonCV's
         classification zoo, or a GluonNLP encoder (``bert_12_768_12``,
-        ``roberta_12_768_12`` ...: a sentence classifier, see ``nlp.py``;
-        ``model_names()`` lists them all).
+        ``roberta_12_768_12`` ...: a sentence classifier; ``model_names()``
+        lists them all).
     classes : int or list of str, optional
         Replace the classifier head (wherever the architecture keeps it:
         ``output``, ``fc``, a conv head) by a fresh one with ``classes``
@@ -314,14 +331,16 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     root : str, optional
         Model store folder (default: MXNet's, ``$MXNET_HOME/models``).
     ctx : Context or list of Context, optional
+        Where the parameters live (default: the CPU).
     granularity : {"unit", "stage"}
+        What a block is: a unit (a residual unit) or a whole stage.
     bn : {"frozen", "stats", "train"}
-        BatchNorm policy for frozen blocks (see ``freezing.py``): 'frozen' also
-        runs them on running statistics, as at inference; 'stats' leaves them on
-        batch statistics (``grad_req='null'`` alone).
+        BatchNorm policy for frozen blocks: 'frozen' also runs them on running
+        statistics, as at inference; 'stats' leaves them on batch statistics
+        (``grad_req='null'`` alone); 'train' trains their scale and shift.
     blocks : list, optional
-        An explicit block list (see ``structure.blocks``), recorded on the
-        net (``net.finetune_block_list``) for every later call.
+        An explicit block list (as ``blocks(net, blocks=...)`` takes it),
+        recorded on the net (``net.finetune_block_list``) for every later call.
     lora : int, optional
         Add LoRA adapters of this rank (``add_lora``): only the adapters
         and the last ``unfreeze`` blocks (default 1: the head) train.
@@ -341,9 +360,24 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
         the blocks) and ``net.finetune_granularity``, which ``LayerwiseTrainer``
         and gradual unfreezing follow.
 
+    Raises
+    ------
+    InvalidValueError
+        An unknown name (close names suggested), ``unfreeze`` out of range (the
+        blocks listed), a weights file with another head size or architecture.
+    MissingFileError
+        Pretrained weights that are not on this machine and cannot be downloaded.
+    MissingDependencyError
+        A GluonCV or GluonNLP name without that package (the ``zoo``/``nlp`` extra).
+
     Examples
     --------
-    >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)  # doctest: +SKIP
+    >>> from gluon_finetune import get_model
+    >>> net = get_model("resnet18_v1", classes=2, pretrained=True, unfreeze=1)
+    >>> net.output, net.finetune_blocks[-2:]
+    (Dense(512 -> 2, linear), ('features.7.1', 'output'))
+    >>> [p.grad_req for p in net.collect_params().values()][-2:], net.features[0].weight.grad_req
+    (['write', 'write'], 'null')
     """
     classes = _check_args(name, classes, pretrained, granularity, bn)
     rank = check_lora(lora, lora_alpha)

@@ -209,6 +209,33 @@ class SlantedTriangular(LRScheduler):
     ``cut_frac * max_update`` updates, then falls back to ``base_lr / ratio``
     at ``max_update`` (and stays there). ``base_lr`` is the peak, so a rule's
     rate becomes the peak of its copy.
+
+    Parameters
+    ----------
+    max_update : int
+        The update at which the fall ends (>= 1).
+    cut_frac : float
+        The fraction of ``max_update`` spent rising, in (0, 1).
+    ratio : float
+        How much smaller the lowest rate is than the peak (> 0).
+    base_lr : float
+        The peak; a rule that carries the schedule sets it to its own rate.
+
+    Raises
+    ------
+    InvalidValueError
+        A count or fraction out of range.
+
+    Examples
+    --------
+    >>> from gluon_finetune import LayerwiseTrainer, SlantedTriangular
+    >>> schedule = SlantedTriangular(100, cut_frac=0.1, ratio=32, base_lr=0.32)
+    >>> [round(schedule(t), 4) for t in (0, 5, 10, 55, 100)]
+    [0.01, 0.165, 0.32, 0.165, 0.01]
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
+    ...                            layers={-1: {"lr_scheduler": SlantedTriangular(100)}})
+    >>> trainer.explain()["net_dense0_weight"]["schedule"]  # peaks at the rule's rate
+    'SlantedTriangular(base_lr=0.1)'
     """
 
     def __init__(self, max_update: int, cut_frac: float = 0.1, ratio: float = 32.0,
@@ -225,8 +252,38 @@ class SlantedTriangular(LRScheduler):
 
 
 class OneCycle(LRScheduler):
-    """Smith's one-cycle rate (cosine form): ``base_lr / div`` up to ``base_lr`` over
-    ``pct_start * max_update`` updates, then down to ``base_lr / final_div``."""
+    """Smith's one-cycle rate (cosine form): a warm-up to ``base_lr``, then a long fall.
+
+    From ``base_lr / div`` up to ``base_lr`` over ``pct_start * max_update``
+    updates, then down to ``base_lr / final_div`` at ``max_update`` (and stays
+    there). ``base_lr`` is the peak, so a rule's rate becomes the peak of its copy;
+    ``fine_tune`` gives each block one.
+
+    Parameters
+    ----------
+    max_update : int
+        The update at which the fall ends (>= 1).
+    pct_start : float
+        The fraction of ``max_update`` spent rising, in (0, 1).
+    div : float
+        The starting rate is ``base_lr / div`` (> 0).
+    final_div : float
+        The final rate is ``base_lr / final_div`` (> 0).
+    base_lr : float
+        The peak; a rule that carries the schedule sets it to its own rate.
+
+    Raises
+    ------
+    InvalidValueError
+        A count or fraction out of range.
+
+    Examples
+    --------
+    >>> from gluon_finetune import OneCycle
+    >>> schedule = OneCycle(100, pct_start=0.3, base_lr=0.1)
+    >>> [round(schedule(t), 6) for t in (0, 30, 100)]
+    [0.004, 0.1, 1e-05]
+    """
 
     def __init__(self, max_update: int, pct_start: float = 0.3, div: float = 25.0,
                  final_div: float = 1e4, base_lr: float = 0.01):

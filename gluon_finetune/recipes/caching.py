@@ -49,15 +49,29 @@ __all__ = ["cache_features", "split_frozen", "FeatureCache"]
 class FeatureCache:
     """The frozen prefix's outputs over a dataset, and the suffix to train on them.
 
-    Attributes
+    ``cache_features`` makes it; ``len(cache)`` is the number of items.
+
+    Parameters
     ----------
-    prefix, suffix : Block
-        ``net(x) == suffix(prefix(x))``; both share ``net``'s Parameters, so
-        training ``suffix`` trains ``net``.
+    prefix : Block
+        The frozen leading part of the network.
+    suffix : Block
+        The rest: ``net(x) == suffix(prefix(x))``; both share ``net``'s
+        Parameters, so training ``suffix`` trains ``net``.
     split : str
         Structural path of the first block of ``suffix`` (the first trainable one).
-    features, labels : NDArray
-        ``prefix`` outputs and the labels, in dataset order.
+    features : NDArray
+        ``prefix`` outputs, in dataset order.
+    labels : NDArray
+        The labels, in dataset order.
+
+    Examples
+    --------
+    >>> from gluon_finetune import cache_features, unfreeze
+    >>> unfreeze(net, 1)  # only the head trains
+    ['output']
+    >>> cache_features(net, train_dataset, batch_size=8)
+    FeatureCache(16 items, features (16,), suffix from 'output')
     """
 
     def __init__(self, prefix, suffix, split: str, features, labels):
@@ -66,16 +80,29 @@ class FeatureCache:
 
     @property
     def dataset(self) -> gluon.data.ArrayDataset:
-        """``(feature, label)`` items, in the order of the original dataset."""
+        """``(feature, label)`` items (an ``ArrayDataset``), in the dataset's order."""
         return gluon.data.ArrayDataset(self.features, self.labels)
 
     def loader(self, batch_size: int, shuffle: bool = True, **kwargs) -> gluon.data.DataLoader:
         """A ``DataLoader`` over the cached ``(feature, label)`` pairs.
 
-        ``kwargs`` go to ``gluon.data.DataLoader`` (``last_batch``, ``sampler``, ...).
         Make it once and iterate it every epoch (it reshuffles each time):
         MXNet 1.9.1's ``DataLoader`` runs ``gc.collect()`` when created, which
         can cost more than a whole epoch over cached features.
+
+        Parameters
+        ----------
+        batch_size : int
+            Items per batch (>= 1).
+        shuffle : bool
+            Reshuffle at every pass.
+        **kwargs
+            More ``gluon.data.DataLoader`` arguments (``last_batch``, ``sampler``, ...).
+
+        Returns
+        -------
+        gluon.data.DataLoader
+            Batches of ``(features, labels)``.
         """
         return gluon.data.DataLoader(self.dataset, batch_size=_check_batch_size(batch_size),
                                      shuffle=shuffle, **kwargs)
@@ -162,12 +189,18 @@ def split_frozen(net) -> Tuple[gluon.Block, gluon.Block, str]:
         ``forward`` chains its children in registration order (a Sequential
         root always does; ``cache_features`` checks the others).
 
+    Raises
+    ------
+    InvalidValueError
+        A ``SymbolBlock``, a root that uses parameters of its own, nothing frozen
+        or nothing trainable, a first trainable block inside a custom block.
+
     Examples
     --------
-    >>> net = get_model("resnet18_v1", classes=2, unfreeze=1)   # doctest: +SKIP
-    >>> prefix, suffix, split = split_frozen(net)                # doctest: +SKIP
-    >>> split                                                    # doctest: +SKIP
-    'output'
+    >>> from gluon_finetune import get_model, split_frozen
+    >>> prefix, suffix, split = split_frozen(get_model("resnet18_v1", classes=2, unfreeze=1))
+    >>> split, type(prefix).__name__, len(suffix)
+    ('output', 'HybridSequential', 1)
     """
     check_block(net)
     if isinstance(net, gluon.SymbolBlock):
@@ -264,7 +297,7 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
     augmentation would be applied once and frozen: cache only deterministic
     transforms. A root that is not a ``Sequential`` is checked to be a chain
     of its children (by tracing it, or on the first batch if it is not a
-    ``HybridBlock``); if it is not, ValueError.
+    ``HybridBlock``).
 
     Parameters
     ----------
@@ -284,16 +317,26 @@ def cache_features(net, dataset, batch_size: int = 64, ctx=None) -> FeatureCache
         ``.suffix`` (to call on features), ``.loader(batch_size)``, ``.dataset``,
         ``.features``, ``.labels``, ``.prefix``, ``.split``.
 
+    Raises
+    ------
+    InvalidValueError
+        A network ``split_frozen`` cannot cut, a root that is not a chain of its
+        children, an empty dataset, a bad batch size (``InvalidTypeError``: a
+        ``net`` or ``dataset`` of the wrong type).
+
     Examples
     --------
-    >>> net = get_model("resnet50_v1", classes=2, pretrained=True, unfreeze=1)  # doctest: +SKIP
-    >>> cache = cache_features(net, train_data, batch_size=32)                  # doctest: +SKIP
-    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.01})         # doctest: +SKIP
-    >>> for features, y in cache.loader(32):                                    # doctest: +SKIP
-    ...     with autograd.record():
-    ...         loss = loss_fn(cache.suffix(features), y)
-    ...     loss.backward()
-    ...     trainer.step(features.shape[0])
+    >>> from gluon_finetune import LayerwiseTrainer, cache_features, unfreeze
+    >>> _ = unfreeze(net, 1)                         # a frozen trunk, a trainable head
+    >>> cache = cache_features(net, train_dataset, batch_size=8)  # one pass through the trunk
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.01})
+    >>> loader = cache.loader(8)                     # make it once
+    >>> for epoch in range(3):
+    ...     for features, y in loader:
+    ...         with autograd.record():
+    ...             loss = loss_fn(cache.suffix(features), y)
+    ...         loss.backward()
+    ...         trainer.step(features.shape[0])
     """
     batch_size = _check_args(net, dataset, batch_size, ctx)
     ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]

@@ -135,8 +135,10 @@ def image_folders(root: str, image_size: int = 224, batch_size: int = 32,
         at least two class folders, each with training images.
     image_size : int
         Images are resized to ``image_size`` x ``image_size``.
-    batch_size, num_workers
-        As for ``gluon.data.DataLoader``.
+    batch_size : int
+        Images per batch.
+    num_workers : int
+        Worker processes, as for ``gluon.data.DataLoader``.
     check_images : bool
         Decode every image once now (about 2 ms an image) so that a corrupt
         file is an error naming it, before any training.
@@ -145,12 +147,30 @@ def image_folders(root: str, image_size: int = 224, batch_size: int = 32,
     -------
     ImageFolders
         ``(train, val, classes)``; ``val`` is None without ``root/val``.
+        Images are ImageNet-normalized.
+
+    Raises
+    ------
+    MissingFileError
+        ``root`` does not exist.
+    InvalidValueError
+        ``root`` is a file; fewer than two classes; a training class without
+        images; train and val with different classes; corrupt images (the first
+        five named, then a count); a size or count out of range.
+    InvalidTypeError
+        ``root`` is not a path.
 
     Examples
     --------
-    >>> data = image_folders("pets", image_size=224, batch_size=32)  # doctest: +SKIP
-    >>> data.classes                                                  # doctest: +SKIP
-    ['cat', 'dog']
+    ``data_dir`` holds ``train/{blue,red}/*.png`` and ``val/{blue,red}/*.png``:
+
+    >>> from gluon_finetune import image_folders
+    >>> data = image_folders(data_dir, image_size=32, batch_size=4)
+    >>> data.classes
+    ['blue', 'red']
+    >>> x, y = next(iter(data.train))
+    >>> x.shape, data.val is not None
+    ((4, 3, 32, 32), True)
     """
     if not isinstance(root, (str, os.PathLike)):
         raise InvalidTypeError(f"root must be a folder, got {root!r}", argument="root")

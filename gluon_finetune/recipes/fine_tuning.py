@@ -309,20 +309,29 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
     ----------
     net : Block
         The network; its head is the last block of its block list.
-    train_data, val_data : DataLoader
-        ``(x, label)`` batches; ``val_data`` adds a validation accuracy per epoch.
-    epochs, freeze_epochs : int
-        Epochs of the thawed and of the head-only phase (either may be 0).
+    train_data : DataLoader
+        ``(x, label)`` batches.
+    epochs : int
+        Epochs of the thawed phase (may be 0).
     loss_fn : callable, optional
         Default: softmax cross-entropy.
     optimizer : str or Optimizer
         For the trainer fine_tune builds ('sgd' and 'nag' get momentum 0.9
         unless ``optimizer_params`` says otherwise).
-    base_lr, lr_mult, pct_start : float
-        The recipe's rates and the thawed phase's warm-up fraction.
+    base_lr : float
+        The head's peak rate in the head-only phase.
+    freeze_epochs : int
+        Epochs of the head-only phase (may be 0).
+    lr_mult : float
+        How much lower the first block's peak is than ``base_lr`` in the thawed phase.
+    pct_start : float
+        The thawed phase's warm-up fraction, in (0, 1).
+    val_data : DataLoader, optional
+        ``(x, label)`` batches; adds a validation accuracy per epoch.
     layers : dict or list of (key, value), optional
-        Extra rules: a rate they give replaces the recipe's; weight decay
-        composes with ``no_weight_decay`` (module docstring).
+        Extra rules: a rate they give replaces the recipe's in both phases (``{0:
+        0}`` keeps block 0 frozen throughout); a rule with only ``wd_mult``
+        composes with ``no_weight_decay`` by the usual resolution.
     trainer : LayerwiseTrainer, optional
         Use this trainer (built with ``net``, without an ``lr_scheduler`` of its
         own) instead of building one; its rules and trainable-blocks limit are
@@ -332,6 +341,8 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
     optimizer_params : dict, optional
         More optimizer arguments (``wd``, ``momentum``, ...) for the trainer
         fine_tune builds; not ``learning_rate`` (that is ``base_lr``).
+    no_decay : bool
+        No weight decay on biases and normalization layers.
     ctx : Context, optional
         Where to train (default: the network's one context).
     progress : bool
@@ -343,9 +354,23 @@ def fine_tune(net: gluon.Block, train_data: gluon.data.DataLoader, epochs: int, 
         fit's per-epoch results for both phases in order (``epoch`` counts
         on), each with ``phase`` ('head' or 'all').
 
+    Raises
+    ------
+    InvalidValueError
+        A count or rate out of range, a trainer built without ``net`` or over
+        part of it, rules that clash with the recipe's (before anything trains).
+    InvalidTypeError
+        An argument of the wrong kind.
+
     Examples
     --------
-    >>> history = fine_tune(net, train_loader, epochs=3, val_data=val_loader)  # doctest: +SKIP
+    >>> from gluon_finetune import fine_tune
+    >>> before = net.features[0].weight.data().copy()
+    >>> history = fine_tune(net, train_loader, epochs=2, val_data=val_loader, progress=False)
+    >>> [(h["epoch"], h["phase"]) for h in history]
+    [(0, 'head'), (1, 'all'), (2, 'all')]
+    >>> bool((net.features[0].weight.data() == before).min())  # the thawed phase trained it
+    False
     """
     _check_args(net, train_data, epochs, freeze_epochs, base_lr, lr_mult, pct_start, val_data,
                 loss_fn, progress, no_decay)

@@ -5,13 +5,10 @@ and records the loss; the loss falls fastest somewhere below the rate where
 training diverges, and that is a good rate to train at.
 
 It must leave everything as it was, so the user's trainer is never stepped:
-a second trainer over the same parameters (same optimizer class and
-hyperparameters, same contexts, kvstore kind and ``update_on_kvstore``)
-runs the sweep, each parameter at the user's trainer's rate for its next
-update scaled by ``swept base rate / the trainer's base rate`` (so
-multipliers, absolute rates and schedules keep their relation to the base,
-and frozen parameters stay frozen). The network's arrays are saved before
-and restored after (``snapshots.Snapshot``), whatever happens in between.
+a second trainer over the same parameters (same optimizer, contexts and
+kvstore kind) runs the sweep, each parameter at the user's trainer's rate
+scaled by ``swept base rate / the trainer's base rate``; the network's arrays
+are saved before and restored after (``snapshots.Snapshot``).
 """
 from __future__ import annotations
 
@@ -47,13 +44,27 @@ __all__ = ["lr_find", "LRFinderResult", "relative_rates", "geometric_rates",
 
 @dataclass(frozen=True)
 class LRFinderResult:
-    """What a range test measured.
+    """What a range test measured; ``lr_find`` returns it.
 
-    ``lrs`` are the base rates tried (one per iteration), ``losses`` the
-    smoothed losses at those rates, ``raw_losses`` each batch's mean loss;
-    ``suggestion`` is :func:`suggest_lr` of the two (None when the loss never
-    fell); ``diverged`` says whether the sweep stopped early because the loss
-    exploded.
+    Parameters
+    ----------
+    lrs : tuple of float
+        The base rates tried, one per iteration.
+    losses : tuple of float
+        The smoothed losses at those rates.
+    raw_losses : tuple of float
+        Each batch's mean loss.
+    suggestion : float or None
+        The rate to train at (None when the loss never fell).
+    diverged : bool
+        Whether the sweep stopped early because the loss exploded.
+
+    Examples
+    --------
+    >>> from gluon_finetune import LRFinderResult
+    >>> result = LRFinderResult((1e-3, 1e-2, 1e-1), (1.0, 0.8, 2.0), (1.0, 0.7, 2.5), 1e-2, True)
+    >>> result.plot("lr_find")
+    'lr_find.png'
     """
 
     lrs: Tuple[float, ...]
@@ -63,8 +74,16 @@ class LRFinderResult:
     diverged: bool
 
     def plot(self, path: str, title: str = "learning-rate range test") -> str:
-        """Write the loss against the base rate (log axis), the suggestion marked; returns
-        the file written (``.png`` added where ``path`` has no extension)."""
+        """Draw the loss against the base rate (log axis), the suggestion marked; returns
+        the file written (needs the ``plot`` extra).
+
+        Parameters
+        ----------
+        path : str
+            The file; ``.png`` is added where it has no extension.
+        title : str
+            The plot's title.
+        """
         from ..reporting.plots import plot_lr_find
         return plot_lr_find(self, path, title)
 
@@ -303,25 +322,14 @@ def lr_find(net: gluon.Block, trainer: gluon.Trainer, data: Iterable,
 
     Trains ``num_iter`` iterations on batches of ``data`` (cycled), the base
     rate growing geometrically from ``start_lr`` to ``end_lr``, and records the
-    loss. Every parameter keeps its relation to the base: its rate is the
-    trainer's rate for it at its next update times ``lr / base``, where
-    ``base`` is the trainer's base rate then (``relative_rates``); so
-    multipliers scale, absolute and scheduled rules scale from their value at
-    the current step, and frozen parameters stay frozen. The sweep stops once
-    the smoothed loss exceeds ``diverge`` times its minimum (or is not finite).
-
-    The trainer is never stepped: a temporary trainer over the same parameters
-    (same optimizer and hyperparameters, starting with fresh optimizer state,
-    same contexts, kvstore kind and ``update_on_kvstore``) does the sweep. The
-    network's arrays on every context (weights, BatchNorm running statistics,
-    gradients), each parameter's settings and NumPy's and Python's random
-    states are saved before and restored after, also when the sweep fails.
-    So training after ``lr_find`` equals training without it, bit for bit.
-    MXNet's own random state (Dropout, ``mx.random`` augmentation) cannot be
-    saved in MXNet 1.9.1: with those, later training is the same only in
-    distribution. Gradients of ``grad_req='add'`` parameters are zeroed
-    before each sweep iteration. The saved copy costs one copy of the
-    network's arrays in memory.
+    loss; it stops once the smoothed loss exceeds ``diverge`` times its minimum.
+    Every parameter keeps its relation to the base (multipliers scale, absolute
+    and scheduled rules scale from their value now, frozen stays frozen). A
+    temporary trainer with fresh optimizer state does the sweep, and the
+    network's arrays, settings and NumPy's and Python's random states are
+    restored after, also when it fails: training after ``lr_find`` equals
+    training without it, bit for bit (MXNet's own random state, for Dropout,
+    cannot be saved in MXNet 1.9.1: then only in distribution).
 
     Parameters
     ----------
@@ -329,7 +337,7 @@ def lr_find(net: gluon.Block, trainer: gluon.Trainer, data: Iterable,
         The network ``trainer`` trains (its forward pass is what is measured).
     trainer : gluon.Trainer
         A ``LayerwiseTrainer`` or a plain ``gluon.Trainer``, on one or several
-        contexts; not on a distributed kvstore (``ValueError``).
+        contexts; not on a distributed kvstore.
     data : iterable of (x, label)
         Training batches, e.g. a ``DataLoader``; split across the contexts.
     loss_fn : callable, optional
@@ -355,17 +363,24 @@ def lr_find(net: gluon.Block, trainer: gluon.Trainer, data: Iterable,
         minimum (``suggest_lr``); None if the loss never fell. Train at about
         that rate; the minimum's rate is where training is about to diverge.
 
+    Raises
+    ------
+    InvalidValueError
+        A distributed kvstore (``dist_*``, Horovod), parameters without shapes
+        or not dense, rates or counts out of range, ``data`` without batches:
+        before anything changes.
+    InvalidTypeError
+        ``net``, ``trainer``, ``data`` or ``loss_fn`` of the wrong kind.
+
     Examples
     --------
-    >>> import mxnet as mx
-    >>> from gluon_finetune import LayerwiseTrainer
-    >>> net = mx.gluon.nn.Dense(2, in_units=4, prefix="dense_")
-    >>> net.initialize()
+    >>> from gluon_finetune import LayerwiseTrainer, lr_find
     >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9})
-    >>> x, y = mx.nd.random.normal(shape=(32, 4)), mx.nd.array([0, 1] * 16)
-    >>> data = mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(x, y), batch_size=8)
-    >>> result = lr_find(net, trainer, data, num_iter=20, progress=False)
-    >>> len(result.lrs) <= 20 and result.lrs[0] == 1e-7
+    >>> before = net.features[0].weight.data().copy()
+    >>> result = lr_find(net, trainer, train_loader, loss_fn, num_iter=20, progress=False)
+    >>> len(result.lrs) <= 20, result.lrs[0], trainer.optimizer.num_update
+    (True, 1e-07, 0)
+    >>> bool((net.features[0].weight.data() == before).min())  # left as it was
     True
     """
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss() if loss_fn is None else loss_fn

@@ -68,7 +68,33 @@ def _correct(out, y) -> int:
 
 def evaluate(net: gluon.Block, data: gluon.data.DataLoader, ctx: Optional[mx.Context] = None
              ) -> float:
-    """Top-1 accuracy of ``net`` on a loader of ``(x, label)`` batches."""
+    """Top-1 accuracy of ``net`` on a loader of ``(x, label)`` batches.
+
+    Parameters
+    ----------
+    net : Block
+        The network (called as it is, outside ``autograd.record``).
+    data : DataLoader
+        Batches of ``(x, label)``.
+    ctx : Context, optional
+        Where the batches go; default ``mx.cpu()``.
+
+    Returns
+    -------
+    float
+        The fraction of examples whose highest output is their label.
+
+    Raises
+    ------
+    InvalidValueError
+        ``data`` gives no batch.
+
+    Examples
+    --------
+    >>> from gluon_finetune import evaluate
+    >>> 0.0 <= evaluate(net, val_loader) <= 1.0
+    True
+    """
     ctx = ctx or mx.cpu()
     correct = total = 0
     for x, y in data:
@@ -149,15 +175,20 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
 
     Parameters
     ----------
-    net, trainer
-        The network and its (layerwise or plain) trainer.
-    train_data, val_data : DataLoader
-        Batches of ``(x, label)``; with ``val_data`` each epoch ends with a
-        validation accuracy (``val_acc``).
+    net : Block
+        The network.
+    trainer : gluon.Trainer
+        Its trainer, layerwise or plain.
+    train_data : DataLoader
+        Batches of ``(x, label)``.
     epochs : int
         Number of passes over ``train_data``.
+    val_data : DataLoader, optional
+        With it, each epoch ends with a validation accuracy (``val_acc``).
     loss : gluon.loss.Loss, optional
         Default: softmax cross-entropy.
+    ctx : Context, optional
+        Where the batches go; default ``mx.cpu()`` (one context).
     on_epoch : callable, optional
         Called with the epoch number before each epoch, e.g.
         ``GradualUnfreezing(trainer, every=1).on_epoch``; a string it returns
@@ -166,6 +197,8 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
         Called with the trainer after each ``trainer.step``.
     progress : bool
         Show a tqdm progress bar (on stderr).
+    desc : str
+        The progress bar's label.
 
     Returns
     -------
@@ -173,9 +206,22 @@ def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoa
         ``epoch``, ``train_loss``, ``train_acc``, ``val_acc`` (if ``val_data``),
         ``seconds`` (cumulative wall time).
 
+    Raises
+    ------
+    InvalidTypeError
+        ``net`` is not a Block or ``trainer`` not a Trainer.
+    InvalidValueError
+        ``epochs`` is not a positive integer, or a loader gives no batches (an empty
+        data set, or fewer items than the batch size with
+        ``last_batch="discard"``): before the first epoch.
+
     Examples
     --------
-    >>> history = fit(net, trainer, train_loader, epochs=3, val_data=val_loader)  # doctest: +SKIP
+    >>> from gluon_finetune import LayerwiseTrainer, fit
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={"features": 0.1})
+    >>> history = fit(net, trainer, train_loader, epochs=2, val_data=val_loader, progress=False)
+    >>> [sorted(h) for h in history][0]
+    ['epoch', 'seconds', 'train_acc', 'train_loss', 'val_acc']
     """
     epochs = _check_fit_args(net, trainer, train_data, epochs, val_data, progress)
     loss_fn = loss or gluon.loss.SoftmaxCrossEntropyLoss()

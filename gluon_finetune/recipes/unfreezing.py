@@ -37,13 +37,38 @@ class GradualUnfreezing(EpochBegin):
         With ``"schedule"`` a thawed block's own schedule (e.g. a warm-up)
         starts again at the step it thaws, instead of running from step 0.
 
+    Raises
+    ------
+    InvalidTypeError
+        ``trainer`` is not a ``LayerwiseTrainer``, or ``schedule`` neither a dict
+        nor a callable.
+    InvalidValueError
+        A trainer without its network; both or neither of ``schedule`` and
+        ``every``; a schedule without epoch 0 or with more blocks than the
+        network has (the message lists the blocks); an unknown ``restart``.
+
+    Notes
+    -----
+    Thawed blocks start with fresh optimizer state; the limit and each block's
+    schedule clock live in the optimizer, so ``save_states``/``load_states``
+    resume mid-unfreezing bit for bit. It is also a ``gluon.contrib.estimator``
+    event handler: ``estimator.fit(..., event_handlers=[unfreezer])``.
+
     Examples
     --------
-    >>> unfreezer = GradualUnfreezing(trainer, every=1)           # doctest: +SKIP
-    >>> for epoch in range(epochs):                               # doctest: +SKIP
-    ...     unfreezer.on_epoch(epoch)
-    ...     train_one_epoch()
-    >>> estimator.fit(data, epochs=4, event_handlers=[unfreezer])  # doctest: +SKIP
+    >>> from gluon_finetune import GradualUnfreezing, LayerwiseTrainer
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+    >>> unfreezer = GradualUnfreezing(trainer, {0: 1, 2: 3})
+    >>> for epoch in range(4):
+    ...     trainable = unfreezer.on_epoch(epoch)
+    ...     print(epoch, trainable, net.features[3].weight.grad_req)
+    ...     # ... the epoch's training loop
+    0 1 null
+    1 1 null
+    2 3 write
+    3 3 write
+    >>> GradualUnfreezing(trainer, every=2).blocks_at(5)
+    3
     """
 
     def __init__(self, trainer: LayerwiseTrainer,
@@ -77,7 +102,24 @@ class GradualUnfreezing(EpochBegin):
         self._started = False
 
     def blocks_at(self, epoch: int) -> int:
-        """How many blocks (from the head) train at ``epoch``."""
+        """How many blocks (from the head) train at ``epoch``; changes nothing.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch (>= 0).
+
+        Returns
+        -------
+        int
+            The number of trainable blocks, counted from the head.
+
+        Raises
+        ------
+        InvalidValueError
+            A negative epoch, or a callable schedule that returns no count in
+            range.
+        """
         epoch = check_int("epoch", epoch, minimum=0)
         if self.every is not None:
             return min(self.block_count, 1 + epoch // self.every)
@@ -92,8 +134,21 @@ class GradualUnfreezing(EpochBegin):
         return int(n)
 
     def on_epoch(self, epoch: int) -> int:
-        """Call at the start of ``epoch``: exactly ``blocks_at(epoch)`` blocks become
-        trainable (freezing or thawing as needed). Returns that number."""
+        """Call at the start of ``epoch``: exactly ``blocks_at(epoch)`` blocks become trainable.
+
+        Freezes or thaws as needed, through ``trainer.set_trainable_blocks``; a
+        block a rule freezes stays frozen.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch about to start (>= 0).
+
+        Returns
+        -------
+        int
+            The number of trainable blocks from now on.
+        """
         n = self.blocks_at(epoch)
         if not self._started:
             self._check_start(epoch, n)
@@ -126,7 +181,17 @@ class GradualUnfreezing(EpochBegin):
                       f"blocks and no limit", stacklevel=3)
 
     def epoch_begin(self, estimator, *args, **kwargs):
-        """Estimator hook: epochs are counted from 0 in the order the estimator runs them."""
+        """``gluon.contrib.estimator`` hook: calls ``on_epoch`` with the next epoch.
+
+        Epochs are counted from 0 in the order the estimator runs them.
+
+        Parameters
+        ----------
+        estimator : Estimator
+            The estimator (not read).
+        *args, **kwargs
+            What the estimator passes (not read).
+        """
         self.on_epoch(self.next_epoch)
 
 

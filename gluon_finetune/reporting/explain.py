@@ -13,6 +13,7 @@ from mxnet import gluon
 
 from .._compat import uses_global_stats
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
+from ..extras import require
 from ..optim.rates import HAND_RULE, LIMIT_RULE
 from ..optim.schedules import describe_schedule
 from ..rules.scope import rule_scope
@@ -29,7 +30,37 @@ class Explanation:
     """The rule table: one row (a dict with ``COLUMNS``) per parameter.
 
     ``str(table)`` prints it; ``table.to_pandas()`` gives a DataFrame;
-    ``table["name"]`` is the row of one parameter.
+    ``table["name"]`` is the row of one parameter; iterating gives the rows.
+    ``explain`` makes it.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One per parameter, with the keys ``parameter``, ``shape``, ``block``,
+        ``rule``, ``lr_mult``, ``wd_rule``, ``wd_mult``, ``lr``, ``schedule``,
+        ``frozen``.
+
+    Attributes
+    ----------
+    rows : list of dict
+        The rows.
+    notes : list of str
+        Notes printed under the table (a rule that thaws what ``unfreeze=`` froze).
+
+    Raises
+    ------
+    UnknownNameError
+        ``table[name]`` for a name that is not in the table (also a ``KeyError``).
+
+    Examples
+    --------
+    >>> from gluon_finetune import explain
+    >>> table = explain(net, {"*": 0.1, "features.0": 0}, learning_rate=0.01)
+    >>> row = table["net_conv1_weight"]
+    >>> row["block"], row["rule"], row["lr_mult"], row["lr"], row["frozen"]
+    ('2:features.3', '*', 0.1, 0.001, False)
+    >>> [row["parameter"] for row in table if row["frozen"]]
+    ['net_conv0_weight', 'net_conv0_bias']
     """
 
     def __init__(self, rows: List[Dict], notes: Sequence[str] = ()):
@@ -49,7 +80,26 @@ class Explanation:
         raise UnknownNameError(f"no parameter {name!r} in this table")
 
     def to_pandas(self):
-        import pandas as pd
+        """The table as a pandas DataFrame, one row per parameter (needs the ``plot`` extra).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns as the text table's.
+
+        Raises
+        ------
+        MissingDependencyError
+            pandas is not installed.
+
+        Examples
+        --------
+        >>> from gluon_finetune import explain
+        >>> frame = explain(net, {"*": 0.1}, learning_rate=0.01).to_pandas()
+        >>> frame.loc[0, ["parameter", "lr"]].tolist()
+        ['net_conv0_weight', 0.001]
+        """
+        pd = require("pandas", needed_for="Explanation.to_pandas")
         return pd.DataFrame(self.rows, columns=list(COLUMNS))
 
     to_dataframe = to_pandas
@@ -248,9 +298,13 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
         ``wd_rule`` the one that gave its weight decay.
     learning_rate : float, optional
         For a network: the base rate, so that the ``lr`` column can be filled.
-    strict, granularity, blocks
-        As for ``LayerwiseTrainer`` (for a network; a trainer shows its own):
-        by default the net's own block list, the one a trainer on it numbers.
+    strict : bool
+        For a network: a rule that matches nothing raises (False: warns).
+    granularity : {'unit', 'stage'}, optional
+        For a network: what a block is; by default the net's own, the one a
+        trainer on it numbers. A trainer shows its own.
+    blocks : list, optional
+        For a network: an explicit block list.
 
     Returns
     -------
@@ -261,9 +315,29 @@ def explain(obj, rules=None, *, learning_rate: Optional[float] = None, strict: b
         ``grad_req='null'``; ``bn='stats'`` is that alone). ``.to_pandas()``
         gives a DataFrame.
 
+    Raises
+    ------
+    InvalidTypeError
+        ``obj`` is neither a trainer nor a Block.
+    InvalidValueError
+        ``rules``, ``granularity`` or ``blocks`` given with a trainer (it shows
+        its own).
+    RuleError
+        Rules that do not resolve (a conflict, a rule that matches nothing).
+
     Examples
     --------
-    >>> print(explain(net, {"*": 0.1, "output": 1.0}, learning_rate=0.01))  # doctest: +SKIP
+    >>> from gluon_finetune import LayerwiseTrainer, explain
+    >>> print(explain(net, {"*": 0.1, "output": 1.0}, learning_rate=0.01))  # doctest: +ELLIPSIS
+    parameter                    shape     block         rule    lr_mult  wd_rule  wd_mult  ...
+    ---------------------------  --------  ------------  ------  -------  -------  -------  ...
+    net_conv0_weight             8x3x3x3   0:features.0  *       0.1      -        1        0.001
+    ...
+    net_dense0_weight            2x16      4:output      output  1        -        1        0.01
+    net_dense0_bias              2         4:output      output  1        -        1        0.01
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1}, layers={0: 0})
+    >>> explain(trainer)["net_conv0_weight"]["frozen"]
+    True
     """
     if isinstance(obj, gluon.Trainer) and hasattr(obj, "rates"):  # a LayerwiseTrainer
         if rules is not None or granularity is not None or blocks is not None:

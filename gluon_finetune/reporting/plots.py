@@ -12,6 +12,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..checks import check_positive_int
 from ..errors import InvalidTypeError, InvalidValueError
+from ..extras import require
 from .explain import block_labels
 
 __all__ = ["RateRecorder", "lr_curves", "merged_curves", "plot_lr_curves", "plot_accuracy",
@@ -45,11 +46,31 @@ def _rates_by_label(labels: Sequence[str], lrs: Sequence[float], params) -> Dict
 class RateRecorder:
     """Records each layer's learning rate after every step: pass it as ``on_step``.
 
+    What training really used, gradual unfreezing and ``set_layers`` included
+    (``lr_curves`` previews instead). Call it with the trainer after each step;
+    ``fit(..., on_step=recorder)`` does.
+
+    Attributes
+    ----------
+    curves : dict of str to list of float
+        One curve per block label (``"i:path"``): its rate after each step, 0
+        while frozen.
+    steps : int
+        How many steps it has recorded.
+
     Examples
     --------
+    >>> from gluon_finetune import (GradualUnfreezing, LayerwiseTrainer, RateRecorder, fit,
+    ...                             plot_lr_curves)
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+    >>> unfreezer = GradualUnfreezing(trainer, every=1)
     >>> recorder = RateRecorder()
-    >>> fit(net, trainer, loader, epochs=3, on_step=recorder)   # doctest: +SKIP
-    >>> plot_lr_curves(recorder.curves, "lr.png")                 # doctest: +SKIP
+    >>> history = fit(net, trainer, train_loader, epochs=2, on_epoch=unfreezer.on_epoch,
+    ...               on_step=recorder, progress=False)
+    >>> recorder.steps, recorder.curves["4:output"], recorder.curves["3:features.4"]
+    (4, [0.1, 0.1, 0.1, 0.1], [0.0, 0.0, 0.1, 0.1])
+    >>> plot_lr_curves(recorder.curves, "lr.png")
+    'lr.png'
     """
 
     def __init__(self) -> None:
@@ -77,6 +98,35 @@ def lr_curves(trainer, steps: int) -> Curves:
     A preview of what training will use from here on, at any point of
     training (``trainer.preview_lrs``): the trainer and its schedules are left
     as they are, and freezing stays as it is now (no gradual unfreezing).
+
+    Parameters
+    ----------
+    trainer : LayerwiseTrainer
+        The trainer to preview.
+    steps : int
+        How many updates (>= 1).
+
+    Returns
+    -------
+    dict of str to list of float
+        One curve per block label (``"i:path"``), 0 where frozen.
+
+    Raises
+    ------
+    InvalidTypeError
+        ``trainer`` is not a ``LayerwiseTrainer``.
+    InvalidValueError
+        ``steps`` is not a positive integer.
+
+    Examples
+    --------
+    >>> from gluon_finetune import LayerwiseTrainer, lr_curves
+    >>> halving = mx.lr_scheduler.FactorScheduler(step=2, factor=0.5)
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
+    ...                            layers={"features": 0, -1: {"lr_scheduler": halving}})
+    >>> curves = lr_curves(trainer, 5)
+    >>> curves["4:output"], curves["0:features.0"]
+    ([0.1, 0.1, 0.05, 0.05, 0.025], [0.0, 0.0, 0.0, 0.0, 0.0])
     """
     check_positive_int("steps", steps)
     # Reporting sits below the trainer (import contracts): it asks for what it reads.
@@ -92,9 +142,9 @@ def lr_curves(trainer, steps: int) -> Curves:
 
 
 def _figure(title: str, xlabel: str, ylabel: str, size=(10, 4.5), dpi: int = 100):
-    import matplotlib
+    matplotlib = require("matplotlib", needed_for="drawing a plot")
     matplotlib.use("Agg")  # files only: works without a display
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", needed_for="drawing a plot")
     fig, ax = plt.subplots(figsize=size, dpi=dpi)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
@@ -124,8 +174,8 @@ def image_path(path: str, name: str = "path") -> str:
     kind = os.path.splitext(path)[1][1:].lower()
     if not kind:
         return path + ("png" if path.endswith(".") else ".png")
-    from matplotlib.backend_bases import FigureCanvasBase
-    if kind not in FigureCanvasBase.get_supported_filetypes():
+    backends = require("matplotlib.backend_bases", needed_for="drawing a plot")
+    if kind not in backends.FigureCanvasBase.get_supported_filetypes():
         raise InvalidValueError(f"{name} {path!r}: matplotlib cannot write .{kind} files; use "
                                 f".png (or .pdf, .svg)", argument=name)
     return path
@@ -174,12 +224,40 @@ def _check_curves(curves: Mapping[str, Sequence[float]], what: str) -> None:
 
 def plot_lr_curves(curves: Mapping[str, Sequence[float]], path: str,
                    title: str = "learning rate per layer", log: Optional[bool] = None) -> str:
-    """Write a PNG with one learning-rate curve per layer; returns the file written
-    (``image_path(path)``).
+    """Write an image with one learning-rate curve per layer; returns the file written.
 
-    Layers with identical curves are drawn once (see ``merged_curves``).
-    ``log`` (default: when the positive rates span more than 10x) draws the
-    rate axis on a log scale; rates of 0 (frozen) then stay off the plot.
+    Layers with identical curves are drawn once, labelled by their first and last
+    layer and a count; a layer at rate 0 throughout is marked frozen.
+
+    Parameters
+    ----------
+    curves : mapping of str to sequence of float
+        One curve per label, as ``lr_curves`` and ``RateRecorder.curves`` give them.
+    path : str
+        The file; ``.png`` is added to a name without an extension.
+    title : str
+        The plot's title.
+    log : bool, optional
+        A log rate axis (rates of 0 then stay off the plot); default: when the
+        positive rates span more than 10x.
+
+    Returns
+    -------
+    str
+        The file written.
+
+    Raises
+    ------
+    InvalidValueError
+        No curves, an empty curve, or a format matplotlib cannot write.
+    MissingDependencyError
+        matplotlib is not installed (the ``plot`` extra).
+
+    Examples
+    --------
+    >>> from gluon_finetune import plot_lr_curves
+    >>> plot_lr_curves({"0:features": [0.0, 0.01, 0.01], "1:output": [0.1, 0.1, 0.05]}, "lr")
+    'lr.png'
     """
     _check_curves(curves, "curves")
     curves = merged_curves(curves)
@@ -208,7 +286,43 @@ def plot_accuracy(curves: Mapping[str, Sequence[float]], path: str,
 
 
 def plot_schedules(trainer, steps: int, path: str) -> str:
-    """Preview the trainer's per-layer rates for ``steps`` updates as a PNG (see lr_curves)."""
+    """Draw the trainer's per-layer rates for its next ``steps`` updates as an image.
+
+    ``plot_lr_curves(lr_curves(trainer, steps), path)``: the trainer and its
+    schedules are left as they are.
+
+    Parameters
+    ----------
+    trainer : LayerwiseTrainer
+        The trainer to preview.
+    steps : int
+        How many updates (>= 1).
+    path : str
+        The file; ``.png`` is added to a name without an extension.
+
+    Returns
+    -------
+    str
+        The file written.
+
+    Raises
+    ------
+    InvalidTypeError
+        ``trainer`` is not a ``LayerwiseTrainer``.
+    InvalidValueError
+        ``steps`` is not a positive integer, or a format matplotlib cannot write.
+    MissingDependencyError
+        matplotlib is not installed (the ``plot`` extra).
+
+    Examples
+    --------
+    >>> from gluon_finetune import LayerwiseTrainer, SlantedTriangular, layer_decay
+    >>> rules = {i: {**rule, "lr_scheduler": SlantedTriangular(200)}
+    ...          for i, rule in layer_decay(net, 0.01).items()}
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.01}, layers=rules)
+    >>> plot_schedules(trainer, 200, "schedules.png")
+    'schedules.png'
+    """
     return plot_lr_curves(lr_curves(trainer, steps), path,
                           title=f"learning rate per layer, {steps} steps")
 

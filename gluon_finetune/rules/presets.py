@@ -76,13 +76,23 @@ def no_weight_decay(net, biases: bool = True, norms: bool = True) -> Dict[str, D
     Parameters
     ----------
     net : Block
-    biases, norms : bool
-        Which of the two to include.
+        The network.
+    biases : bool
+        Include the biases.
+    norms : bool
+        Include the normalization layers (scale and shift).
 
     Returns
     -------
     dict
-        Norm layers by structural path, biases by parameter name.
+        Norm layers by structural path, biases by parameter name, each
+        ``{"wd_mult": 0.0}``: merge them with rate rules (``{**rates, **these}``
+        where keys differ, :func:`combine` where they may not).
+
+    Raises
+    ------
+    InvalidTypeError
+        ``net`` is not a Block, or ``biases``/``norms`` is not a bool.
 
     Examples
     --------
@@ -137,18 +147,37 @@ def _merged(key: Any, first: Any, second: Any) -> Any:
 def combine(*rule_sets: Any) -> Any:
     """One rule set from several, merging the values of a key given in more than one.
 
-    Values merge field by field (a rate from one, ``wd_mult`` from another); a
-    key whose rate, or whose weight decay, two sets give differently is an
-    error. Keys are compared as the rule engine compares them: ``np.int64(2)``
-    is ``2`` and ``"0:2"`` is ``slice(0, 2)``; a merged key keeps the first
-    spelling given (NumPy integers and strings become ``int`` and ``str``). A dict
-    when every key can be one (hashable, and no two keys equal in Python but not
-    to the rule engine, as ``True`` and ``1``), else ``(key, value)`` pairs.
+    Values merge field by field (a rate from one, ``wd_mult`` from another),
+    where ``{**a, **b}`` would keep only ``b``'s value of a shared key. Keys are
+    compared as the rule engine compares them: ``np.int64(2)`` is ``2`` and
+    ``"0:2"`` is ``slice(0, 2)``; a merged key keeps the first spelling given
+    (NumPy integers become ``int``).
+
+    Parameters
+    ----------
+    *rule_sets : dict or sequence of (key, value) pairs
+        Rule sets as ``LayerwiseTrainer(layers=...)`` takes them.
+
+    Returns
+    -------
+    dict or list of (key, value)
+        A dict when every key can be one (hashable, and no two keys equal in
+        Python but not to the rule engine, as ``True`` and ``1``), else
+        ``(key, value)`` pairs (a ``slice`` cannot be a dict key before Python 3.12).
+
+    Raises
+    ------
+    RuleError
+        A key whose rate, or whose weight decay, two sets give differently.
 
     Examples
     --------
+    >>> from gluon_finetune import combine, layer_decay, no_weight_decay
     >>> combine({"features.1": 0.1}, {"features.1": {"wd_mult": 0.0}, "output": 2.0})
     {'features.1': {'lr_mult': 0.1, 'wd_mult': 0.0}, 'output': 2.0}
+    >>> rules = combine(layer_decay(net, 0.01), no_weight_decay(net))
+    >>> rules[4], rules["features.1"]
+    ({'learning_rate': 0.01}, {'wd_mult': 0.0})
     """
     pairs: List[Tuple[Any, Any]] = []
     where: Dict[str, int] = {}

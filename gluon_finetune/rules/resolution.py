@@ -36,11 +36,37 @@ __all__ = ["Setting", "RuleScope", "RuleError", "NoMatchError", "resolve", "rule
 
 @dataclass(frozen=True)
 class Setting:
-    """What one parameter gets from the rules.
+    """What one parameter gets from the rules: one row of the resolved table.
 
-    ``None`` in ``lr_mult``/``wd_mult`` means "no rule said": the parameter
-    keeps its own multiplier. ``rule`` names the rule that gave the rate,
-    ``wd_rule`` the one that gave the weight decay (None: no rule did).
+    ``resolve`` returns one per parameter; the trainer, ``explain`` and states files
+    read them. Frozen (immutable): compare and hash them freely.
+
+    Parameters
+    ----------
+    name : str
+        The parameter's name.
+    rule : str, optional
+        The rule that gave the rate (None: no rule did).
+    lr_mult : float, optional
+        The learning-rate multiplier; ``None`` means no rule said, and the
+        parameter keeps its own ``Parameter.lr_mult``.
+    learning_rate : float, optional
+        The rule's absolute rate, when it gave one.
+    wd_mult : float, optional
+        The weight-decay multiplier; ``None``: the parameter keeps its own.
+    lr_scheduler : callable, optional
+        The rule's own schedule.
+    frozen : bool
+        Whether the rules freeze it (``grad_req='null'``).
+    wd_rule : str, optional
+        The rule that gave the weight decay (None: no rule did).
+
+    Examples
+    --------
+    >>> from gluon_finetune import resolve
+    >>> setting = resolve({"*_bias": {"wd_mult": 0}}, ["dense0_bias"])[0]
+    >>> setting.name, setting.rule, setting.lr_mult, setting.wd_rule, setting.wd_mult
+    ('dense0_bias', None, None, '*_bias', 0.0)
     """
 
     name: str
@@ -240,10 +266,19 @@ def resolve(rules: Any, names: Optional[Sequence[str]] = None, *,
             scope: Optional[RuleScope] = None) -> Tuple[Setting, ...]:
     """Resolve layer rules into one :class:`Setting` per parameter name.
 
+    The pure core of the package: names in, settings out, no MXNet state. Each
+    group of fields (the rate, the weight decay) of each parameter goes to the most
+    specific rule that sets it: the one whose matched parameters are a strict
+    subset of the others'. The order of the rules never matters.
+
     Parameters
     ----------
     rules : dict or sequence of (key, value) pairs
-        The layer rules (see the module docstring for keys and values).
+        The layer rules, as ``LayerwiseTrainer(layers=...)`` takes them: keys are
+        structural paths, parameter names, globs, ``re:`` regexes, block indices
+        or ranges, ``"*"``; values are a multiplier, ``0``/``None`` (frozen) or a
+        dict of ``learning_rate``, ``lr_mult``, ``lr_scheduler``, ``wd_mult``,
+        ``frozen``.
     names : sequence of str
         Parameter names, in the order the result should have.
     paths : mapping of str to frozenset of str, optional
@@ -267,11 +302,23 @@ def resolve(rules: Any, names: Optional[Sequence[str]] = None, *,
     tuple of Setting
         One per name, in the order of ``names``.
 
+    Raises
+    ------
+    RuleError
+        Two rules that set the same group of a parameter differently where
+        neither is more specific; a key or value no rule can have
+        (:class:`RuleTypeError` for a wrong type); a key that needs ``paths`` or
+        ``block_list`` without them.
+    NoMatchError
+        A rule that matches no parameter (with ``strict=False``: a warning).
+
     Examples
     --------
     >>> table = resolve({"*": 0.1, "fc_weight": 0}, ["conv_weight", "fc_weight"])
     >>> [(s.name, s.lr_mult, s.frozen) for s in table]
     [('conv_weight', 0.1, False), ('fc_weight', 0.0, True)]
+    >>> resolve({"*": 0.1, "*_bias": {"wd_mult": 0}}, ["fc_bias"])[0].wd_rule
+    '*_bias'
     """
     if scope is None:
         if names is None:

@@ -36,10 +36,40 @@ def layer_decay(net, base_lr: float, decay: float = 0.75, granularity: Optional[
     ``blocks(net, granularity, blocks)``: by default the net's own list, the
     one a trainer on ``net`` numbers.
 
+    Parameters
+    ----------
+    net : Block
+        The network whose blocks are numbered.
+    base_lr : float
+        The head's rate (> 0).
+    decay : float
+        The factor from one block to the one before it (> 0).
+    granularity : {'unit', 'stage'}, optional
+        What a block is; default: the net's own (``get_model`` records it).
+    blocks : list, optional
+        An explicit block list (as ``blocks(net, blocks=...)`` takes it).
+
+    Returns
+    -------
+    dict
+        ``{block index: {"learning_rate": rate}}`` for every block.
+
+    Raises
+    ------
+    InvalidValueError
+        A rate or factor that is not a finite number > 0, or a network without
+        blocks.
+
     Examples
     --------
-    >>> layer_decay(net, 0.1, decay=0.5)  # doctest: +SKIP
-    {0: {'learning_rate': 0.025}, 1: {'learning_rate': 0.05}, 2: {'learning_rate': 0.1}}
+    >>> from gluon_finetune import LayerwiseTrainer, layer_decay
+    >>> rules = layer_decay(net, 0.1, decay=0.5)
+    >>> rules[4], rules[0]
+    ({'learning_rate': 0.1}, {'learning_rate': 0.00625})
+    >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1},
+    ...                            layers=layer_decay(net, 0.1, decay=0.5))
+    >>> trainer.explain()["net_conv0_weight"]["lr"]
+    0.00625
     """
     base_lr, decay = _positive("base_lr", base_lr), _positive("decay", decay)
     count = _block_count(net, granularity, blocks)
@@ -52,7 +82,36 @@ def spread(net, lo: float, hi: float, granularity: Optional[str] = None,
 
     Like fastai's ``slice(lo, hi)``: block ``i`` of ``L`` gets
     ``lo * (hi / lo) ** (i / (L - 1))``; a one-block network gets ``hi``.
-    Blocks as for :func:`layer_decay`.
+
+    Parameters
+    ----------
+    net : Block
+        The network whose blocks are numbered.
+    lo : float
+        The first block's rate (> 0).
+    hi : float
+        The head's rate (> 0).
+    granularity : {'unit', 'stage'}, optional
+        What a block is, as for :func:`layer_decay`.
+    blocks : list, optional
+        An explicit block list, as for :func:`layer_decay`.
+
+    Returns
+    -------
+    dict
+        ``{block index: {"learning_rate": rate}}`` for every block.
+
+    Raises
+    ------
+    InvalidValueError
+        A rate that is not a finite number > 0, or a network without blocks.
+
+    Examples
+    --------
+    >>> from gluon_finetune import spread
+    >>> rules = spread(net, 1e-4, 1e-2)
+    >>> [round(rule["learning_rate"], 6) for rule in rules.values()]
+    [0.0001, 0.000316, 0.001, 0.003162, 0.01]
     """
     lo, hi = _positive("lo", lo), _positive("hi", hi)
     rates = spread_rates(lo, hi, _block_count(net, granularity, blocks))

@@ -110,10 +110,33 @@ def declare_blocks(cls: type, rule: Callable) -> None:
     The list has the form of ``blocks=`` (paths; a tuple of paths is one
     block); ``automatic_blocks(net, granularity)`` is a starting point.
 
+    Parameters
+    ----------
+    cls : type
+        The model class (subclasses follow it).
+    rule : callable
+        ``rule(net, granularity) -> list`` of paths or tuples of paths.
+
+    Raises
+    ------
+    InvalidTypeError
+        ``cls`` is not a class or ``rule`` not callable.
+
     Examples
     --------
-    >>> declare_blocks(MyNet, lambda net, granularity: ["stem", ("body", "neck"), "head"])
-    ... # doctest: +SKIP
+    >>> from gluon_finetune import blocks, declare_blocks
+    >>> class ThreeParts(gluon.HybridBlock):
+    ...     def __init__(self, **kwargs):
+    ...         super().__init__(**kwargs)
+    ...         with self.name_scope():
+    ...             self.stem = nn.Dense(4, in_units=3)
+    ...             self.body = nn.Dense(4, in_units=4)
+    ...             self.head = nn.Dense(2, in_units=4)
+    ...     def hybrid_forward(self, F, x):  # noqa: N803
+    ...         return self.head(self.body(self.stem(x)))
+    >>> declare_blocks(ThreeParts, lambda net, granularity: [("stem", "body"), "head"])
+    >>> [label for label, _ in blocks(ThreeParts(prefix="parts_"))]
+    ['stem+body', 'head']
     """
     if not isinstance(cls, type):
         raise InvalidTypeError(f"cls must be a class, got {cls!r}")

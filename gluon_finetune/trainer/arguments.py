@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from mxnet import gluon
 from mxnet import optimizer as mx_optimizer
@@ -22,11 +22,22 @@ from ..rules.keys import key_id
 from ..rules.resolution import rule_items
 from .horovod import check_not_horovod_optimizer
 
-__all__ = ["param_list", "split_rfc_rules", "merge_rules", "check_optimizer_args",
+__all__ = ["net_and_params", "param_list", "split_rfc_rules", "merge_rules", "check_optimizer_args",
            "make_optimizer", "check_kvstore_args"]
 
 # optimizer arguments whose value is a dict: never mistaken for an RFC-style layer rule
 _DICT_ARGS = ("param_idx2name", "param_dict")
+
+
+def net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Parameter]]:
+    """(the network, the parameter list) from the trainer's ``params`` and ``net``."""
+    if isinstance(params, gluon.Block):
+        if net is not None and net is not params:
+            raise InvalidValueError("params is a Block and net is another Block; pass one network")
+        net, params = params, params.collect_params()
+    if net is not None and not isinstance(net, gluon.Block):
+        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}")
+    return net, param_list(params)
 
 
 def param_list(params) -> List[gluon.Parameter]:

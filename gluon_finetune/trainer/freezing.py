@@ -220,18 +220,47 @@ def freeze(net, layers="*", bn: str = "frozen", granularity: Optional[str] = Non
            blocks=None) -> List[str]:
     """Freeze the parameters that ``layers`` names (any rule key; default all).
 
-    Other parameters are left as they are. Frozen means ``grad_req='null'``;
-    fully frozen BatchNorm layers follow policy ``bn`` (``'train'``: their
-    scale and shift stay trainable). Index and range keys count
-    ``blocks(net, granularity, blocks)`` (default: the net's own list).
-    Returns the names of the parameters ``layers`` names, now frozen (those it
-    froze and those already frozen; never running statistics, which
-    never train).
+    Other parameters are left as they are. Frozen means ``grad_req='null'``
+    (no gradient computed, weights bit-identical through any training); fully
+    frozen BatchNorm layers follow policy ``bn`` (``'train'``: their scale and
+    shift stay trainable). No trainer is needed.
+
+    Parameters
+    ----------
+    net : Block
+        The network.
+    layers : rule key
+        What to freeze: a structural path, parameter name, glob, ``re:`` regex,
+        block index or range, ``"*"``, or a tuple or list of them.
+    bn : {'frozen', 'stats', 'train'}
+        What a fully frozen BatchNorm does ('frozen': inference mode).
+    granularity : {'unit', 'stage'}, optional
+        The block list index and range keys count; default: the net's own.
+    blocks : list, optional
+        An explicit block list.
+
+    Returns
+    -------
+    list of str
+        The names of the parameters ``layers`` names, now frozen (those it froze
+        and those already frozen; never running statistics, which never train).
+
+    Raises
+    ------
+    RuleError
+        A key that names nothing (``NoMatchError``) or cannot be a rule key.
+    InvalidValueError
+        An unknown ``bn``.
 
     Examples
     --------
-    >>> freeze(net, "features")          # doctest: +SKIP
-    >>> freeze(net, slice(0, -1))        # all blocks but the head  # doctest: +SKIP
+    >>> from gluon_finetune import freeze
+    >>> freeze(net, "features.0")
+    ['net_conv0_bias', 'net_conv0_weight']
+    >>> len(freeze(net, slice(0, -1)))  # every block but the head: 2 convs, 2 BatchNorms
+    8
+    >>> net.output.weight.grad_req, net.features[1].gamma.grad_req
+    ('write', 'null')
     """
     check_bn_policy(bn)
     check_block(net)
@@ -252,10 +281,41 @@ def unfreeze(net, n=None, bn: str = "frozen", granularity: Optional[str] = None,
 
     ``n=None`` makes every parameter that can train trainable; ``0`` freezes
     everything. Blocks before the last ``n`` are frozen (BatchNorm per
-    ``bn``; with ``'train'`` their scale and shift stay trainable); running
-    statistics and constants never train. The block list is the net's own
-    unless ``granularity`` or ``blocks`` say otherwise. Returns the trainable
-    block labels.
+    ``bn``; with ``'train'`` their scale and shift stay trainable); running statistics
+    and constants never train.
+
+    Parameters
+    ----------
+    net : Block
+        The network.
+    n : int or None
+        How many blocks, counted from the head, train (``1``: the head only).
+    bn : {'frozen', 'stats', 'train'}
+        What a fully frozen BatchNorm does ('frozen': inference mode).
+    granularity : {'unit', 'stage'}, optional
+        What a block is; default: the net's own.
+    blocks : list, optional
+        An explicit block list.
+
+    Returns
+    -------
+    list of str
+        The labels of the trainable blocks.
+
+    Raises
+    ------
+    InvalidValueError
+        ``n`` out of range (the message lists the blocks), an unknown ``bn``.
+
+    Examples
+    --------
+    >>> from gluon_finetune import unfreeze
+    >>> unfreeze(net, 2)
+    ['features.4', 'output']
+    >>> net.features[3].weight.grad_req, net.features[4].gamma.grad_req
+    ('null', 'write')
+    >>> unfreeze(net, None)[:2]
+    ['features.0', 'features.1']
     """
     check_bn_policy(bn)
     check_block(net)

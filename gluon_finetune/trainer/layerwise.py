@@ -16,14 +16,20 @@ from typing import Dict, List, Optional, Tuple
 from mxnet import gluon
 
 from ..checks import check_bool, check_real
-from ..errors import InvalidTypeError, InvalidValueError
+from ..errors import InvalidValueError
 from ..optim.optimizer import layerwise, preview_lrs
 from ..optim.rates import Own, Rate, base_lr
 from ..optim.update_paths import apply_update_path, check_update_path, choose_update_path
 from ..rules.resolution import RuleScope, Setting
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, resolve_granularity, trains
-from .arguments import check_kvstore_args, make_optimizer, merge_rules, param_list, split_rfc_rules
+from .arguments import (
+    check_kvstore_args,
+    make_optimizer,
+    merge_rules,
+    net_and_params,
+    split_rfc_rules,
+)
 from .distributed import ParameterServerSync, sends_optimizer
 from .freezing import check_bn_policy
 from .horovod import HorovodSync, horovod_store
@@ -34,16 +40,6 @@ from .tables import RuleTables
 __all__ = ["LayerwiseTrainer"]
 
 _KEEP = object()  # set_layers: leave the trainable-blocks limit as it is
-
-
-def _net_and_params(params, net) -> Tuple[Optional[gluon.Block], List[gluon.Parameter]]:
-    if isinstance(params, gluon.Block):
-        if net is not None and net is not params:
-            raise InvalidValueError("params is a Block and net is another Block; pass one network")
-        net, params = params, params.collect_params()
-    if net is not None and not isinstance(net, gluon.Block):
-        raise InvalidTypeError(f"net must be a gluon.Block, got {type(net).__name__}")
-    return net, param_list(params)
 
 
 class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync, gluon.Trainer):
@@ -64,35 +60,39 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
     optimizer_params : dict, optional
         Optimizer arguments, e.g. ``{'learning_rate': 0.1, 'momentum': 0.9}``.
         Entries whose value is a dict are layer rules (the RFC's form).
-    kvstore, compression_params, update_on_kvstore
-        As in ``gluon.Trainer``. ``update_on_kvstore=True`` where no kvstore is
-        created (one device) updates locally instead of crashing.
+    kvstore : str or KVStore
+        As in ``gluon.Trainer`` (also ``'horovod'``), and so are ``compression_params``
+        and ``update_on_kvstore`` (``True`` on one device updates locally).
     layers : dict or list of (key, value), optional
         Layer rules: keys are block paths, parameter names/globs/``re:``
         regexes, block indices or ranges, ``'*'``; values are a multiplier,
         ``0``/``None`` (frozen) or a dict with ``learning_rate``, ``lr_mult``,
-        ``lr_scheduler``, ``wd_mult``, ``frozen``. See ``rules.py``.
+        ``lr_scheduler``, ``wd_mult``, ``frozen`` (the rules guide has them all).
     net : Block, optional
         The network, needed for path and index keys and BatchNorm handling.
     strict : bool, default True
         A rule that matches no parameter raises (with False: warns).
     bn : {'frozen', 'stats', 'train'}, default 'frozen'
-        What a fully frozen BatchNorm does (see ``freezing.py``). 'frozen' also
-        runs it on its running statistics (``use_global_stats``), as at
-        inference, so ``{"features": 0}`` is more than ``grad_req='null'`` in a
-        BatchNorm network; 'stats' is exactly ``grad_req='null'`` (batch
-        statistics, as plain Gluon and d2l.ai's exercise); 'train' also trains
-        scale and shift.
+        What a fully frozen BatchNorm does. 'frozen' also runs it on its running
+        statistics (``use_global_stats``), as at inference; 'stats' is exactly
+        ``grad_req='null'`` (batch statistics, as plain Gluon); 'train' also
+        trains scale and shift.
     granularity : {'unit', 'stage'}, optional
         The block list that integer and slice keys index; default: the one
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
     update_path : {'auto', 'fused', 'per_array'}, default 'auto'
         How MXNet applies updates; results are bit-identical. 'auto': per
-        array for SGD with momentum on CPU (faster there), MXNet's default otherwise
-        (``update_paths.choose_update_path``).
+        array for SGD with momentum on CPU (faster there), MXNet's default otherwise.
     blocks : list, optional
         An explicit block list for index keys and ``set_trainable_blocks``
-        (see ``structure.blocks``); default: the net's own.
+        (as ``blocks(net, blocks=...)`` takes it); default: the net's own.
+
+    Raises
+    ------
+    RuleError
+        Rules that do not resolve (a conflict, a rule that matches nothing).
+    InvalidValueError
+        An optimizer argument MXNet rejects only at ``step`` (``wd=nan``), a bad ``bn``.
 
     Examples
     --------
@@ -111,7 +111,7 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
                  compression_params=None, update_on_kvstore=None, *, layers=None, net=None,
                  strict: bool = True, bn: str = "frozen", granularity: Optional[str] = None,
                  update_path: str = "auto", blocks=None):
-        net, params = _net_and_params(params, net)
+        net, params = net_and_params(params, net)
         # get_model's numbering, so that indices mean the same blocks
         granularity = resolve_granularity(net, granularity)
         if blocks is not None and net is None:
@@ -229,8 +229,13 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
         return list(self._optimizer._get_lrs(list(range(len(self._params)))))
 
     def preview_lrs(self, steps: int) -> List[List[float]]:
-        """Each parameter's learning rate at each of the next ``steps`` updates, as
-        training would use them if nothing froze or thawed; the trainer is untouched."""
+        """Each parameter's rate at each of the next ``steps`` updates; changes nothing.
+
+        Parameters
+        ----------
+        steps : int
+            How many updates (as training would use them if nothing froze or thawed).
+        """
         updated = [i for i, p in enumerate(self._params) if p.grad_req != "null"]
         return preview_lrs(self._optimizer, len(self._params), updated, steps)
 
@@ -261,6 +266,13 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
             Start over: every parameter gets fresh optimizer state and every
             schedule starts again (its first update is ``schedule(1)``), as at
             the start of a training phase.
+
+        Examples
+        --------
+        >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1})
+        >>> trainer.set_layers({"features": 0, "output": 2.0})
+        >>> trainer.current_lrs()[-1], net.features[0].weight.grad_req
+        (0.2, 'null')
         """
         strict = self._strict if strict is None else check_bool("strict", strict)
         check_bool("restart", restart)
@@ -287,6 +299,14 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
         their rule's schedule starts again (its first update is ``schedule(1)``).
         The limit is saved by ``save_states``. Under ``bn='train'`` BatchNorm
         scale and shift outside the last ``n`` blocks keep training.
+        The limit is saved by ``save_states``; ``GradualUnfreezing`` drives it.
+
+        Parameters
+        ----------
+        n : int or None
+            Trainable blocks, counted from the head; ``None``: no limit.
+        restart : bool
+            Restart the schedules of the blocks that thaw.
         """
         n = self._checked_limit(n)
         check_bool("restart", restart)
@@ -317,7 +337,13 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
         super().step(batch_size, ignore_stale_grad)
 
     def update(self, batch_size, ignore_stale_grad=False):
-        """As ``gluon.Trainer.update``, with the same checks as ``step``."""
+        """As ``gluon.Trainer.update``, with the same checks as ``step``.
+
+        Parameters
+        ----------
+        batch_size : int
+            As in ``gluon.Trainer.update`` (and ``ignore_stale_grad``).
+        """
         self._check_before_update()
         super().update(batch_size, ignore_stale_grad)
 
@@ -334,6 +360,11 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
         to the servers (``gluon.Trainer`` never does), keeping their momentum.
         Raises ``UserWarning`` as ``gluon.Trainer`` does when a trainer-level
         ``lr_scheduler`` owns the rate.
+
+        Parameters
+        ----------
+        lr : float
+            The new base rate.
         """
         check_real("learning rate", lr)
         super().set_learning_rate(lr)

@@ -235,10 +235,28 @@ class StatesFiles:
     the rules, their table and the rates live in the optimizer's ``LayerwiseState``."""
 
     def save_states(self, fname):
-        """Save what ``gluon.Trainer`` saves (``gluon.Trainer.load_states`` reads it), with
+        """Save what ``gluon.Trainer`` saves (it reads the file too), and what resuming needs:
         the rate table, its rules, each schedule's state, per-parameter update counts, the
         trainable-blocks limit and a signature of the parameters (paths, names, shapes).
-        A rule's schedule that cannot be pickled is not saved: a warning says so."""
+        A rule's schedule that cannot be pickled is not saved: a warning says so.
+
+        Parameters
+        ----------
+        fname : str
+            The file to write (on rank 0 only under Horovod). A distributed kvstore
+            with ``update_on_kvstore=True`` raises ``UnsupportedError``.
+
+        Examples
+        --------
+        >>> from gluon_finetune import LayerwiseTrainer
+        >>> trainer = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9},
+        ...                            layers={"features": 0.1})
+        >>> trainer.save_states("run.states")
+        >>> resumed = LayerwiseTrainer(net, "sgd", {"learning_rate": 0.1, "momentum": 0.9})
+        >>> resumed.load_states("run.states")  # built without rules: takes the file's
+        >>> resumed.layers
+        {'features': 0.1}
+        """
         if not isinstance(fname, (str, os.PathLike)):
             raise InvalidTypeError(f"fname must be a path, got {fname!r}")
         if not self._kv_initialized:
@@ -263,15 +281,19 @@ class StatesFiles:
     def load_states(self, fname):
         """Load states saved by ``save_states`` or by ``gluon.Trainer``.
 
-        The file must belong to the same parameters (count, shapes, dtypes and
-        structural paths); otherwise ``StatesError`` (a ValueError), and nothing
-        changes. Parameters are matched by structural path, so a rebuilt network
-        whose names sort differently gets each state back. A file of ours
-        carries its rules: a trainer built with rules must have the same ones
-        (else ValueError), a trainer built without takes the file's; the rates,
-        schedules, clocks and the trainable-blocks limit continue from the file.
-        A ``gluon.Trainer`` file carries optimizer state only: this trainer
-        keeps its rules and limit. Unpickles: trusted files only.
+        Parameters are matched by structural path, so a rebuilt network whose
+        names sort differently gets each state back. A file of ours carries its
+        rules: a trainer built with rules must have the same ones, a trainer built
+        without takes the file's; rates, schedules, clocks and the trainable-blocks
+        limit continue from it. A ``gluon.Trainer`` file carries optimizer state
+        only. Unpickles: trusted files only.
+
+        Parameters
+        ----------
+        fname : str
+            A file written by ``save_states`` (ours or ``gluon.Trainer``'s). A file
+            of other parameters or rules, or no states file at all, raises
+            ``StatesError`` and changes nothing.
         """
         if not isinstance(fname, (str, os.PathLike)):
             raise InvalidTypeError(f"fname must be a path, got {fname!r}")
