@@ -21,11 +21,10 @@ from .._compat import (
     dense_flatten,
     has_empty_prefix,
     init_weight,
-    model_hashes,
     operator_flags,
     set_child,
 )
-from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, did_you_mean, last_line
+from ..checks import InvalidTypeError, InvalidValueError, did_you_mean
 from ..extras import require
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
@@ -38,6 +37,7 @@ from .adapting import check_lora, with_lora
 from .auxiliary import auxiliary_classifiers, outputs_of, warn_auxiliary
 from .detection import check_classes, is_detector, load_detector, refuse_names, reset_detector
 from .nlp import NLP_MODELS, get_nlp_model, is_nlp_model
+from .weights import default_root, head_outputs, load_weights, read_weights, weights_file
 
 __all__ = ["get_model", "model_names"]
 
@@ -114,42 +114,6 @@ def _zoo_of(name: str) -> str:
                             f"GluonCV's. {hint + ' ' if hint else ''}(gluon_finetune."
                             f"model_names() lists them all)",
                             argument="name")
-
-
-def _model_store(zoo: str):
-    if zoo == "mxnet":
-        from mxnet.gluon.model_zoo import model_store
-    else:
-        from gluoncv.model_zoo import model_store
-    return model_store
-
-
-def _default_root() -> str:
-    return os.path.join(mx.base.data_dir(), "models")
-
-
-def _weights_file(name: str, zoo: str, root: str) -> str:
-    """The zoo's weights file: verified official file, a local ``<name>.params``, or the
-    zoo's own download; a clear error when none can be had (e.g. offline)."""
-    store = _model_store(zoo)
-    root = os.path.expanduser(root)
-    official = os.path.join(root, f"{name}-{store.short_hash(name)}.params")
-    if os.path.exists(official) and store.check_sha1(official, model_hashes(store)[name]):
-        return official
-    local = os.path.join(root, f"{name}.params")
-    if os.path.exists(local):
-        return local
-    try:
-        return store.get_model_file(name, root=root)
-    except Exception as err:  # offline: the zoo's downloader cannot reach its server
-        mismatch = " (it exists but its checksum does not match)" if os.path.exists(official) \
-            else ""
-        raise MissingFileError(
-            f"pretrained weights for {name!r} ({zoo} zoo) are not on this machine and could "
-            f"not be downloaded ({type(err).__name__}). Looked for {official}{mismatch} and "
-            f"{local}. Copy the zoo's file to the first path, or save weights as the second "
-            f"(net.save_parameters), or pass pretrained='path/to/file.params'.",
-            argument="pretrained") from None
 
 
 def _build(name: str, zoo: str, kwargs) -> gluon.HybridBlock:
@@ -236,54 +200,23 @@ def _check_args(name, classes, pretrained, granularity, bn):
     return classes
 
 
-def _read_weights(path: str) -> dict:
-    """The file's arrays by name; a clear error for a file that is not MXNet's."""
-    if not os.path.isfile(path):
-        raise MissingFileError(f"pretrained weights file {path!r} does not exist",
-                               argument="pretrained")
-    try:
-        loaded = mx.nd.load(path)
-    except mx.base.MXNetError as err:
-        raise InvalidValueError(f"cannot read weights from {path!r}: {last_line(err)} (expected "
-                                f"a file written by net.save_parameters)",
-                                argument="pretrained") from None
-    if not isinstance(loaded, dict):
-        raise InvalidValueError(f"{path!r} holds a list of arrays, not named parameters "
-                                f"(expected a file written by net.save_parameters)",
-                                argument="pretrained")
-    return loaded
-
-
-def _head_outputs(loaded: dict, head_path: str) -> Optional[int]:
-    weight = loaded.get(f"{head_path}.weight")  # save_parameters names by structural path
-    return None if weight is None or not weight.shape else int(weight.shape[0])
-
-
-def _load(net, path: str, ctx, name: str) -> None:
-    try:
-        net.load_parameters(path, ctx=ctx)
-    except (AssertionError, ValueError, mx.base.MXNetError) as err:
-        raise InvalidValueError(f"cannot load {path!r} into {name}: {last_line(err)}",
-                                argument="pretrained") from None
-
-
 def _load_with_head(net, path: str, classes: Optional[int], ctx, name: str) -> None:
     """Load ``path``; its head may have the zoo's outputs or ``classes`` (then it is
     loaded into the new head). The head is swapped where ``classes`` asks for it."""
     head_path, head = blocks(net)[-1]
     weight = getattr(head, "weight", None)
     ours = int(weight.shape[0]) if weight is not None and weight.shape else None
-    theirs = _head_outputs(_read_weights(path), head_path)
+    theirs = head_outputs(read_weights(path), head_path)
     if classes is not None and theirs == classes:  # one's own fine-tuned weights
         _swap_head(net, classes, ctx)
-        _load(net, path, ctx, name)
+        load_weights(net, path, ctx, name)
         return
     if theirs is not None and ours is not None and theirs != ours:
         wanted = f"{ours} (the zoo's)" + (f" or {classes} (classes)" if classes else "")
         hint = "" if classes else f"; pass classes={theirs} to load it"
         raise InvalidValueError(f"{path!r} has a head ({head_path}) with {theirs} outputs, "
                                 f"but {name} needs {wanted}{hint}", argument="pretrained")
-    _load(net, path, ctx, name)
+    load_weights(net, path, ctx, name)
     if classes is not None:
         _swap_head(net, classes, ctx)
 
@@ -396,7 +329,7 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
     unfreeze = check_unfreeze(unfreeze, block_names(net, granularity, blocks))
     path = None if pretrained is False else os.fspath(
         pretrained if not isinstance(pretrained, bool) else
-        _weights_file(name.lower(), zoo, root or _default_root()))
+        weights_file(name.lower(), zoo, root or default_root()))
     if is_detector(net):
         _detector_weights(net, path, classes, ctx, name)
     elif isinstance(classes, tuple):
@@ -413,7 +346,7 @@ def get_model(name: str, classes: Optional[int] = None, unfreeze: Optional[int] 
 def _detector_weights(net, path: Optional[str], classes, ctx, name: str) -> None:
     """A GluonCV detector's weights, and its classes reset by GluonCV (``reset_class``)."""
     if path is not None:
-        load_detector(net, path, classes, lambda n, p: _load(n, p, ctx, name),
+        load_detector(net, path, classes, lambda n, p: load_weights(n, p, ctx, name),
                       clear_cached_graphs)
         return
     _initialize(net, ctx)

@@ -11,16 +11,16 @@ reading the parameters sees the truth.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from mxnet import gluon
 
 from ..checks import check_bool, check_real
 from ..errors import InvalidValueError
 from ..optim.optimizer import layerwise, preview_lrs
-from ..optim.rates import Own, Rate, base_lr
+from ..optim.rates import Own, base_lr
 from ..optim.update_paths import apply_update_path, check_update_path, choose_update_path
-from ..rules.resolution import RuleScope, Setting
+from ..rules.resolution import RuleScope
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, resolve_granularity, trains
 from .arguments import (
@@ -36,13 +36,15 @@ from .horovod import HorovodSync, horovod_store
 from .ownership import Ownership
 from .states import StatesFiles
 from .tables import RuleTables
+from .views import TrainerViews
 
 __all__ = ["LayerwiseTrainer"]
 
 _KEEP = object()  # set_layers: leave the trainable-blocks limit as it is
 
 
-class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync, gluon.Trainer):
+class LayerwiseTrainer(TrainerViews, RuleTables, StatesFiles, HorovodSync, ParameterServerSync,
+                       gluon.Trainer):
     """A ``gluon.Trainer`` that gives each layer its own rate, schedule or freeze.
 
     Same constructor, methods and modes as ``gluon.Trainer`` (MXNet 1.9.1);
@@ -191,39 +193,6 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
         the trainer, or was given by hand since (see ``docs/guide/ownership.md``)."""
         return self._ownership.own_now()
 
-    @property
-    def frozen_before(self) -> frozenset:
-        """Names of the parameters frozen by their own ``grad_req`` (by hand or by
-        ``get_model(unfreeze=)``, before the trainer or since): ``"trainable:"`` keys leave
-        them out."""
-        return self.scope.frozen
-
-    @property
-    def layers(self):
-        """The rules the rates come from (the constructor's, ``set_layers``', or a
-        loaded states file's)."""
-        return self._optimizer.layerwise.rules
-
-    @property
-    def settings(self) -> Optional[Tuple[Setting, ...]]:
-        """The rules resolved: one ``Setting`` per parameter (None without rules)."""
-        return self._optimizer.layerwise.table
-
-    @property
-    def rates(self) -> Dict[int, Rate]:
-        """The live per-index rate table (empty without rules); index = position in params."""
-        return dict(self._optimizer.layerwise.rates)
-
-    @property
-    def trainable_blocks(self) -> Optional[int]:
-        """How many blocks (from the end of the block list) may train; None: no limit."""
-        return self._optimizer.layerwise.trainable_blocks
-
-    @property
-    def update_path(self) -> str:
-        """'fused' (multi-tensor updates in chunks) or 'per_array'."""
-        return "fused" if self._optimizer.aggregate_num > 0 else "per_array"
-
     def current_lrs(self) -> List[float]:
         """Each parameter's learning rate at the current step (trainer order)."""
         return list(self._optimizer._get_lrs(list(range(len(self._params)))))
@@ -238,11 +207,6 @@ class LayerwiseTrainer(RuleTables, StatesFiles, HorovodSync, ParameterServerSync
         """
         updated = [i for i, p in enumerate(self._params) if p.grad_req != "null"]
         return preview_lrs(self._optimizer, len(self._params), updated, steps)
-
-    def explain(self):
-        """The live rule table; see :func:`gluon_finetune.explain`."""
-        from ..reporting.explain import explain
-        return explain(self)
 
     # ------------------------------------------------------------ rules and the limit
 
