@@ -62,18 +62,48 @@ def save_lora(net: gluon.Block, path: str) -> str:
 
     A small file (the base weights stay where they came from): loading it
     with :func:`load_lora` into the same network, rebuilt and given the same
-    ``add_lora``, reproduces this one's outputs exactly.
+    ``add_lora``, reproduces this one's outputs exactly. It holds the
+    adapters, every other parameter that can train (the head, asked-for
+    biases) and the running statistics of BatchNorm layers that still update
+    them, each under its structural path, and a record of each adapter's
+    rank, alpha and shape. The file is written whole or not at all (a
+    temporary file, then a rename); its folder is made if needed.
+
+    Parameters
+    ----------
+    net : Block
+        A network given adapters by ``add_lora``, initialised, its shapes
+        known (after one forward pass where they were deferred).
+    path : str or os.PathLike
+        The file to write (MXNet's ``.params`` format), replaced if it exists.
 
     Returns
     -------
     str
         ``path``.
 
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.Block`` or ``path`` not a file name.
+    InvalidValueError
+        If ``net`` has no adapters, or a parameter to save has no data yet.
+
     Examples
     --------
-    >>> add_lora(net, rank=8)                    # doctest: +SKIP
-    >>> # ... train the adapters and the head ...
-    >>> save_lora(net, "adapters.params")        # doctest: +SKIP
+    >>> from gluon_finetune import add_lora
+    >>> add_lora(net, rank=2)
+    ['net_conv0_weight', 'net_conv1_weight']
+    >>> trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    >>> for x, y in train_loader:     # trains the adapters and the head
+    ...     with autograd.record():
+    ...         loss = loss_fn(net(x), y)
+    ...     loss.backward(); trainer.step(len(y))
+    >>> save_lora(net, "adapters.params")
+    'adapters.params'
+    >>> sorted(k for k in mx.nd.load("adapters.params") if k != "__lora__")
+    ['features.0.weight_lora_a', 'features.0.weight_lora_b', 'features.3.weight_lora_a', \
+'features.3.weight_lora_b', 'output.bias', 'output.weight']
     """
     check_block(net)
     if not isinstance(path, (str, os.PathLike)):
@@ -168,17 +198,60 @@ def load_lora(net: gluon.Block, path: str) -> List[str]:
     ``net`` must be the network the file was trained on, built again, with
     the base weights it started from and ``add_lora`` applied with the same
     targets, rank and alpha; anything else (another network, other targets,
-    another rank) is an error before anything changes.
+    another rank) is an error before anything changes. Each array is loaded
+    into the parameter at its structural path, cast to its dtype.
+
+    Parameters
+    ----------
+    net : Block
+        The rebuilt, initialised network with its adapters.
+    path : str or os.PathLike
+        A file written by :func:`save_lora`.
 
     Returns
     -------
     list of str
         The names of the parameters loaded.
 
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.Block`` or ``path`` not a file name.
+    MissingFileError
+        If ``path`` does not exist.
+    InvalidValueError
+        If ``path`` is not a file of ``save_lora``'s, ``net`` has no adapters,
+        the file adapts other weights or another rank or alpha, a saved
+        parameter is not in ``net`` or has another shape, or ``net`` is not
+        initialised.
+
     Examples
     --------
-    >>> net = get_model("resnet18_v1", classes=2, pretrained=True, lora=8)  # doctest: +SKIP
-    >>> load_lora(net, "adapters.params")                                 # doctest: +SKIP
+    >>> from gluon_finetune import add_lora
+    >>> net.save_parameters("base.params")              # the weights LoRA starts from
+    >>> add_lora(net, rank=2)
+    ['net_conv0_weight', 'net_conv1_weight']
+    >>> trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    >>> for x, y in train_loader:
+    ...     with autograd.record():
+    ...         loss = loss_fn(net(x), y)
+    ...     loss.backward(); trainer.step(len(y))
+    >>> save_lora(net, "adapters.params")
+    'adapters.params'
+    >>> again = type(net)(prefix="again_")               # the same network, built anew
+    >>> again.load_parameters("base.params")
+    >>> add_lora(again, rank=2)
+    ['again_conv0_weight', 'again_conv1_weight']
+    >>> len(load_lora(again, "adapters.params"))
+    6
+    >>> x = nd.ones((1, 3, 32, 32))
+    >>> bool((again(x) == net(x)).min())
+    True
+    >>> other = type(net)(prefix="other_"); other.initialize()
+    >>> _ = add_lora(other, rank=4)
+    >>> load_lora(other, "adapters.params")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    gluon_finetune.errors.InvalidValueError: 'adapters.params' was trained with rank 2, ...
     """
     check_block(net)
     info, arrays = _read(path)

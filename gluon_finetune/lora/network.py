@@ -42,6 +42,25 @@ _BN_BEFORE = "_finetune_lora_global_stats"  # on a BatchNorm add_lora switched: 
 def lora_adapters(net: gluon.Block) -> Dict[str, Adapter]:
     """The adapters of ``net``: adapted weight's name -> :class:`Adapter` (net order).
 
+    An adapter holds the weight, its ``a`` (``rank x fan_in``) and ``b``
+    (``fan_out x rank``) parameters, ``rank``, ``alpha`` and ``scale``
+    (``alpha / rank``). A weight shared by several blocks is listed once.
+
+    Parameters
+    ----------
+    net : Block
+        Any Gluon network, adapted or not.
+
+    Returns
+    -------
+    dict of str to Adapter
+        Empty when ``net`` has no adapters (never had, or merged).
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.Block``.
+
     Examples
     --------
     >>> from mxnet.gluon import nn
@@ -163,8 +182,8 @@ def add_lora(net: gluon.Block, targets=None, rank: int = 8, alpha: float = 16, *
     adapters train. The adapters belong to their weight's block (rules, block
     indices, ``layer_decay``, ``explain`` and gradual unfreezing treat them as
     that layer's). ``W`` and every other parameter except ``train``'s are
-    locked: no rule thaws them (see the module docstring); ``merge_lora``
-    undoes the lock.
+    locked: no rule, ``unfreeze`` or gradual unfreezing thaws them;
+    ``merge_lora`` undoes the lock.
 
     Parameters
     ----------
@@ -176,10 +195,11 @@ def add_lora(net: gluon.Block, targets=None, rank: int = 8, alpha: float = 16, *
         structural paths, names, globs, ``re:`` regexes, block indices or
         ranges. Default: attention's query and value weights where the net
         has attention, else every Dense and convolution weight outside the
-        head (``targets.py``).
+        head.
     rank : int, default 8
+        The rank of the update ``B @ A`` (at least 1).
     alpha : float, default 16
-        The update is scaled by ``alpha / rank``.
+        The update is scaled by ``alpha / rank`` (``alpha`` > 0).
     train : rule key or tuple, optional
         What trains besides the adapters (PEFT's ``modules_to_save``); it is
         made trainable. Default ``-1``: the head (the last block). ``None``:
@@ -198,6 +218,21 @@ def add_lora(net: gluon.Block, targets=None, rank: int = 8, alpha: float = 16, *
     -------
     list of str
         The names of the adapted weights, in ``collect_params`` order.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.Block``, ``rank`` not an int or ``alpha``
+        not a number.
+    InvalidValueError
+        If ``rank`` < 1, ``alpha`` <= 0, ``bias``, ``bn`` or ``granularity``
+        is not one of its choices, ``targets`` is empty, selects no weight
+        matrix, or a weight that cannot be adapted (one with adapters
+        already: ``merge_lora`` first), or the default finds nothing to adapt.
+    RuleError
+        If a key of ``targets`` or ``train`` is malformed or matches nothing
+        (``NoMatchError``). Every check runs before ``net`` changes: after
+        any of these errors it is as it was.
 
     Examples
     --------
@@ -243,10 +278,22 @@ def merge_lora(net: gluon.Block) -> List[str]:
     computed as the adapted forward computes it), and ``export()`` writes no
     adapter. A trainer built on the adapted network does not fit it any more.
 
+    Parameters
+    ----------
+    net : Block
+        A network given adapters by ``add_lora``.
+
     Returns
     -------
     list of str
         The names of the merged weights.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.Block``.
+    InvalidValueError
+        If ``net`` has no adapters (nothing is changed).
 
     Examples
     --------

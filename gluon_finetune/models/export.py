@@ -82,13 +82,42 @@ def export_network(net: gluon.HybridBlock, folder: str, prefix: str = "model"
                    ) -> Tuple[str, str]:
     """Write ``folder/PREFIX-symbol.json`` and ``folder/PREFIX-0000.params``.
 
-    Returns the two paths. ``gluon.SymbolBlock.imports(symbol_file, ["data"],
-    params_file)`` loads them back.
+    The graph is for inference: BatchNorm on its running statistics, Dropout
+    taken out; its input is ``data``. The files are those of
+    ``HybridBlock.export`` (MXNet Model Server reads them); ``net`` itself is
+    not changed (not hybridized).
+
+    Parameters
+    ----------
+    net : HybridBlock
+        An initialised network with one output.
+    folder : str
+        Made if needed; files of the same names are replaced.
+    prefix : str
+        The files' name before ``-symbol.json`` and ``-0000.params``.
+
+    Returns
+    -------
+    (str, str)
+        The symbol file and the params file. ``gluon.SymbolBlock.imports(
+        symbol_file, ["data"], params_file)`` loads them back.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.HybridBlock``.
+    InvalidValueError
+        If ``net`` has more than one output.
 
     Examples
     --------
-    >>> files = export_network(net, "exported")   # doctest: +SKIP
-    >>> back = gluon.SymbolBlock.imports(files[0], ["data"], files[1])   # doctest: +SKIP
+    >>> symbol_file, params_file = export_network(net, "exported")
+    >>> symbol_file, params_file
+    ('exported/model-symbol.json', 'exported/model-0000.params')
+    >>> back = gluon.SymbolBlock.imports(symbol_file, ["data"], params_file)
+    >>> x = nd.random.uniform(shape=(2, 3, 32, 32))
+    >>> float((back(x) - net(x)).abs().max().asscalar()) < 1e-6
+    True
     """
     symbol = inference_symbol(net)
     params = {p.name: p for p in net.collect_params().values()}
@@ -134,9 +163,41 @@ def export_onnx(symbol_file: str, params_file: str, image_size: int, path: str) 
     """Convert exported MXNet files to ONNX (input ``data``: ``(N, 3, size, size)``
     float32, any N), remove the weights from the graph inputs and check the file.
 
+    MXNet's own exporter (``mx.onnx``) writes opset 17, and ``onnx.checker``
+    checks the result in full (their errors, for a layer the exporter cannot
+    convert, pass through unchanged); ``onnx_outputs(path, x)`` runs the file
+    with ONNX Runtime.
+
+    Parameters
+    ----------
+    symbol_file, params_file : str
+        Written by :func:`export_network`.
+    image_size : int
+        The input's height and width.
+    path : str
+        The ``.onnx`` file to write (replaced if it exists).
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    MissingDependencyError
+        If onnx or onnxruntime is not installed (the ``onnx`` extra).
+    InvalidValueError
+        If ``image_size`` is not a positive int.
+
     Examples
     --------
-    >>> export_onnx(*export_network(net, "exported"), 224, "exported/model.onnx")  # doctest: +SKIP
+    >>> files = export_network(net, "exported")
+    >>> export_onnx(*files, 32, "exported/model.onnx")
+    'exported/model.onnx'
+    >>> x = np.random.uniform(size=(2, 3, 32, 32)).astype("float32")
+    >>> expected = net(nd.array(x)).asnumpy()
+    >>> float(abs(onnx_outputs("exported/model.onnx", x) - expected).max()) < 1e-4
+    True
     """
     onnx, _ = _onnx()
     size = check_positive_int("image_size", image_size)

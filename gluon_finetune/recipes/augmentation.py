@@ -64,6 +64,30 @@ class Preprocessing:
     """How an image becomes the network's input: a ``(3, image_size, image_size)`` float
     array, RGB, scaled to [0, 1], then normalised with ``mean`` and ``std``.
 
+    A frozen record (a run folder keeps it in ``run.json``): validation and
+    prediction resize the shorter side to ``resize`` and crop the centre
+    ``image_size`` square (:meth:`eval_transform`); training adds a preset's
+    random steps (:meth:`train_transform`).
+
+    Parameters
+    ----------
+    image_size : int
+        The side of the square input, >= 1.
+    resize : int
+        The shorter side before the centre crop, >= ``image_size``
+        (:meth:`for_size` gives ImageNet's ``floor(image_size / 0.875)``).
+    mean, std : three floats
+        Per channel (R, G, B), on the [0, 1] scale; ImageNet's by default.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``resize`` is not an int, or ``mean`` or ``std`` is not three
+        finite numbers.
+    InvalidValueError
+        If ``image_size`` is not a positive int, ``resize`` < ``image_size``
+        or a ``std`` is not > 0.
+
     Examples
     --------
     >>> p = Preprocessing.for_size(224)
@@ -71,6 +95,11 @@ class Preprocessing:
     (256, 224)
     >>> Preprocessing.from_dict(p.to_dict()) == p
     True
+    >>> image = mx.nd.array(np.random.randint(0, 256, (300, 400, 3)), dtype="uint8")
+    >>> p.eval_transform()(image).shape
+    (3, 224, 224)
+    >>> Preprocessing.for_size(32).train_transform("light")(image).shape
+    (3, 32, 32)
     """
 
     image_size: int
@@ -95,6 +124,8 @@ class Preprocessing:
         return cls(image_size, max(image_size, math.floor(image_size / CROP_FRACTION)))
 
     def to_dict(self) -> Dict[str, Any]:
+        """Plain data for JSON: the fields, plus the layout, channel order and scaling as
+        words for readers of the file (``from_dict`` ignores those)."""
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std),
                 "layout": "NCHW", "channels": "RGB", "scale": "1/255, then (x - mean) / std"}
 
@@ -116,7 +147,15 @@ class Preprocessing:
                                    transforms.CenterCrop(self.image_size), *self._tensor()])
 
     def train_transform(self, augment: str = "none") -> transforms.Compose:
-        """Training: the validation transform (``"none"``) or a preset's random one."""
+        """Training: the validation transform (``"none"``) or a preset's random one.
+
+        Parameters
+        ----------
+        augment : {"none", "light", "standard"}
+            ``"light"``: random resized crop (scale 0.35-1), flip, colour jitter 0.1;
+            ``"standard"``: crop scale 0.08-1, flip, jitter 0.4, lighting noise 0.1.
+            Another value raises InvalidValueError.
+        """
         if check_augment(augment) == "none":
             return self.eval_transform()
         scale, jitter, lighting = _PRESETS[augment]

@@ -48,6 +48,15 @@ class ModelEMA:
         In (0, 1); timm's default for ImageNet is 0.9998. With few steps per
         epoch, smaller values (0.99-0.999) follow the weights sooner.
 
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.Block`` or ``decay`` not a number.
+    InvalidValueError
+        If ``decay`` is not in (0, 1), or a trainable parameter of ``net``
+        has no data yet (not initialised, or its shape deferred until a
+        forward pass).
+
     Examples
     --------
     >>> import mxnet as mx
@@ -62,6 +71,10 @@ class ModelEMA:
     >>> with ema.average():   # the averaged weights, for evaluation
     ...     averaged = net.weight.data().copy()
     >>> bool((averaged == 0.9 * before + 0.1 * net.weight.data()).min())
+    True
+    >>> ema.save("ema.params")             # beside a checkpoint, to resume averaging
+    >>> again = ModelEMA(net, decay=0.9); again.load("ema.params")
+    >>> bool((again.shadow["weight"] == ema.shadow["weight"]).min())
     True
     """
 
@@ -104,11 +117,34 @@ class ModelEMA:
                 self._params[path].set_data(data)
 
     def save(self, fname: str) -> None:
-        """Write the averages that moved (by structural path) with ``mx.nd.save``."""
+        """Write the averages that moved (by structural path) with ``mx.nd.save``.
+
+        Parameters
+        ----------
+        fname : str or os.PathLike
+            The file to write (replaced if it exists); :meth:`load` reads it.
+        """
         nd.save(os.fspath(fname), {path: self.shadow[path] for path in sorted(self._updated)})
 
     def load(self, fname: str) -> None:
-        """Read averages written by :meth:`save` for the same network."""
+        """Read averages written by :meth:`save` for the same network.
+
+        Checks the whole file before changing any average; the averages read
+        count as moved (:meth:`average` swaps them in, :meth:`save` writes them).
+
+        Parameters
+        ----------
+        fname : str or os.PathLike
+            A file written by :meth:`save`.
+
+        Raises
+        ------
+        MissingFileError
+            If ``fname`` does not exist.
+        InvalidValueError
+            If it is not a file of ``mx.nd.save``'s, holds a path that is not a
+            trainable weight of this network, or an array of another shape.
+        """
         if not os.path.isfile(fname):
             raise MissingFileError(f"EMA file {fname!r} does not exist", argument="fname")
         try:

@@ -55,13 +55,45 @@ class RunFolder:
     """The files of one run: ``last.params``, ``last.states``, ``best.params``, ``run.json``
     (and ``ema.params``, ``start.params``).
 
-    Use :meth:`create` for a new run and :meth:`open` for an existing one.
+    Use :meth:`create` for a new run and :meth:`open` for an existing one;
+    ``train_run`` writes one, ``evaluate_run``, ``predict`` and ``export_run``
+    read it. ``run.json`` is the commit point of every epoch: :meth:`commit`
+    writes the epoch's files under staged names, then the record (atomically),
+    then renames the files into place, so a run killed at any moment is
+    repaired by ``open(path, repair=True)`` to its record's last epoch.
+
+    Parameters
+    ----------
+    path : str
+        The run's folder.
+    record : dict
+        The run record (``run.json``'s content: plain JSON data).
+
+    Raises
+    ------
+    InvalidTypeError
+        :meth:`create` and :meth:`open`: if ``path`` is not a folder name.
+    MissingFileError
+        :meth:`open`: if the folder does not exist.
+    InvalidValueError
+        :meth:`create`: if ``path`` is a file or already holds a run.
+        :meth:`open`: if it has no readable ``run.json`` of a run, or one of
+        another record version. (The constructor itself checks nothing.)
 
     Examples
     --------
-    >>> run = RunFolder.open("runs/pets")          # doctest: +SKIP
-    >>> run.record["classes"], run.file("best")    # doctest: +SKIP
-    (['cat', 'dog'], 'runs/pets/best.params')
+    >>> run = RunFolder.create("run", {"classes": ["cat", "dog"]},
+    ...                        {"start.params": net.save_parameters})
+    >>> sorted(os.listdir("run"))
+    ['run.json', 'start.params']
+    >>> run.history.append({"epoch": 0, "val_acc": 0.5})
+    >>> run.commit(0, {"last.params": net.save_parameters})
+    >>> again = RunFolder.open("run")
+    >>> again.classes, again.history, again.params_file("last")
+    (['cat', 'dog'], [{'epoch': 0, 'val_acc': 0.5}], 'run/last.params')
+    >>> again.params_file("best")
+    Traceback (most recent call last):
+    gluon_finetune.errors.MissingFileError: parameters file 'run/best.params' does not exist
     """
 
     def __init__(self, path: str, record: Dict[str, Any]):
@@ -128,17 +160,42 @@ class RunFolder:
 
     @property
     def history(self) -> List[Dict[str, Any]]:
+        """The record's finished epochs, one dict each (``"epoch"``, losses, accuracies)."""
         return self.record.setdefault("history", [])
 
     @property
     def classes(self) -> List[str]:
+        """The run's class names, in the network's output order (a copy)."""
         return list(self.record["classes"])
 
     def file(self, name: str) -> str:
+        """The path of ``name`` in the run folder (whether it exists or not).
+
+        Parameters
+        ----------
+        name : str
+            A file name, such as ``"last.params"``.
+        """
         return os.path.join(self.path, name)
 
     def params_file(self, params: str = "best") -> str:
-        """``"last"``, ``"best"`` (this run's files) or a ``.params`` file; it must exist."""
+        """The parameters file ``params`` names; it must exist.
+
+        Parameters
+        ----------
+        params : str
+            ``"last"``, ``"best"`` (this run's files; the staged file of the last
+            committed epoch if it is not yet moved into place) or the path of a
+            ``.params`` file.
+
+        Raises
+        ------
+        InvalidTypeError
+            If ``params`` is not a str or path.
+        MissingFileError
+            If the file does not exist (no epoch has finished, for ``"last"``
+            and ``"best"`` of a new run).
+        """
         if not isinstance(params, (str, os.PathLike)):
             raise InvalidTypeError(f"params must be 'last', 'best' or a file, got {params!r}",
                                    argument="params")
@@ -155,13 +212,29 @@ class RunFolder:
     # ------------------------------------------------------------ committing an epoch
 
     def staged(self, epoch: int, name: str) -> str:
-        """Where epoch ``epoch`` writes file ``name`` before it is committed."""
+        """Where epoch ``epoch`` writes file ``name`` before it is committed.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch (0-based).
+        name : str
+            The file's final name, such as ``"last.params"``.
+        """
         return self.file(f".epoch-{epoch}.{name}")
 
     def commit(self, epoch: int, writers: Dict[str, Callable[[str], None]]) -> None:
         """Write epoch ``epoch``'s files (``writers``: file name -> function writing it to
         the path given; files already at :meth:`staged` paths go too), then the record,
-        then move the files into place."""
+        then move the files into place.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch being committed (the record's ``history`` should end with it).
+        writers : dict of str to callable
+            File name -> function that writes the file to the path it is given.
+        """
         for name, write in writers.items():
             write(self.staged(epoch, name))
         write_json(self.file(RECORD), self.record)
@@ -184,4 +257,5 @@ class RunFolder:
                 os.remove(self.file(entry))
 
     def save_record(self) -> None:
+        """Write ``record`` to ``run.json`` now, atomically (no epoch's files move)."""
         write_json(self.file(RECORD), self.record)

@@ -47,9 +47,42 @@ def load_network(run: Union[str, RunFolder], params: str = "best", ctx=None
     """The run's network with its ``params`` (``"best"``, ``"last"`` or a ``.params`` file):
     the zoo model of the record, its head sized for the run's classes.
 
+    Parameters
+    ----------
+    run : str or RunFolder
+        A run folder written by ``train_run`` with ``model=`` (a zoo name).
+    params : str
+        ``"best"``, ``"last"`` or the path of a ``.params`` file for the model.
+    ctx : Context or list of Context, optional
+        Where the network goes (default: CPU).
+
+    Returns
+    -------
+    HybridBlock
+        ``get_model(model, classes=len(classes), pretrained=params_file)``.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``run`` or ``params`` is not a str or path.
+    MissingFileError
+        If the run folder or the parameters file does not exist.
+    InvalidValueError
+        If ``run`` is not a run folder, or its record names no zoo model (a
+        network built in Python: pass ``net=`` to ``predict``,
+        ``evaluate_run`` or ``export_run`` instead).
+
     Examples
     --------
-    >>> net = load_network("runs/pets", "best")   # doctest: +SKIP
+    >>> from gluon_finetune import epoch_data, get_model, train_run
+    >>> data = epoch_data(data_dir, image_size=16, batch_size=12)
+    >>> zoo_net = get_model("mobilenet0.25", classes=2)
+    >>> trainer = gluon.Trainer(zoo_net.collect_params(), "sgd", {"learning_rate": 0.01})
+    >>> _ = train_run(zoo_net, trainer, data, 1, "run", model="mobilenet0.25", progress=False)
+    >>> best = load_network("run", "best")
+    >>> x = nd.random.uniform(shape=(1, 3, 16, 16))
+    >>> bool((best(x) == zoo_net(x)).min())
+    True
     """
     folder = run_folder(run)
     path = folder.params_file(params)
@@ -156,18 +189,42 @@ def predict(run: Union[str, RunFolder], images: Union[str, Sequence[str]],
     net : Block, optional
         The network to use instead of rebuilding the run's (its ``params`` are
         then not loaded).
+    ctx : Context, optional
+        Where the batches go (default: CPU).
+    progress : bool
+        Show a tqdm progress bar.
 
     Returns
     -------
     list of Prediction
-        The probabilities are the network's softmax on :func:`preprocess` of
-        the images, in batches of ``batch_size``, as float32 values.
+        One per image file, in order: ``path``, ``label``, ``probability``
+        and ``top`` (``(class, probability)`` pairs, best first). The
+        probabilities are the network's softmax on the run's validation
+        preprocessing of the images, in batches of ``batch_size``.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``run`` or an image is not a file or folder name, ``top_k`` not an
+        int or ``progress`` not a bool.
+    MissingFileError
+        If the run folder, an image or the parameters file does not exist.
+    InvalidValueError
+        If ``run`` is not a run folder, ``top_k`` is not in 1..classes,
+        ``batch_size`` < 1, no images are given, a folder holds none, an image
+        cannot be decoded, or (without ``net``) the run records no zoo model.
 
     Examples
     --------
-    >>> rows = predict("runs/pets", ["cat.jpg", "more/"], top_k=2)   # doctest: +SKIP
-    >>> rows[0].label, rows[0].probability                          # doctest: +SKIP
-    ('cat', 0.9731)
+    >>> from gluon_finetune import epoch_data, train_run
+    >>> data = epoch_data(data_dir, image_size=16, batch_size=4)
+    >>> trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    >>> _ = train_run(net, trainer, data, 2, "run", progress=False)
+    >>> rows = predict("run", os.path.join(data_dir, "val", "red"), net=net, top_k=2)
+    >>> len(rows), rows[0].label, [name for name, p in rows[0].top]
+    (3, 'red', ['red', 'blue'])
+    >>> round(sum(p for _, p in rows[0].top), 4)
+    1.0
     """
     folder = run_folder(run)
     top_k, batch_size = _checked_args(folder, top_k, batch_size, progress)
@@ -227,13 +284,55 @@ def evaluate_run(run: Union[str, RunFolder], data: str, params: str = "best",
     some); write ``report.json`` and ``confusion_matrix.png`` under ``out`` (default
     ``RUN/eval``).
 
-    Returns the report (``reporting.classification_report``, plus ``params``,
-    ``data`` and ``files``: where it was written).
+    The images go through :func:`predict`'s steps (the run's validation
+    preprocessing, softmax), so the two agree.
+
+    Parameters
+    ----------
+    run : str or RunFolder
+    data : str
+        A labelled folder: one subfolder per class, named as the run's.
+    params : str
+        ``"best"``, ``"last"`` or a ``.params`` file (ignored with ``net``).
+    out : str, optional
+        Where to write the report and the plot (made if needed).
+    batch_size : int
+        Images per forward pass.
+    net : Block, optional
+        The network to use instead of rebuilding the run's.
+    ctx, progress
+        As for :func:`predict`.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``images``, ``per_class`` (precision, recall, f1,
+        support), ``macro_avg``, ``confusion_matrix`` (rows: true classes;
+        top-5 accuracy too with more than five classes), plus ``params``,
+        ``data`` (absolute path) and ``files`` (where it was written).
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``run`` is not a folder name or ``progress`` not a bool.
+    MissingFileError
+        If the run folder, ``data`` or the parameters file does not exist.
+    InvalidValueError
+        If ``run`` is not a run folder, ``batch_size`` < 1, ``data`` has class
+        folders the run lacks or no images, an image cannot be decoded, or
+        (without ``net``) the run records no zoo model.
 
     Examples
     --------
-    >>> report = evaluate_run("runs/pets", "pets/val")   # doctest: +SKIP
-    >>> report["accuracy"], report["per_class"]["cat"]["f1"]   # doctest: +SKIP
+    >>> from gluon_finetune import epoch_data, train_run
+    >>> data = epoch_data(data_dir, image_size=16, batch_size=4)
+    >>> trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    >>> _ = train_run(net, trainer, data, 2, "run", progress=False)
+    >>> report = evaluate_run("run", os.path.join(data_dir, "val"), net=net)
+    >>> report["images"], sorted(report["per_class"])
+    (6, ['blue', 'red'])
+    >>> sorted(os.listdir(os.path.join("run", "eval")))
+    ['confusion_matrix.png', 'report.json']
     """
     folder = run_folder(run)
     _, batch_size = _checked_args(folder, 1, batch_size, progress)

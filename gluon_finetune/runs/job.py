@@ -249,7 +249,9 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
     epochs : int
         Epochs in all (a resumed run keeps its own number).
     out : str, optional
-        The run folder (``folder.py``); None trains without one.
+        The run folder (``RunFolder``: after each epoch ``last.params``,
+        ``last.states``, ``best.params``, ``ema.params`` with EMA, and
+        ``run.json``); None trains without one.
     resume : bool
         Continue the run in ``out`` after its last finished epoch. Its data
         (the same images), classes, preprocessing, seed, epochs, ``ema`` and
@@ -274,12 +276,42 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
     Returns
     -------
     RunResult
+        ``history`` (one dict an epoch, resumed epochs included: ``epoch``,
+        ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``seconds``,
+        ``phase``), ``best_epoch`` (by validation accuracy; the last without
+        validation), ``stopped_early`` and ``folder`` (None without ``out``).
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``net`` is not a ``gluon.Block``, ``trainer`` not a
+        ``gluon.Trainer``, ``data`` not an ``EpochData``, ``on_epoch`` not
+        callable, ``resume`` or ``progress`` not a bool, or ``out`` not a
+        folder name.
+    InvalidValueError
+        If ``epochs`` < 1, ``ema`` is not in (0, 1), ``patience`` < 1 or given
+        without a validation split, ``settings`` is not plain data, ``resume``
+        has no ``out``; a new run's ``out`` is a file or holds a run already; a
+        resumed run's record differs (data, classes, preprocessing, seed,
+        epochs, ``ema``, ``patience``) or is no run record.
+    MissingFileError
+        If ``resume`` and ``out`` does not exist. All of these are raised
+        before anything trains.
 
     Examples
     --------
-    >>> data = epoch_data("pets", image_size=224, augment="light")             # doctest: +SKIP
-    >>> result = train_run(net, trainer, data, 10, "runs/pets", ema=0.999)      # doctest: +SKIP
-    >>> result = train_run(net, trainer, data, 10, "runs/pets", resume=True)    # doctest: +SKIP
+    >>> from gluon_finetune import epoch_data
+    >>> data = epoch_data(data_dir, image_size=16, batch_size=4, seed=0)
+    >>> trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    >>> result = train_run(net, trainer, data, 2, "run", ema=0.9, progress=False)
+    >>> [sorted(entry) for entry in result.history][-1]
+    ['epoch', 'seconds', 'train_acc', 'train_loss', 'val_acc', 'val_loss']
+    >>> sorted(os.listdir("run"))
+    ['best.params', 'ema.params', 'last.params', 'last.states', 'run.json', 'start.params']
+    >>> again = train_run(net, trainer, data, 2, "run", resume=True, ema=0.9,
+    ...                   progress=False)     # finished: returns at once
+    >>> again.history == result.history, again.best_epoch == result.best_epoch
+    (True, True)
     """
     epochs = _checked(net, trainer, data, epochs, ema, patience, on_epoch, progress)
     check_bool("resume", resume)
