@@ -13,7 +13,7 @@ snapshots all ask here.
 from __future__ import annotations
 
 import json
-from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Set, Tuple
+from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from mxnet import gluon
 from mxnet.gluon import nn
@@ -82,15 +82,17 @@ def batchnorm_layers(net) -> List[nn.BatchNorm]:
     return [b for b in descendants(net) if is_batchnorm_layer(b)]
 
 
-def batchnorm_deciders(net) -> List[Tuple[gluon.Block, FrozenSet[str]]]:
+def batchnorm_deciders(net, index: Optional[BlockIndex] = None
+                       ) -> List[Tuple[gluon.Block, FrozenSet[str]]]:
     """Every BatchNorm-like layer of ``net``, with the trainable parameters whose freezing
     makes it a frozen layer: its own scale and shift; for a layer with neither (ResNet
     v2's input BatchNorm: ``scale=False, center=False``), those of the nearest block
     beside it in its container that has some (the next one, else the one before; the
-    container's neighbours where it has none): it follows the layers around it."""
+    container's neighbours where it has none): it follows the layers around it.
+    ``index``: ``net``'s ``BlockIndex`` where the caller has one."""
     parents = {id(child): block for block in descendants(net)
                for child in children(block).values()}
-    index = BlockIndex(net)
+    index = index if index is not None else BlockIndex(net)
     return [(layer, _trainable(layer, index) or _beside(layer, parents, index))
             for layer in batchnorm_layers(net)]
 

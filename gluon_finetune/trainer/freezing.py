@@ -89,7 +89,7 @@ def set_frozen(params: Sequence[gluon.Parameter], frozen: Sequence[bool],
 
 
 def apply_bn_policy(net, frozen_names: Set[str], bn: str,
-                    owned: Optional[Set[str]] = None) -> bool:
+                    owned: Optional[Set[str]] = None, index: Optional[BlockIndex] = None) -> bool:
     """Fix the running statistics of fully frozen BatchNorm layers per policy ``bn``.
 
     A BatchNorm counts as frozen when all its trainable parameters are in
@@ -106,7 +106,7 @@ def apply_bn_policy(net, frozen_names: Set[str], bn: str,
     """
     check_bn_policy(bn)
     changed = False
-    for layer, names in batchnorm_deciders(net):
+    for layer, names in batchnorm_deciders(net, index):
         if not names or (owned is not None and not names <= owned):
             continue  # a layer locked by adapters (LoRA) keeps what they set
         if not hasattr(layer, _ORIGINAL):

@@ -296,7 +296,15 @@ class LayerwiseTrainer(TrainerViews, RuleTables, StatesFiles, HorovodSync, Param
         """As ``gluon.Trainer.step``; first checks, before any weight changes, for hand
         edits that a rule or the limit owns (``Ownership.check``: an ``lr_mult`` a rule's
         own rate fixes, a thaw of what a rule or the limit freezes) and that every rule's
-        schedule gives a rate at this step."""
+        schedule gives a rate at this step.
+
+        Parameters
+        ----------
+        batch_size : int
+            As ``gluon.Trainer.step``: gradients are scaled by ``1 / batch_size``.
+        ignore_stale_grad : bool
+            As ``gluon.Trainer.step``.
+        """
         self._check_before_update()
         super().step(batch_size, ignore_stale_grad)
 

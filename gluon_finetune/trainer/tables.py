@@ -105,6 +105,6 @@ class RuleTables:
             frozen = [r.frozen for _, r in sorted(rates.items())] if rates is not None else \
                 [o.frozen for o in self._ownership.own]
             apply_bn_policy(self._net, {p.name for p, f in zip(self._params, frozen) if f},
-                            self._bn, owned={p.name for p in self._params})
+                            self._bn, owned={p.name for p in self._params}, index=self._index)
         self._reset_optimizer_state(changed)
         self._send_to_servers(changed)
