@@ -87,7 +87,7 @@ class UnsupportedError(FinetuneError, RuntimeError):
 class MissingDependencyError(FinetuneError, ImportError):
     """An optional package the request needs is not installed; the message names it.
 
-    Raised by ``gluon_finetune.extras.require``: one line that ends with the
+    Raised by ``gluon_finetune.checks.require``: one line that ends with the
     ``pip install 'gluon-finetune[EXTRA]'`` that fixes it.
 
     Examples

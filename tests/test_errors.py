@@ -35,7 +35,7 @@ BUILTIN_ERRORS = {name for name, value in vars(builtins).items()
 # (module, enclosing function, built-in) -> why it stays a built-in
 INTERNAL = {
     ("__init__.py", "__getattr__", "AttributeError"): "Python's module attribute protocol",
-    ("demo.py", "main", "SystemExit"): "the demo's exit status",
+    ("demo/__init__.py", "main", "SystemExit"): "the demo's exit status",
     ("structure/tracing.py", "_symbols", "TypeError"):
         "caught by forward_order: the reason a forward cannot be traced, never raised on",
 }

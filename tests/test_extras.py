@@ -9,9 +9,9 @@ import pytest
 from finetune_helpers import ThreeLayers
 
 from gluon_finetune import LayerwiseTrainer, explain, get_model, plot_schedules
+from gluon_finetune.checks import EXTRAS, require
 from gluon_finetune.cli import main
 from gluon_finetune.errors import FinetuneError, MissingDependencyError
-from gluon_finetune.extras import EXTRAS, require
 
 
 def hide(monkeypatch, package):

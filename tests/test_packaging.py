@@ -3,7 +3,7 @@ import ast
 import re
 from pathlib import Path
 
-from gluon_finetune.extras import EXTRAS
+from gluon_finetune.checks import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, Optional
 
 from .._compat import is_initialized
+from ..checks import require
 from ..errors import FinetuneError, InvalidValueError, MissingFileError
-from ..extras import require
 from ..rules.resolution import rule_items
 from .run_commands import RUN_COMMANDS
 from .schema import Settings, refuse

@@ -15,8 +15,8 @@ from typing import Dict, Optional
 import mxnet as mx
 from mxnet import gluon
 
-from ..arrays import symbol_input, symbolic_call
 from ..checks import InvalidValueError, check_positive_int, last_line
+from ..structure.arrays import symbol_input, symbolic_call
 
 __all__ = ["check_input_size"]
 

@@ -15,8 +15,8 @@ from typing import Optional
 import mxnet as mx
 
 from .._compat import model_hashes
+from ..checks import require
 from ..errors import InvalidValueError, MissingFileError
-from ..extras import require
 
 __all__ = ["NLP_MODELS", "is_nlp_model", "get_nlp_model"]
 

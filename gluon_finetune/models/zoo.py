@@ -24,8 +24,7 @@ from .._compat import (
     operator_flags,
     set_child,
 )
-from ..checks import InvalidTypeError, InvalidValueError, did_you_mean
-from ..extras import require
+from ..checks import InvalidTypeError, InvalidValueError, did_you_mean, require
 from ..structure.index import GRANULARITIES, block_names, blocks
 from ..trainer.freezing import (
     check_bn_policy,

@@ -34,8 +34,8 @@ from .._compat import (
     hybridize_flags,
     uses_global_stats,
 )
-from ..arrays import concat, on_context, symbol_input, symbolic_call
 from ..checks import InvalidTypeError, InvalidValueError, check_int
+from ..structure.arrays import concat, on_context, symbol_input, symbolic_call
 from ..structure.index import _is_container, check_block, descendants
 from ..structure.normalization import BATCHNORM_OPS, batchnorm_nodes, on_global_stats, symbol_blocks
 from ..trainer import batchnorm_layers

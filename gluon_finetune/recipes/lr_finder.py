@@ -32,9 +32,9 @@ from .._compat import (
     trainer_params,
     updates_on_kvstore,
 )
-from ..arrays import as_array, scalar, split_to
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int, check_real
 from ..optim import fresh_layerwise, preview_lrs
+from ..structure.arrays import as_array, scalar, split_to
 from .lr_curve import geometric_rates, smoothed_losses, suggest_lr
 from .snapshots import Snapshot, unique_params
 

@@ -15,8 +15,8 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm.auto import tqdm
 
-from ..arrays import on_context, scalar
 from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_positive_int
+from ..structure.arrays import on_context, scalar
 
 __all__ = ["fit", "evaluate", "train_epoch", "validate", "check_loader", "check_net_and_trainer",
            "show_phase", "EpochResult"]

@@ -12,8 +12,8 @@ from typing import Any, Dict, FrozenSet, Iterator, List, NamedTuple, Optional, S
 from mxnet import gluon
 
 from .._compat import uses_global_stats
+from ..checks import require
 from ..errors import InvalidTypeError, InvalidValueError, UnknownNameError
-from ..extras import require
 from ..optim.rates import HAND_RULE, LIMIT_RULE
 from ..optim.schedules import describe_schedule
 from ..rules.scope import rule_scope

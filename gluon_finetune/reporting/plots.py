@@ -10,9 +10,8 @@ import math
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from ..checks import check_positive_int
+from ..checks import check_positive_int, require
 from ..errors import InvalidTypeError, InvalidValueError
-from ..extras import require
 from .explain import block_labels
 
 __all__ = ["RateRecorder", "lr_curves", "merged_curves", "plot_lr_curves", "plot_accuracy",

@@ -27,7 +27,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from .._compat import graph_inputs, graph_output, own_params
-from ..arrays import symbol_input, symbolic_call
+from .arrays import symbol_input, symbolic_call
 
 __all__ = ["Trace", "forward_order", "forward_trace", "symbol_layers", "symbol_aux_names"]
 

@@ -32,15 +32,15 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .extras import require
-from .lora import add_lora
-from .optim.schedules import SlantedTriangular
-from .recipes.training import fit
-from .recipes.unfreezing import GradualUnfreezing
-from .reporting.plots import RateRecorder, plot_accuracy, plot_lr_curves
-from .rules.spreads import spread
-from .trainer.freezing import unfreeze
-from .trainer.layerwise import LayerwiseTrainer
+from ..checks import require
+from ..lora import add_lora
+from ..optim.schedules import SlantedTriangular
+from ..recipes.training import fit
+from ..recipes.unfreezing import GradualUnfreezing
+from ..reporting.plots import RateRecorder, plot_accuracy, plot_lr_curves
+from ..rules.spreads import spread
+from ..trainer.freezing import unfreeze
+from ..trainer.layerwise import LayerwiseTrainer
 
 METHODS = ("scratch", "full fine-tuning", "head only", "gradual + discriminative", "LoRA")
 LEARNING_RATE = 1e-3
@@ -231,6 +231,3 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, List[Dict]]:
     print(f"wrote {lr_png} and {acc_png} ({time.perf_counter() - start:.0f} s in all)")
     return results
 
-
-if __name__ == "__main__":
-    main()

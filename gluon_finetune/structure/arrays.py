@@ -15,7 +15,7 @@ from mxnet import gluon
 from mxnet.gluon.block import _regroup
 from mxnet.util import is_np_array
 
-from ._compat import cached_graph, children, compose, out_format
+from .._compat import cached_graph, children, compose, out_format
 
 __all__ = ["symbol_input", "symbolic_call", "scalar", "concat", "as_array", "on_context",
            "split_to"]
