@@ -7,7 +7,8 @@ from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import Concurrent, HybridConcurrent
 from mxnet.gluon.model_zoo import vision
 
-from gluon_finetune.structure.index import block_names, block_params, blocks, structural_paths
+from gluon_finetune.structure.index import block_params
+from gluon_finetune.structure.listing import block_names, blocks, structural_paths
 
 
 def paths_of(net, granularity="unit"):
@@ -277,7 +278,7 @@ def _all_blocks(block):
 def test_reading_a_networks_structure_plants_nothing_on_it():
     """Stock trap: the block lists were cached in an attribute planted on the network."""
     from gluon_finetune import explain, layer_decay, no_weight_decay
-    from gluon_finetune.structure.index import can_train
+    from gluon_finetune.structure.listing import can_train
     net = vision.resnet18_v1(classes=3)
     before = _attributes(net)
     block_names(net)
@@ -295,7 +296,7 @@ def test_can_train_only_reads(tmp_path):
     own answered differently afterwards."""
     from finetune_helpers import exported_symbolblock
 
-    from gluon_finetune.structure.index import can_train
+    from gluon_finetune.structure.listing import can_train
     net = exported_symbolblock(tmp_path)
     stat = next(p for name, p in net.collect_params().items() if "running_mean" in name)
     assert can_train(stat)  # the parameter alone: MXNet leaves it differentiable

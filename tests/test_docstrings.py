@@ -17,11 +17,6 @@ import gluon_finetune
 NAMES = sorted(n for n in gluon_finetune.__all__ if n != "__version__")
 # records the package builds and hands out: their constructors check nothing, so no Raises
 RECORDS = {"Setting", "LRFinderResult", "FeatureCache", "BlockGroup"}
-# The block-list functions live in structure/index.py, which the BlockIndex rewrite (issue
-# 22) is splitting; their docstrings wait on branch docs-structure until it lands (with them
-# index.py would pass 400 lines). strict: this fails as soon as they are documented.
-PENDING = {"BlockGroup", "automatic_blocks", "block_names", "block_params", "blocks",
-           "can_train", "structural_paths", "BlockGroup.collect_params"}
 FILE_POINTER = re.compile(r"\b(see|in)\s+``?[\w/]+\.py``?", re.I)
 
 
@@ -41,12 +36,7 @@ def is_exception(obj) -> bool:
     return isinstance(obj, type) and issubclass(obj, BaseException)
 
 
-def pending(names):
-    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="docs-structure"))
-            if n in PENDING else n for n in names]
-
-
-@pytest.mark.parametrize("name", pending(NAMES))
+@pytest.mark.parametrize("name", NAMES)
 def test_numpy_docstring_with_a_running_example(name):
     obj = getattr(gluon_finetune, name)
     doc = inspect.getdoc(obj) or ""
@@ -83,8 +73,7 @@ def public_methods():
 
 
 @pytest.mark.parametrize("qualname, member", [
-    pytest.param(q, m, id=q, marks=pytest.mark.xfail(strict=True, reason="docs-structure"))
-    if q in PENDING else pytest.param(q, m, id=q) for q, m in public_methods()])
+    pytest.param(q, m, id=q) for q, m in public_methods()])
 def test_public_methods_are_documented(qualname, member):
     doc = inspect.getdoc(member) or ""
     assert doc, f"{qualname}: no docstring"

@@ -19,14 +19,8 @@ from gluon_finetune import (
     spread,
     unfreeze,
 )
-from gluon_finetune.structure.index import (
-    BlockGroup,
-    automatic_blocks,
-    block_names,
-    blocks,
-    can_train,
-    declare_blocks,
-)
+from gluon_finetune.structure.index import BlockGroup, declare_blocks
+from gluon_finetune.structure.listing import automatic_blocks, block_names, blocks, can_train
 
 
 def paths_of(net, *args, **kwargs):

@@ -13,7 +13,8 @@ else:
     nlp = pytest.importorskip("gluonnlp")
 
 from gluon_finetune import LayerwiseTrainer, blocks, get_model, layer_decay, model_names
-from gluon_finetune.structure.index import block_names, walk
+from gluon_finetune.structure.index import walk
+from gluon_finetune.structure.listing import block_names
 
 SMALL, WORDS = SMALL_BERT, BERT_WORDS
 

@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from gluon_finetune.reporting.explain import explain
 from gluon_finetune.rules.resolution import RuleError, Setting, resolve
-from gluon_finetune.structure.index import block_names, structural_paths
+from gluon_finetune.structure.listing import block_names, structural_paths
 
 # A fixed universe: three blocks a, b, c (weight + bias each) and a parent path "ab".
 NAMES = ("a_weight", "a_bias", "b_weight", "b_bias", "c_weight", "c_bias")

@@ -22,7 +22,8 @@ from mxnet import gluon
 from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, last_line
 from ..structure import can_train
 from ..structure.adapted import is_locked
-from ..structure.index import check_block, param_paths
+from ..structure.index import check_block
+from ..structure.listing import param_paths
 from ..trainer import batchnorm_layers
 from ._blocks import contexts, global_stats, has_data
 from .adapters import Adapter

@@ -22,7 +22,7 @@ from ..errors import FinetuneError, InvalidTypeError, InvalidValueError
 from ..rules import resolve
 from ..structure import can_train, param_shape
 from ..structure.adapted import is_locked
-from ..structure.index import param_paths
+from ..structure.listing import param_paths
 from ._blocks import walk_registrations
 from .adapters import adapters_of
 

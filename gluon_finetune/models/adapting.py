@@ -5,7 +5,7 @@ from typing import Optional
 
 from ..checks import check_int, check_real
 from ..lora import add_lora
-from ..structure.index import block_names
+from ..structure.listing import block_names
 from ..trainer.freezing import check_unfreeze
 
 __all__ = ["check_lora", "with_lora"]

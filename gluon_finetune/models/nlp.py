@@ -111,7 +111,7 @@ def get_nlp_model(name: str, classes: Optional[int], unfreeze=None, pretrained=F
     ``pretrained=True`` loads the encoder from ``root``: GluonNLP's file
     ``<name>_<dataset_name>-<hash>.params`` or your ``<name>.params``.
     """
-    from ..structure.index import block_names
+    from ..structure.listing import block_names
     from ..trainer.freezing import prepare_for_finetuning
     if classes is None:
         raise InvalidValueError(f"{name} is an encoder without a head: pass classes= (the number "

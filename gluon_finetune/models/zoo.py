@@ -25,7 +25,8 @@ from .._compat import (
     set_child,
 )
 from ..checks import InvalidTypeError, InvalidValueError, did_you_mean, require
-from ..structure.index import GRANULARITIES, block_names, blocks
+from ..structure.index import GRANULARITIES
+from ..structure.listing import block_names, blocks
 from ..trainer.freezing import (
     check_bn_policy,
     check_unfreeze,

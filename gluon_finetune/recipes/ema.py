@@ -24,7 +24,7 @@ from mxnet.base import MXNetError
 
 from ..checks import InvalidTypeError, InvalidValueError, MissingFileError, check_real, last_line
 from ..structure import can_train
-from ..structure.index import param_paths
+from ..structure.listing import param_paths
 
 __all__ = ["ModelEMA"]
 

@@ -8,7 +8,8 @@ from mxnet.gluon import nn
 
 from .._compat import children, is_differentiable, own_params
 from ..checks import InvalidValueError
-from ..structure.index import _is_container, blocks, can_train, check_block
+from ..structure.index import _is_container, check_block
+from ..structure.listing import blocks, can_train
 
 __all__ = ["split_frozen"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..checks import InvalidValueError, check_real
-from ..structure.index import block_names
+from ..structure.listing import block_names
 
 __all__ = ["layer_decay", "spread", "spread_rates"]
 

@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple, Union
 
 from .._compat import children
 from .declared import declare_builtin
-from .index import automatic_blocks
+from .listing import automatic_blocks
 
 __all__ = ["HEADS", "head_last"]
 

@@ -48,10 +48,9 @@ from .paths import (
 )
 from .tracing import symbol_aux_names
 
-__all__ = ["BlockIndex", "blocks", "block_params", "structural_paths", "block_names",
-           "last_blocks_names", "param_paths", "check_block", "GRANULARITIES", "BlockGroup",
-           "automatic_blocks", "declare_blocks", "can_train", "resolve_granularity",
-           "BlockNames", "walk", "descendants", "param_shape"]
+__all__ = ["BlockIndex", "block_params", "check_block", "GRANULARITIES", "BlockGroup",
+           "declare_blocks", "resolve_granularity", "BlockNames", "walk", "descendants",
+           "param_shape", "trains", "Spec"]
 
 GRANULARITIES = ("unit", "stage")
 Spec = Sequence[Union[str, Sequence[str]]]
@@ -70,12 +69,36 @@ def resolve_granularity(net, granularity: Optional[str]) -> str:
 
 class BlockGroup:
     """A block that is not one Gluon Block: several paths (BERT's embeddings), a parameter
-    a block owns itself, or a layer of a SymbolBlock's graph."""
+    a block owns itself, or a layer of a SymbolBlock's graph.
+
+    ``blocks(net)`` gives one where an entry of the block list is not a single Block;
+    ``collect_params()`` works as on a Block.
+
+    Parameters
+    ----------
+    label : str
+        The entry's label: its paths joined by ``+``.
+    paths : tuple of str
+        The structural paths it covers.
+    params : sequence of Parameter
+        Its parameters.
+
+    Examples
+    --------
+    >>> from gluon_finetune import blocks
+    >>> listed = blocks(net, blocks=[("features.0", "features.1"), "features.3",
+    ...                              "features.4", "output"])
+    >>> listed[0]
+    ('features.0+features.1', BlockGroup('features.0+features.1', 6 parameters))
+    >>> sorted(listed[0][1].collect_params())[:2]
+    ['net_batchnorm0_beta', 'net_batchnorm0_gamma']
+    """
 
     def __init__(self, label: str, paths: Tuple[str, ...], params: Sequence[gluon.Parameter]):
         self.label, self.paths, self.params = label, tuple(paths), tuple(params)
 
     def collect_params(self) -> Dict[str, gluon.Parameter]:
+        """Name -> Parameter for the group's parameters, as ``Block.collect_params`` gives."""
         return {p.name: p for p in self.params}
 
     def __repr__(self) -> str:
@@ -248,89 +271,3 @@ class BlockIndex:
 
 
 # ----------------------------------------------------------------- functions of a network
-
-def can_train(param: gluon.Parameter, net=None) -> bool:
-    """Whether ``param`` can ever be trainable: not a constant, not a running statistic.
-
-    MXNet marks Gluon BatchNorm statistics ``differentiable=False``, but a
-    ``SymbolBlock`` leaves its auxiliary states ``_differentiable=True`` (only
-    ``grad_req='null'``): those need ``net``, the network that holds the
-    SymbolBlock (without it only the parameter itself is asked).
-    """
-    return BlockIndex(net).can_train(param) if net is not None else trains(param)
-
-
-def structural_paths(net) -> Dict[str, FrozenSet[str]]:
-    """Every structural path of ``net`` -> names of the parameters inside it."""
-    return dict(BlockIndex(net).paths)
-
-
-def param_paths(net) -> Dict[str, str]:
-    """Parameter name -> its structural path (``"features.0.weight"``), first path for a
-    shared one. Stable across rebuilds, unlike names, which carry global counters."""
-    return dict(BlockIndex(net).param_paths)
-
-
-def _shown(entry: Entry):
-    return entry.block if entry.block is not None else \
-        BlockGroup(entry.label, entry.paths, entry.params)
-
-
-def blocks(net, granularity: Optional[str] = None,
-           blocks: Optional[Spec] = None) -> List[Tuple[str, object]]:
-    """The block list of ``net``: ``(path, block)`` pairs in forward order.
-
-    For a HybridBlock, the order its traced graph uses the parameters (see
-    ``automatic.py`` for the rules). A model-zoo ResNet gives the stem conv,
-    the stem BatchNorm, each residual unit and the head; a GluonNLP BERT
-    classifier the embeddings (one block), each transformer layer, the
-    pooler and the head. Every trainable parameter is in exactly one block;
-    a block that cannot train (constants only) is no block. ``block`` is the
-    Gluon Block, or a :class:`BlockGroup` where a block is not one Block.
-
-    Parameters
-    ----------
-    net : mxnet.gluon.Block
-    granularity : {"unit", "stage"}, optional
-        ``"stage"`` keeps chains of units whole (ResNet stages, BERT's
-        stack of layers). Default: the net's own (``net.finetune_granularity``,
-        set by ``get_model``), else ``"unit"``.
-    blocks : list, optional
-        An explicit list: structural paths of blocks or parameters (or
-        parameter names), in order; a tuple of paths is one block.
-
-    Returns
-    -------
-    list of (str, Block or BlockGroup)
-        The label is the path, or the paths joined by ``+`` for a group.
-
-    Examples
-    --------
-    >>> from mxnet.gluon import nn
-    >>> net = nn.HybridSequential()
-    >>> net.add(nn.Dense(8, activation="relu"), nn.Dense(2))
-    >>> [path for path, _ in blocks(net)]
-    ['0', '1']
-    """
-    return [(e.label, net if e.paths == ("",) else _shown(e))
-            for e in BlockIndex(net).entries(granularity, blocks)]
-
-
-def block_names(net, granularity: Optional[str] = None,
-                blocks: Optional[Spec] = None) -> List[BlockNames]:
-    """The block list as ``BlockNames(label, names)``: what the rule engine indexes."""
-    return BlockIndex(net).block_names(granularity, blocks)
-
-
-def automatic_blocks(net, granularity: str = "unit") -> List[Union[str, Tuple[str, ...]]]:
-    """The automatic list (no declaration, no explicit list) in the form ``blocks=`` takes."""
-    index = BlockIndex(net)
-    granularity = resolve_granularity(net, granularity)
-    return [e.paths[0] if len(e.paths) == 1 else e.paths
-            for e in index.trainable_only(automatic(net, granularity))]
-
-
-def last_blocks_names(listed: List[Tuple[str, FrozenSet[str]]], n: int) -> FrozenSet[str]:
-    """Names of the parameters in the last ``n`` entries of a ``block_names`` list."""
-    return frozenset().union(*(names for _, names in listed[len(listed) - n:])) if n else \
-        frozenset()

@@ -83,6 +83,26 @@ def collect_param_paths(net) -> Dict[str, str]:
 def block_params(net, path: str) -> List[gluon.Parameter]:
     """The parameters inside the block at structural ``path`` (e.g. ``"features.4"``).
 
+    Parameters
+    ----------
+    net : Block
+        The network.
+    path : str
+        A structural path (``""``: the whole network); a layer of a SymbolBlock's
+        graph too.
+
+    Returns
+    -------
+    list of Parameter
+        In ``collect_params`` order.
+
+    Raises
+    ------
+    UnknownNameError
+        No block at ``path`` (the message lists the children where it stops).
+    InvalidTypeError
+        ``path`` is not a str.
+
     Examples
     --------
     >>> from mxnet.gluon import nn

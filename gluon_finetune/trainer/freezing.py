@@ -30,7 +30,8 @@ from .._compat import (
 )
 from ..checks import InvalidTypeError, InvalidValueError, is_int
 from ..rules.scope import rule_scope
-from ..structure.index import BlockIndex, check_block, descendants, last_blocks_names, trains
+from ..structure.index import BlockIndex, check_block, descendants, trains
+from ..structure.listing import last_blocks_names
 from ..structure.normalization import (
     batchnorm_deciders,
     batchnorm_layers,

@@ -16,7 +16,7 @@ from ..errors import InvalidTypeError, StatesError, UnsupportedError
 from ..optim import rates as rate_table
 from ..optim.rates import Rate, Unsaved, base_lr
 from ..rules.keys import renamed_rules
-from ..structure.index import param_paths
+from ..structure.listing import param_paths
 from .states_file import read, signature, write
 
 __all__ = ["StatesError", "StatesFiles"]

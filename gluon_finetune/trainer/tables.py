@@ -18,7 +18,7 @@ from ..optim import rates as rate_table
 from ..optim.rates import Rate, base_lr
 from ..reporting.explain import replaced_notes
 from ..rules.resolution import Setting
-from ..structure.index import last_blocks_names
+from ..structure.listing import last_blocks_names
 from .freezing import apply_bn_policy, bn_param_names, check_unfreeze
 
 __all__ = ["RuleTables"]
