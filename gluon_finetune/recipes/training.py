@@ -162,7 +162,7 @@ def show_phase(bar: tqdm, desc: str, phase: object) -> None:
     """A phase named by an epoch hook (``FineTuneSchedule``'s ``"head"``) goes in the bar's
     description: ``fine_tune (head)``."""
     if isinstance(phase, str):
-        bar.set_description(f"{desc} ({phase})", refresh=False)
+        bar.set_description(f"{desc} ({phase})")  # shown now: an epoch may end before a refresh
 
 
 def fit(net: gluon.Block, trainer: gluon.Trainer, train_data: gluon.data.DataLoader,

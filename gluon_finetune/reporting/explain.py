@@ -59,8 +59,10 @@ class Explanation:
     >>> row = table["net_conv1_weight"]
     >>> row["block"], row["rule"], row["lr_mult"], row["lr"], row["frozen"]
     ('2:features.3', '*', 0.1, 0.001, False)
-    >>> [row["parameter"] for row in table if row["frozen"]]
+    >>> [row["parameter"] for row in table if row["frozen"] and "running" not in row["parameter"]]
     ['net_conv0_weight', 'net_conv0_bias']
+    >>> table["net_batchnorm0_running_mean"]["frozen"]  # never trains, as in the trainer's table
+    True
     """
 
     def __init__(self, rows: List[Dict], notes: Sequence[str] = ()):
