@@ -7,6 +7,19 @@ from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
 
 
+class HeadFirst(gluon.HybridBlock):
+    """Registers the head before the body, uses the body first."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.head = nn.Dense(2, in_units=4)
+            self.body = nn.Dense(4, in_units=3)
+
+    def hybrid_forward(self, f, x):
+        return self.head(self.body(x))
+
+
 class ThreeLayers(gluon.Block):
     """The RFC's recurrent-style seed case: attributes l1, l2, l3."""
 

@@ -5,7 +5,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 import pytest
-from finetune_helpers import weights
+from finetune_helpers import HeadFirst, weights
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
@@ -25,19 +25,6 @@ from gluon_finetune.structure.listing import automatic_blocks, block_names, bloc
 
 def paths_of(net, *args, **kwargs):
     return [label for label, _ in blocks(net, *args, **kwargs)]
-
-
-class HeadFirst(gluon.HybridBlock):
-    """Registers the head before the body, uses the body first."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.head = nn.Dense(2, in_units=4)
-            self.body = nn.Dense(4, in_units=3)
-
-    def hybrid_forward(self, f, x):
-        return self.head(self.body(x))
 
 
 class Cell(gluon.HybridBlock):

@@ -10,6 +10,7 @@ import warnings
 import mxnet as mx
 import numpy as np
 import pytest
+from finetune_helpers import HeadFirst
 from mxnet import gluon, npx
 from mxnet.gluon import nn
 from mxnet.util import is_np_array
@@ -43,19 +44,6 @@ def classic_mode_around():
     assert not is_np_array()
     yield
     assert not is_np_array(), "NumPy mode leaked out of a test"
-
-
-class HeadFirst(gluon.HybridBlock):
-    """Registers the head before the body, uses the body first."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        with self.name_scope():
-            self.head = nn.Dense(2, in_units=4)
-            self.body = nn.Dense(4, in_units=3)
-
-    def hybrid_forward(self, f, x):
-        return self.head(self.body(x))
 
 
 def small_net(weights=None):
