@@ -9,13 +9,15 @@ zoo's download. docs/contributing.md lists these names for writers of examples.
 """
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import mxnet as mx
 import numpy as np
 import pytest
 from _pytest.doctest import DoctestItem
 from mxnet import autograd, gluon, nd
 from mxnet.gluon import nn
-from PIL import Image
 
 IMAGE_SHAPE = (3, 32, 32)
 
@@ -51,18 +53,16 @@ def image_dataset(count: int, seed: int) -> gluon.data.ArrayDataset:
     return gluon.data.ArrayDataset(nd.array(images), nd.array(labels.astype("float32")))
 
 
-def image_folder(root, per_class=(6, 3), size=20):
-    """root/train/{red,blue}/*.png and root/val/...: what ``image_folders`` reads."""
-    rng = np.random.RandomState(0)
-    for split, count in zip(("train", "val"), per_class):
-        for name, channel in (("red", 0), ("blue", 2)):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.randint(0, 80, (size, size, 3)).astype("uint8")
-                pixels[..., channel] += 150
-                Image.fromarray(pixels).save(folder / f"{i}.png")
-    return str(root)
+def _tests_module(name: str):
+    """A helper module of ``tests/`` (not a package: not importable from here by name)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "tests" /
+                                                  f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_image_folder = _tests_module("image_folder").make_image_folder
 
 
 def example_namespace(tmp_path) -> dict:
@@ -79,7 +79,7 @@ def example_namespace(tmp_path) -> dict:
         "train_loader": gluon.data.DataLoader(train_dataset, batch_size=8, shuffle=True),
         "val_loader": gluon.data.DataLoader(val_dataset, batch_size=8),
         "loss_fn": gluon.loss.SoftmaxCrossEntropyLoss(),
-        "data_dir": image_folder(tmp_path / "images"),
+        "data_dir": str(make_image_folder(tmp_path / "images")),
     }
 
 

@@ -44,10 +44,15 @@ _HEAD_CYCLE = {"pct_start": 0.99, "div": 25.0, "final_div": 1e5}
 _ALL_CYCLE = {"div": 5.0, "final_div": 1e5}
 
 
+def _net_scope(net) -> RuleScope:
+    """``net``'s own rule scope (its block list, what its parameters' ``grad_req`` froze)."""
+    return rule_scope(list(net.collect_params().values()), BlockIndex(net))
+
+
 def _scope(net, block_list, trainable) -> RuleScope:
     """What the rules are matched in: ``net``'s rule scope, with a given block list, and
     ``trainable`` the parameters trainable before any rule (default all)."""
-    scope = rule_scope(list(net.collect_params().values()), BlockIndex(net))
+    scope = _net_scope(net)
     frozen = frozenset() if trainable is None else scope.name_set - frozenset(trainable)
     return RuleScope(scope.names, scope.paths,
                      scope.block_list if block_list is None else block_list, frozen, scope.fixed)
@@ -179,8 +184,7 @@ def plan_phases(net: gluon.Block, steps_per_epoch: int, epochs: int, freeze_epoc
     ``lr_mult``, ``pct_start``, ``layers``, ``no_decay``. With ``trainer``, its block
     list and what was trainable before its rules."""
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, minimum=1)
-    scope = trainer.scope if trainer is not None else \
-        rule_scope(list(net.collect_params().values()), BlockIndex(net))
+    scope = trainer.scope if trainer is not None else _net_scope(net)
     args = dict(rule_args, scope=scope)
     return [(p, n, phase_rules(net, p, max(1, n * steps_per_epoch), **args))
             for p, n in (("head", freeze_epochs), ("all", epochs))]
