@@ -198,6 +198,7 @@ class HorovodSync:
             else:
                 arrays = param.list_data()
                 store.broadcast(index, arrays[0], arrays)
+        self._params_to_init = []  # all broadcast (or hooked): Gluon's first step need not again
 
     def _check_same_on_every_rank(self) -> None:
         """Every rank must all-reduce the same gradients: compare what each trains."""
