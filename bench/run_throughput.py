@@ -12,12 +12,15 @@
 
 Both run in this process, in interleaved rounds after a warm-up
 (``timing.samples``); building the network, the trainer and the loader is not
-timed. Printed: images per second of wall time and of process CPU time, each
-from the median and from the best of the repeats (on cores shared with other
-jobs the best is the least disturbed). The bar is 0.95x or better.
-About a minute on 2 busy cores:
+timed. Printed: images per second of wall time and of process CPU time (medians
+of the repeats) and three ratios: of the medians, "paired" (the median of each
+round's own ratio: the two jobs of a round ran back to back, so a slow moment of
+the machine hits both) and "best" (of the fastest repeats; on cores shared with
+other jobs the least disturbed). The bar is 0.95x or better. Both loops decode
+and augment images in the training process, as ``epoch_data`` does (seeded, no
+worker processes). About two minutes on 2 cores:
 
-    python bench/run_throughput.py [--images 160] [--size 64] [--epochs 2] [--repeats 5]
+    python bench/run_throughput.py [--images 480] [--size 64] [--epochs 2] [--repeats 7]
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from timing import samples, table  # noqa: E402
 
 from gluon_finetune.models import get_model  # noqa: E402
 from gluon_finetune.recipes import Preprocessing, epoch_data  # noqa: E402
-from gluon_finetune.runs import RunFolder, image_files, predict, preprocess, train_run  # noqa: E402
+from gluon_finetune.runs import RunFolder, image_files, predict, train_run  # noqa: E402
 from gluon_finetune.trainer import LayerwiseTrainer  # noqa: E402
 
 MODEL, BATCH, AUGMENT = "mobilenet0.25", 16, "light"
@@ -111,17 +114,19 @@ class Cases:
         predict(self.run, [self.images], batch_size=BATCH, net=self.net)
 
     def predict_by_hand(self) -> None:
+        transform = self.preprocessing.eval_transform()
         for i in range(0, len(self.files), BATCH):
-            batch = preprocess(self.files[i:i + BATCH], self.preprocessing)
+            batch = mx.nd.stack(*[transform(mx.image.imread(path, 1))
+                                  for path in self.files[i:i + BATCH]])
             mx.nd.softmax(self.net(batch), axis=1).asnumpy()
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=160)
+    parser.add_argument("--images", type=int, default=480)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--plain-trainer", action="store_true",
                         help="also train_run with a gluon.Trainer (the loop without "
                              "LayerwiseTrainer's update path)")
@@ -134,9 +139,10 @@ def main(argv=None) -> None:
             jobs = {TRAIN_OURS: cases.train_ours, TRAIN_OURS_PLAIN: cases.train_ours,
                     TRAIN_HAND: cases.train_by_hand}
         train = samples(jobs, args.repeats, before=cases.before)
+        # predict changes nothing: both use the network the last training left, built once
+        # (a fresh network's first passes convert its weights to oneDNN's layout)
         infer = samples({"predict, gluon-finetune": cases.predict_ours,
-                             "predict, by hand": cases.predict_by_hand}, args.repeats,
-                            before=cases.before)
+                         "predict, by hand": cases.predict_by_hand}, args.repeats)
     print(f"{MODEL} {args.size}x{args.size}, batch {BATCH}, {args.images} images, "
           f"{args.epochs} epochs, augment {AUGMENT}; {os.cpu_count()} CPUs; medians of "
           f"{args.repeats} interleaved repeats")
@@ -145,18 +151,20 @@ def main(argv=None) -> None:
         *ours, (_, hand) = times.items()
         for name, mine in ours:
             rows.append((name, *_speeds(mine, hand, count)))
-    print(table(rows, ["job", "wall img/s", "by hand", "ratio", "best: ratio", "CPU img/s",
-                       "by hand", "ratio", "best: ratio"]))
+    print(table(rows, ["job", "wall img/s", "by hand", "ratio", "paired", "best", "CPU img/s",
+                       "by hand", "ratio", "paired", "best"]))
 
 
 def _speeds(mine, hand, count):
-    """Images/s of ours and by hand (median), the ratio, the ratio of the best times; for
-    wall then CPU time."""
+    """Images/s of ours and by hand (medians) and three ratios (by hand's time / ours):
+    of the medians, the median of each round's own ratio (the two ran back to back, so
+    a slow moment of the machine hits both), of the best times; for wall then CPU time."""
     out = []
     for k in (0, 1):
         ours_t, hand_t = [t[k] for t in mine], [t[k] for t in hand]
         median_ours, median_hand = statistics.median(ours_t), statistics.median(hand_t)
-        out += [count / median_ours, count / median_hand, median_hand / median_ours,
+        paired = statistics.median(h / o for h, o in zip(hand_t, ours_t))
+        out += [count / median_ours, count / median_hand, median_hand / median_ours, paired,
                 min(hand_t) / min(ours_t)]
     return out
 

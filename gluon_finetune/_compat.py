@@ -37,7 +37,7 @@ __all__ = [
     "requested_kvstore", "updates_on_kvstore", "grad_scale", "compression_params",
     "update_counts", "set_update_counts", "count_update", "stock_lrs", "same_update",
     "init_weight", "model_hashes", "listed_params", "set_param_data", "set_differentiable",
-    "cached_graph", "compose", "out_format",
+    "cached_graph", "compose", "out_format", "params_by_path",
 ]
 
 
@@ -181,6 +181,12 @@ def set_differentiable(param, value: bool) -> None:
 def set_param_data(param, arrays: list) -> None:
     """Give ``param`` these arrays (one per context) in place of its own, as they are."""
     param._data = arrays
+
+
+def params_by_path(block) -> Dict[str, Any]:
+    """Structural path -> Parameter, as ``Block.save_parameters`` names them (a shared
+    Parameter under each of its paths)."""
+    return block._collect_params_with_prefix()
 
 
 def listed_params(block) -> Dict[str, Any]:

@@ -3,6 +3,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 from finetune_helpers import cosine, three_layers, train_step
+from mxnet.gluon import nn
 
 from gluon_finetune import LayerwiseTrainer
 from gluon_finetune.optim.update_paths import choose_update_path
@@ -29,11 +30,19 @@ def test_fused_and_per_array_update_paths_are_bit_identical(aggregate):
         assert np.array_equal(a, b)
 
 
+def _dense(units, in_units):
+    net = nn.Dense(units, in_units=in_units)
+    net.initialize()
+    return net
+
+
 def test_update_path_rule(monkeypatch):
     monkeypatch.delenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", raising=False)
-    net = three_layers()
+    net = _dense(256, 128)   # weight 32,768 and bias 256: 16,512 elements on average
     momentum = {"momentum": 0.9}
     assert LayerwiseTrainer(net, "sgd", dict(momentum)).update_path == "per_array"  # faster
+    assert LayerwiseTrainer(_dense(254, 128), "sgd", dict(momentum)).update_path == "fused"
+    assert LayerwiseTrainer(three_layers(), "sgd", dict(momentum)).update_path == "fused"
     assert LayerwiseTrainer(net, "sgd").update_path == "fused"  # no faster kernel
     assert LayerwiseTrainer(net, "nag").update_path == "per_array"  # no fused path
     assert LayerwiseTrainer(net, "adam").update_path == "per_array"
@@ -52,6 +61,8 @@ def test_update_path_rule(monkeypatch):
 
 @pytest.mark.parametrize("name,devices,env,expected", [
     ("sgd", ["cpu"], {}, "per_array"),               # measured faster, bit-identical
+    ("sgd-tiny", ["cpu"], {}, "fused"),              # dispatch outweighs the faster kernel
+    ("sgd-large", ["cpu"], {}, "per_array"),
     ("sgd", ["cpu", "cpu"], {}, "per_array"),
     ("ccsgd", ["cpu"], {}, "per_array"),              # an SGD subclass
     ("sgd", ["gpu"], {}, "fused"),                    # MXNet's default off the CPU
@@ -64,24 +75,34 @@ def test_update_path_rule(monkeypatch):
     ("nag", ["gpu"], {}, "per_array"),
 ])
 def test_chosen_path_is_the_rules(name, devices, env, expected):
+    sizes = {"sgd-tiny": [128, 9216, 2048, 4], "sgd-large": [65536, 16, 20000, 256]}.get(name)
+    name = name.split("-")[0] if sizes else name
+
     def make():
         if name == "sgd-no-momentum":
             return mx.optimizer.create("sgd")
         return mx.optimizer.create(name, **({"momentum": 0.9} if "sgd" in name else {}))
 
-    assert choose_update_path(make(), devices, "auto", env) == expected
+    assert choose_update_path(make(), devices, "auto", env, sizes) == expected
     forced = "fused" if name in ("lars", "lamb") else "per_array"
-    assert choose_update_path(make(), devices, forced, env) == forced
+    assert choose_update_path(make(), devices, forced, env, sizes) == forced
 
 
 def test_trainer_takes_the_rules_path(monkeypatch):
     """The trainer asks the rule with its own devices and applies the answer."""
     monkeypatch.delenv("MXNET_OPTIMIZER_AGGREGATION_SIZE", raising=False)
-    net = three_layers(ctx=[mx.cpu(0), mx.cpu(1)])
+    for net in (three_layers(ctx=[mx.cpu(0), mx.cpu(1)]), _dense(400, 100)):  # fused; per array
+        _takes_the_rules_path(net)
+
+
+def _takes_the_rules_path(net):
+    contexts = net.weight.list_ctx() if hasattr(net, "weight") else [mx.cpu(0), mx.cpu(1)]
+    sizes = [p.data().size for p in net.collect_params().values()]
     for name in ("sgd", "lamb", "adam"):
         args = {"momentum": 0.9} if name == "sgd" else {}
         trainer = LayerwiseTrainer(net, name, dict(args))
-        expected = choose_update_path(mx.optimizer.create(name, **args), ["cpu", "cpu"])
+        expected = choose_update_path(mx.optimizer.create(name, **args),
+                                      [c.device_type for c in contexts], array_sizes=sizes)
         assert trainer.update_path == expected
         assert all(u.aggregate_updates == (expected == "fused") for u in trainer._updaters)
 

@@ -3,13 +3,19 @@
 MXNet applies an optimizer either per array (one operator call per
 parameter) or fused (``multi_sgd_mom_update`` and kin: one call per chunk of
 ``MXNET_OPTIMIZER_AGGREGATION_SIZE`` arrays, 4 by default). Rule: per array
-for SGD with momentum when every device is a CPU, MXNet's default otherwise.
+for SGD with momentum when every device is a CPU and the arrays are not tiny,
+MXNet's default otherwise.
 
 Why (bench/README.md): on CPU the fused kernel is 1.3-1.9x slower per
 element than the per-array ``sgd_mom_update`` kernel. It walks every element
 index once and, for each, loops over the arrays of the chunk, reading rates
 and pointers from a parameter struct; the per-array kernel is a flat loop.
-Fusing saves only Python dispatch, which matters for tiny arrays alone.
+Fusing saves only Python dispatch, which matters for tiny arrays alone:
+about 9 us an array against about 1 ns an element (mobilenet0.25, whose 83
+arrays hold 2,600 elements on average, steps faster fused; mobilenet1.0, at
+39,000, and resnet18_v1 take 35-40% less time per array). Break-even is near
+9,000 elements an array; per array is taken from ``PER_ARRAY_MIN_MEAN_SIZE``
+on, where it clearly wins.
 MXNet's own SGD never reaches the per-array kernel for dense arrays (it
 sends a single array through the fused kernel with ``num_weights=1``), so our
 optimizer calls it itself (``optimizer._PerArraySGDMixin``): same formula,
@@ -37,6 +43,7 @@ UPDATE_PATHS = ("auto", "fused", "per_array")
 ENV = "MXNET_OPTIMIZER_AGGREGATION_SIZE"
 _BIT_IDENTICAL = (mx_optimizer.SGD,)  # both paths, same weights (tests/test_trainer_rates.py)
 _FUSED_ONLY = (mx_optimizer.LARS, mx_optimizer.LAMB)
+PER_ARRAY_MIN_MEAN_SIZE = 16384  # elements an array, on average (measured break-even ~9,000)
 
 
 def check_update_path(requested: str, optimizer) -> None:
@@ -54,13 +61,17 @@ def check_update_path(requested: str, optimizer) -> None:
 
 
 def choose_update_path(optimizer, device_types: Sequence[str], requested: str = "auto",
-                       environ: Optional[Mapping[str, str]] = None) -> str:
+                       environ: Optional[Mapping[str, str]] = None,
+                       array_sizes: Optional[Sequence[int]] = None) -> str:
     """The path the rule gives: ``'fused'`` or ``'per_array'``.
 
     ``'auto'``: per array for SGD-family optimizers with momentum when every
-    device is a CPU, unless ``MXNET_OPTIMIZER_AGGREGATION_SIZE`` is set in
-    ``environ`` (an explicit choice is respected); otherwise what MXNet does
-    (``'fused'`` when ``optimizer.aggregate_num > 0``).
+    device is a CPU and the arrays (``array_sizes``: elements of each, those
+    whose shapes are known) hold on average at least
+    ``PER_ARRAY_MIN_MEAN_SIZE`` elements, unless
+    ``MXNET_OPTIMIZER_AGGREGATION_SIZE`` is set in ``environ`` (an explicit
+    choice is respected); otherwise what MXNet does (``'fused'`` when
+    ``optimizer.aggregate_num > 0``). No sizes known: per array.
 
     Examples
     --------
@@ -70,13 +81,17 @@ def choose_update_path(optimizer, device_types: Sequence[str], requested: str = 
     'fused'
     >>> choose_update_path(mx_optimizer.SGD(), ["cpu"], environ={})  # no faster kernel
     'fused'
+    >>> choose_update_path(mx_optimizer.SGD(momentum=0.9), ["cpu"], environ={},
+    ...                    array_sizes=[128, 2048, 9216])  # tiny: dispatch dominates
+    'fused'
     """
     check_update_path(requested, optimizer)
     if requested != "auto":
         return requested
     environ = os.environ if environ is None else environ
     on_cpu = bool(device_types) and all(d == "cpu" for d in device_types)
-    faster = isinstance(optimizer, _BIT_IDENTICAL) and optimizer.momentum > 0
+    faster = isinstance(optimizer, _BIT_IDENTICAL) and optimizer.momentum > 0 and \
+        (not array_sizes or sum(array_sizes) >= PER_ARRAY_MIN_MEAN_SIZE * len(array_sizes))
     if on_cpu and faster and ENV not in environ:
         return "per_array"
     return "fused" if optimizer.aggregate_num > 0 else "per_array"

@@ -133,18 +133,22 @@ def preprocess(files: Sequence[str], preprocessing: Preprocessing) -> nd.NDArray
     if not isinstance(preprocessing, Preprocessing):
         raise InvalidTypeError(f"preprocessing must be a Preprocessing, got "
                                f"{type(preprocessing).__name__}", argument="preprocessing")
-    transform = preprocessing.eval_transform()
+    return _stacked(files, preprocessing.eval_transform())
+
+
+def _stacked(files: Sequence[str], transform) -> nd.NDArray:
     return nd.stack(*[transform(_read(path)) for path in files])
 
 
 def _probabilities(net, files: List[str], preprocessing: Preprocessing, batch_size: int,
                    ctx, progress: bool) -> np.ndarray:
     out = []
+    transform = preprocessing.eval_transform()  # one for all batches: a new one runs slower
     with tqdm(total=len(files), desc="predict", disable=not progress, leave=False,
               dynamic_ncols=True) as bar:
         for start in range(0, len(files), batch_size):
             batch = files[start:start + batch_size]
-            x = preprocess(batch, preprocessing).as_in_context(ctx or mx.cpu())
+            x = _stacked(batch, transform).as_in_context(ctx or mx.cpu())
             out.append(nd.softmax(net(x), axis=1).asnumpy())
             bar.update(len(batch))
     return np.concatenate(out)

@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import time
+from functools import partial
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import mxnet as mx
@@ -34,6 +35,7 @@ from ..checks import InvalidTypeError, InvalidValueError, check_bool, check_int,
 from ..recipes.data import EpochData
 from ..recipes.ema import ModelEMA
 from ..recipes.training import check_net_and_trainer, show_phase, train_epoch, validate
+from ..structure.arrays import save_parameters
 from .folder import RunFolder
 
 __all__ = ["RunResult", "train_run", "data_record"]
@@ -118,7 +120,7 @@ def _checked(net, trainer, data, epochs, ema, patience, on_epoch, progress) -> i
 
 def _open(out, resume: bool, record: Dict[str, Any], net) -> RunFolder:
     if not resume:
-        return RunFolder.create(out, record, {"start.params": net.save_parameters})
+        return RunFolder.create(out, record, {"start.params": partial(save_parameters, net)})
     folder = RunFolder.open(out, repair=True)
     _check_same(folder, record)
     return folder
@@ -182,7 +184,7 @@ class _Loop:
             improved = self.best is None or "val_acc" not in result or \
                 result["val_acc"] > self.history[self.best]["val_acc"]
             if improved and self.averager is not None and self.folder is not None:
-                self.net.save_parameters(self.folder.staged(epoch, "best.params"))
+                save_parameters(self.net, self.folder.staged(epoch, "best.params"))
         result["seconds"] = time.perf_counter() - start
         self.history.append({k: _plain(v) for k, v in result.items()})
         self.best = epoch if improved else self.best
@@ -198,7 +200,7 @@ class _Loop:
                       finished=stop or epoch + 1 == record["epochs"],
                       best={"epoch": self.best, **{k: best[k] for k in ("val_acc", "val_loss")
                                                    if k in best}})
-        writers = {"last.params": self.net.save_parameters,
+        writers = {"last.params": partial(save_parameters, self.net),
                    "last.states": self.trainer.save_states}
         if self.best == epoch and self.averager is None:  # the same weights: the same file
             writers["best.params"] = lambda path: _same_file(self.folder.staged(

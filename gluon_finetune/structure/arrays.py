@@ -15,10 +15,18 @@ from mxnet import gluon
 from mxnet.gluon.block import _regroup
 from mxnet.util import is_np_array
 
-from .._compat import cached_graph, children, compose, out_format
+from .._compat import (
+    cached_graph,
+    children,
+    compose,
+    out_format,
+    param_data,
+    params_by_path,
+    storage_type,
+)
 
 __all__ = ["symbol_input", "symbolic_call", "scalar", "concat", "as_array", "on_context",
-           "split_to"]
+           "split_to", "save_parameters"]
 
 
 def symbol_input(name: str) -> mx.sym.Symbol:
@@ -107,3 +115,23 @@ def split_to(array, contexts: Sequence[mx.Context]) -> list:
         return [on_context(array, contexts[0])]
     parts = gluon.utils.split_data(array, len(contexts), even_split=False)
     return [on_context(part, ctx) for part, ctx in zip(parts, contexts)]
+
+
+def save_parameters(net: gluon.Block, fname: str) -> None:
+    """Write the file ``net.save_parameters(fname)`` writes, byte for byte, a few times
+    faster where every parameter is one dense array on the CPU.
+
+    Gluon copies each array before saving it (to average the copies of several devices):
+    83 operator calls for a MobileNet, most of the cost of a checkpoint of a small
+    network. One CPU array needs no copy (``nd.save`` waits for pending writes itself);
+    anything else goes through Gluon's own method.
+    """
+    arrays = {}
+    for path, param in params_by_path(net).items():
+        data = param_data(param)
+        if storage_type(param) != "default" or not data or len(data) != 1 \
+                or data[0].context.device_type != "cpu":
+            net.save_parameters(fname)
+            return
+        arrays[path] = data[0]
+    (mx.npx.save if is_np_array() else mx.nd.save)(fname, arrays)

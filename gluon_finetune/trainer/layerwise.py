@@ -11,6 +11,7 @@ reading the parameters sees the truth.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 from mxnet import gluon
@@ -84,7 +85,8 @@ class LayerwiseTrainer(TrainerViews, RuleTables, StatesFiles, HorovodSync, Param
         ``get_model`` used for ``net`` (``net.finetune_granularity``), else 'unit'.
     update_path : {'auto', 'fused', 'per_array'}, default 'auto'
         How MXNet applies updates; results are bit-identical. 'auto': per
-        array for SGD with momentum on CPU (faster there), MXNet's default otherwise.
+        array for SGD with momentum on CPU (faster there, unless the arrays are
+        tiny: ``optim.update_paths``), MXNet's default otherwise.
     blocks : list, optional
         An explicit block list for index keys and ``set_trainable_blocks``
         (as ``blocks(net, blocks=...)`` takes it); default: the net's own.
@@ -288,8 +290,9 @@ class LayerwiseTrainer(TrainerViews, RuleTables, StatesFiles, HorovodSync, Param
         """The faster of MXNet's two bit-identical update paths (rule: update_paths.py);
         MXNet's own choice is kept for the states file, which a stock trainer may read."""
         self._stock_aggregate_num = self._optimizer.aggregate_num
+        sizes = [math.prod(p.shape) for p in self._params if p.shape and min(p.shape) > 0]
         path = choose_update_path(self._optimizer, [c.device_type for c in self._contexts],
-                                  self._update_path_choice)
+                                  self._update_path_choice, array_sizes=sizes)
         apply_update_path(self._optimizer, path, self._updaters)
 
     def step(self, batch_size, ignore_stale_grad=False):
