@@ -32,10 +32,15 @@ def _env():
     return env
 
 
-def _horovodrun(*args, timeout=180):
+def _horovodrun_command(script, *args):
+    """Two workers of ``script`` on this machine (Gloo over loopback)."""
     runner = shutil.which("horovodrun", path=_env()["PATH"])
-    command = [runner, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, WORKER, *args]
-    return subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return [runner, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, script, *args]
+
+
+def _horovodrun(*args, timeout=180):
+    return subprocess.run(_horovodrun_command(WORKER, *args), env=_env(), capture_output=True,
+                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ import os
 import pytest
 
 from gluon_finetune.cli.config import load_config
+from gluon_finetune.cli.declarations import config_options, flag_of, options
 from gluon_finetune.cli.main import build_parser
 from gluon_finetune.cli.reference import BEGIN, END, reference
-from gluon_finetune.cli.schema import COMMANDS, Settings, config_options, flag_of, options
+from gluon_finetune.cli.schema import COMMANDS, Settings
 from gluon_finetune.recipes.fine_tuning import fine_tune
 
 PAGE = os.path.join(os.path.dirname(__file__), "..", "docs", "guide", "cli.md")

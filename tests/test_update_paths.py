@@ -83,9 +83,9 @@ def test_chosen_path_is_the_rules(name, devices, env, expected):
             return mx.optimizer.create("sgd")
         return mx.optimizer.create(name, **({"momentum": 0.9} if "sgd" in name else {}))
 
-    assert choose_update_path(make(), devices, "auto", env, sizes) == expected
+    assert choose_update_path(make(), devices, "auto", sizes, env) == expected
     forced = "fused" if name in ("lars", "lamb") else "per_array"
-    assert choose_update_path(make(), devices, forced, env, sizes) == forced
+    assert choose_update_path(make(), devices, forced, sizes, env) == forced
 
 
 def test_trainer_takes_the_rules_path(monkeypatch):

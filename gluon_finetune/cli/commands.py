@@ -132,7 +132,8 @@ def _build(settings: Settings, classes: Optional[int] = None, pretrained: bool =
     with feeding(layers="layers", optimizer_params="optimizer_params"):
         _check_rules(net, layers, settings.learning_rate)
         trainer = LayerwiseTrainer(net, settings.optimizer, _optimizer_params(settings),
-                                   layers=layers if with_rules else None, bn=settings.bn)
+                                   layers=layers if with_rules else None, bn=settings.bn,
+                                   kvstore=settings.kvstore)
     # a limit on top of the rules, so that "*" cannot thaw; with LoRA, --unfreeze is what
     # trains besides the adapters, and the lock already keeps the rest from any rule
     if settings.unfreeze is not None and settings.lora is None:
@@ -193,10 +194,11 @@ def _unfreezer(trainer, settings: Settings):
         return GradualUnfreezing(trainer, **spec).on_epoch
 
 
-def _save(net, trainer, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    net.save_parameters(path)
+def _save(net, trainer, path: str, writer: bool) -> None:
+    """``--save``: rank 0 writes (every rank calls ``save_states``: it waits for all)."""
+    if writer:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        net.save_parameters(path)
     trainer.save_states(path + ".states")
 
 
@@ -254,13 +256,21 @@ def _fit(settings: Settings):
 
 def _train(settings: Settings) -> None:
     from ..runs import RunFolder
+    from ..runs.workers import Workers
     if settings.save:
         _check_writable(settings.save, "--save")
     if settings.out is not None:
         RunFolder.check_new(settings.out)
     net, trainer, result = _fit(settings)
+    writer = Workers.of(trainer).writer  # under horovodrun: rank 0 writes and prints
     if settings.save:
-        _save(net, trainer, settings.save)
+        _save(net, trainer, settings.save, writer)
+    if writer:
+        _report(settings, result)
+
+
+def _report(settings: Settings, result) -> None:
+    """train's last lines: the final epoch's numbers, the run folder's best epoch."""
     last = result.history[-1]
     val = f"  val_acc {last['val_acc']:.4f}" if "val_acc" in last else ""
     saved = f"  saved {settings.save}" if settings.save else ""

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..checks import InvalidTypeError, did_you_mean
 from .config_text import ConfigError, Where, parse, read_text
-from .schema import config_options
+from .declarations import config_options
 
 __all__ = ["Config", "ConfigError", "load_config"]
 

@@ -32,8 +32,9 @@ from ..errors import ConfigError, FinetuneError, RuleError
 from ..rules.keys import key_id
 from .commands import COMMANDS
 from .config import Config, load_config
+from .declarations import flag_of, options
 from .schema import COMMANDS as DECLARED
-from .schema import Option, Settings, flag_of, options, refuse
+from .schema import Option, Settings, refuse
 
 __all__ = ["main", "build_parser", "settings_of"]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from .schema import MODEL, Option, flag_of, options
+from .declarations import flag_of, options
+from .schema import MODEL, Option
 
 __all__ = ["reference", "update_reference", "BEGIN", "END"]
 

@@ -6,17 +6,17 @@ flag's text and a config's data: ``kinds.py``), its flag and the commands
 that take it, and whether a config file may give it. argparse
 (``main.build_parser``) and the config loader (``config.load_config``) are
 built from these declarations, and ``reference.py`` writes their documentation
-(``docs/guide/cli.md``). What involves more than one setting is checked in
-one place, ``Settings.__post_init__``.
+(``docs/guide/cli.md``), each reading them through ``declarations.py``. What
+involves more than one setting is checked in one place,
+``Settings.__post_init__``.
 
 A new flag or config key is one more field here; a new command is one more
 entry in ``COMMANDS`` (and its function in ``commands.py``).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..errors import InvalidValueError
 from ..recipes.augmentation import AUGMENTATIONS
@@ -33,10 +33,10 @@ from .structures import (
     rule_key,
 )
 
-__all__ = ["Option", "Settings", "COMMANDS", "RECIPES", "MODEL", "options", "config_options",
-           "flag_of", "refuse"]
+__all__ = ["Option", "Settings", "COMMANDS", "RECIPES", "MODEL", "refuse"]
 
 TRAIN, LR_FIND, EXPLAIN, PLOT = "train", "lr-find", "explain", "plot"
+KVSTORES = ("device", "horovod")  # how train's workers share gradients (one: nothing)
 EVALUATE, PREDICT, EXPORT = "evaluate", "predict", "export"
 MODEL = (TRAIN, LR_FIND, EXPLAIN, PLOT)  # the commands that build a model
 DATA = (TRAIN, LR_FIND)                  # ... and read an image folder
@@ -259,6 +259,9 @@ class Settings:
     resume: Optional[str] = option(help="continue the run in RUN after its last finished "
                                    "epoch, with its own settings", kind=Text("a run folder"),
                                    config=False, commands=(TRAIN,), metavar="RUN")
+    kvstore: str = option("device", help="horovod: one worker of a horovodrun job (each "
+                          "trains on its shard of the images; rank 0 writes and prints)",
+                          kind=Choice(KVSTORES), commands=(TRAIN,))
     # ---- evaluate, predict, export
     params: str = option("best", help="the parameters: last, best, or a .params file",
                          kind=Text("last, best or a file"), config=False, commands=RUNS,
@@ -375,25 +378,3 @@ def _check_train(settings: Settings) -> None:
             raise refuse(key, f"{key} does not combine with recipe fine_tune: the recipe "
                           f"trains the head, then every block, each on its own one-cycle "
                           f"schedule")
-
-
-# ----------------------------------------------------------------- reading the declarations
-
-def options() -> Iterator[Option]:
-    """Every setting's declaration, in the order of ``Settings``."""
-    for item in dataclasses.fields(Settings):
-        if "option" in item.metadata:
-            yield Option(name=item.name, **item.metadata["option"])
-
-
-def flag_of(option: Option) -> Optional[str]:
-    """``--name`` (or the declared spelling); None for a config key only or a positional."""
-    if option.flag is False or option.action == "positional":
-        return None
-    return option.flag if isinstance(option.flag, str) else \
-        "--" + option.name.replace("_", "-")
-
-
-def config_options() -> Dict[str, Option]:
-    """The config file's keys -> their declarations."""
-    return {o.name: o for o in options() if o.config}

@@ -30,14 +30,16 @@ bit, so 'per_array' is refused for them rather than silently changing results.
 """
 from __future__ import annotations
 
+import math
 import os
-from typing import Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from mxnet import optimizer as mx_optimizer
 
 from ..errors import InvalidValueError
 
-__all__ = ["UPDATE_PATHS", "check_update_path", "choose_update_path", "apply_update_path"]
+__all__ = ["UPDATE_PATHS", "check_update_path", "choose_update_path", "apply_update_path",
+           "known_sizes"]
 
 UPDATE_PATHS = ("auto", "fused", "per_array")
 ENV = "MXNET_OPTIMIZER_AGGREGATION_SIZE"
@@ -61,8 +63,8 @@ def check_update_path(requested: str, optimizer) -> None:
 
 
 def choose_update_path(optimizer, device_types: Sequence[str], requested: str = "auto",
-                       environ: Optional[Mapping[str, str]] = None,
-                       array_sizes: Optional[Sequence[int]] = None) -> str:
+                       array_sizes: Optional[Sequence[int]] = None,
+                       environ: Optional[Mapping[str, str]] = None) -> str:
     """The path the rule gives: ``'fused'`` or ``'per_array'``.
 
     ``'auto'``: per array for SGD-family optimizers with momentum when every
@@ -81,8 +83,8 @@ def choose_update_path(optimizer, device_types: Sequence[str], requested: str = 
     'fused'
     >>> choose_update_path(mx_optimizer.SGD(), ["cpu"], environ={})  # no faster kernel
     'fused'
-    >>> choose_update_path(mx_optimizer.SGD(momentum=0.9), ["cpu"], environ={},
-    ...                    array_sizes=[128, 2048, 9216])  # tiny: dispatch dominates
+    >>> choose_update_path(mx_optimizer.SGD(momentum=0.9), ["cpu"],
+    ...                    array_sizes=[128, 2048, 9216], environ={})  # tiny: dispatch wins
     'fused'
     """
     check_update_path(requested, optimizer)
@@ -95,6 +97,11 @@ def choose_update_path(optimizer, device_types: Sequence[str], requested: str = 
     if on_cpu and faster and ENV not in environ:
         return "per_array"
     return "fused" if optimizer.aggregate_num > 0 else "per_array"
+
+
+def known_sizes(params) -> List[int]:
+    """Elements of each parameter whose shape is known (deferred ones are left out)."""
+    return [math.prod(p.shape) for p in params if p.shape and min(p.shape) > 0]
 
 
 def apply_update_path(optimizer, path: str, updaters=()) -> None:

@@ -197,26 +197,41 @@ def seed_epoch(seed: int, epoch: int) -> None:
 class EpochSampler(gluon.data.Sampler):
     """A shuffled order of ``range(length)`` that is a function of ``(seed, epoch)``.
 
+    With :meth:`shard`, one worker's part of that order: every worker gets the
+    same number of indices (the order wraps around to fill the last ones, as
+    PyTorch's ``DistributedSampler`` does), so every worker takes as many steps.
+
     Examples
     --------
     >>> sampler = EpochSampler(5, seed=1)
     >>> sampler.set_epoch(2); first = list(sampler)
     >>> sampler.set_epoch(0); sampler.set_epoch(2); list(sampler) == first
     True
+    >>> sampler.shard(1, 2); len(sampler), list(sampler) == first[1::2] + first[:1]
+    (3, True)
     """
 
     def __init__(self, length: int, seed: int = 0):
         self._length = check_int("length", length, minimum=0)
         self._seed = check_int("seed", seed, minimum=0)
         self.epoch = 0
+        self.rank, self.workers = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = check_int("epoch", epoch, minimum=0)
 
+    def shard(self, rank: int, workers: int) -> None:
+        """From now on, worker ``rank``'s part (of ``workers``) of each epoch's order."""
+        workers = check_int("workers", workers, minimum=1)
+        self.rank = check_int("rank", rank, minimum=0, maximum=workers - 1)
+        self.workers = workers
+
     def __iter__(self) -> Iterator[int]:
         order = np.random.default_rng(_states(self._seed, self.epoch, 4)).permutation(
             self._length)
+        if self.workers > 1:
+            order = np.resize(order, len(self) * self.workers)[self.rank::self.workers]
         return iter(order.tolist())
 
     def __len__(self) -> int:
-        return self._length
+        return -(-self._length // self.workers)

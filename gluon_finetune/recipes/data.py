@@ -239,6 +239,17 @@ class EpochData:
         self._sampler.set_epoch(epoch)
         seed_epoch(self.seed, epoch)
 
+    def shard(self, rank: int, workers: int) -> None:
+        """Train on worker ``rank``'s share of each epoch's order (one of ``workers``, all
+        with as many batches); ``runs.train_run`` does this under Horovod. Validation is
+        not sharded."""
+        self._sampler.shard(rank, workers)
+
+    @property
+    def workers(self) -> int:
+        """How many workers share the training images (1: not sharded)."""
+        return self._sampler.workers
+
 
 def epoch_data(root: str, image_size: int = 224, batch_size: int = 32, augment: str = "none",
                seed: int = 0, check_images: bool = True,

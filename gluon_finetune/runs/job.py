@@ -36,7 +36,9 @@ from ..recipes.data import EpochData
 from ..recipes.ema import ModelEMA
 from ..recipes.training import check_net_and_trainer, show_phase, train_epoch, validate
 from ..structure.arrays import save_parameters
+from ..trainer import LayerwiseTrainer
 from .folder import RunFolder
+from .workers import Workers
 
 __all__ = ["RunResult", "train_run", "data_record"]
 
@@ -63,8 +65,8 @@ def _record(data: EpochData, epochs: int, model, settings, ema, patience) -> Dic
     record = {"model": model, "classes": data.classes,
               "preprocessing": data.preprocessing.to_dict(), "augment": data.augment,
               "seed": data.seed, "epochs": epochs, "ema": ema, "patience": patience,
-              "data": data_record(data), "settings": settings or {}, "history": [],
-              "best": None, "stopped_early": False, "finished": False}
+              "workers": data.workers, "data": data_record(data), "settings": settings or {},
+              "history": [], "best": None, "stopped_early": False, "finished": False}
     try:
         json.dumps(record, allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -77,6 +79,12 @@ def _record(data: EpochData, epochs: int, model, settings, ema, patience) -> Dic
 def _check_same(folder: RunFolder, fresh: Dict[str, Any]) -> None:
     """A resumed run must have the record's data, classes, preprocessing and settings."""
     saved = folder.record
+    if saved.get("workers", 1) != fresh["workers"]:  # each worker's shard depends on it
+        raise InvalidValueError(
+            f"run {folder.path!r} was trained by {saved.get('workers', 1)} worker(s) and would "
+            f"resume with {fresh['workers']}: each worker's share of the images depends on "
+            f"their number, so resume under horovodrun -np {saved.get('workers', 1)} (or "
+            f"without Horovod for 1)", argument="run")
     for key, what in (("classes", "classes"), ("data", "data"), ("preprocessing",
                       "preprocessing"), ("augment", "augmentation"), ("seed", "seed"),
                       ("epochs", "epochs"), ("ema", "EMA decay"), ("patience", "patience")):
@@ -118,10 +126,18 @@ def _checked(net, trainer, data, epochs, ema, patience, on_epoch, progress) -> i
     return check_int("epochs", epochs, minimum=1)
 
 
-def _open(out, resume: bool, record: Dict[str, Any], net) -> RunFolder:
+def _open(out, resume: bool, record: Dict[str, Any], net, workers: Workers) -> RunFolder:
+    """The run folder: rank 0's on disk; the other workers' in memory only (never
+    written), read after rank 0 has repaired what an interrupted epoch left."""
     if not resume:
+        RunFolder.check_new(out)  # every worker the same answer, before rank 0 makes it
+        workers.barrier()
+        if not workers.writer:
+            return RunFolder(out, record)
         return RunFolder.create(out, record, {"start.params": partial(save_parameters, net)})
-    folder = RunFolder.open(out, repair=True)
+    folder = RunFolder.open(out, repair=True) if workers.writer else None
+    workers.barrier()
+    folder = folder or RunFolder.open(out)
     _check_same(folder, record)
     return folder
 
@@ -158,9 +174,10 @@ def _plain(value: Any) -> Any:
 class _Loop:
     """One run's state across epochs: the history, the best epoch, the averages, the folder."""
 
-    def __init__(self, net, trainer, data, folder, averager, patience, loss, ctx, desc):
+    def __init__(self, net, trainer, data, folder, averager, patience, loss, ctx, desc,
+                 workers: Workers):
         self.net, self.trainer, self.data, self.folder = net, trainer, data, folder
-        self.desc = desc
+        self.desc, self.workers = desc, workers
         self.averager, self.patience, self.loss, self.ctx = averager, patience, loss, ctx
         self.history: List[Dict[str, Any]] = list(folder.history) if folder else []
         self.best = _best(self.history)
@@ -173,17 +190,20 @@ class _Loop:
         phase = on_epoch(epoch) if on_epoch is not None else None
         show_phase(bar, self.desc, phase)
         step = (lambda trainer: self.averager.update()) if self.averager else None
-        result = {"epoch": epoch, **train_epoch(self.net, self.trainer, self.data.train,
-                                                self.loss, self.ctx, step, bar)}
+        trained = train_epoch(self.net, self.trainer, self.data.train, self.loss, self.ctx,
+                              step, bar)
+        result = {"epoch": epoch, **self.workers.average(trained, f"train.{epoch}")}
         if isinstance(phase, str):
             result["phase"] = phase
         with self.averager.average() if self.averager else contextlib.nullcontext():
-            if self.data.val is not None:
+            if self.data.val is not None and self.workers.writer:  # rank 0's network decides
                 result.update(validate(self.net, self.data.val, self.loss, self.ctx))
                 bar.set_postfix(val_acc=f"{result['val_acc']:.3f}", refresh=False)
+            result = self.workers.share(result, f"epoch.{epoch}")
             improved = self.best is None or "val_acc" not in result or \
                 result["val_acc"] > self.history[self.best]["val_acc"]
-            if improved and self.averager is not None and self.folder is not None:
+            if improved and self.averager is not None and self.folder is not None \
+                    and self.workers.writer:
                 save_parameters(self.net, self.folder.staged(epoch, "best.params"))
         result["seconds"] = time.perf_counter() - start
         self.history.append({k: _plain(v) for k, v in result.items()})
@@ -200,6 +220,10 @@ class _Loop:
                       finished=stop or epoch + 1 == record["epochs"],
                       best={"epoch": self.best, **{k: best[k] for k in ("val_acc", "val_loss")
                                                    if k in best}})
+        if not self.workers.writer:  # rank 0 writes; the trainer's save waits for every rank
+            if isinstance(self.trainer, LayerwiseTrainer):
+                self.trainer.save_states(self.folder.staged(epoch, "last.states"))
+            return
         writers = {"last.params": partial(save_parameters, self.net),
                    "last.states": self.trainer.save_states}
         if self.best == epoch and self.averager is None:  # the same weights: the same file
@@ -320,18 +344,22 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
     _initialize(net, data, ctx)
     if resume and out is None:
         raise InvalidValueError("resume needs the run folder: give out=", argument="out")
+    workers = Workers.of(trainer)
+    if workers.size > 1:
+        data.shard(workers.rank, workers.size)
     folder = None if out is None else _open(out, resume, _record(
-        data, epochs, model, settings, ema, patience), net)
+        data, epochs, model, settings, ema, patience), net, workers)
     if folder is not None and resume:
         _restore(folder, net, trainer)
     averager = None if ema is None else ModelEMA(net, ema)
     if averager is not None and folder is not None and folder.history:
         averager.load(folder.file("ema.params"))
-    loop = _Loop(net, trainer, data, folder, averager, patience, loss, ctx, desc)
+    loop = _Loop(net, trainer, data, folder, averager, patience, loss, ctx, desc, workers)
     done = folder is not None and folder.record.get("finished")
     first = len(loop.history)
     with tqdm(total=0 if done else (epochs - first) * len(data.train), desc=desc,
-              disable=not progress, leave=False, dynamic_ncols=True) as bar:
+              disable=not (progress and workers.writer), leave=False,
+              dynamic_ncols=True) as bar:
         for epoch in range(first, 0 if done else epochs):
             if loop.epoch(epoch, on_epoch, bar):
                 break

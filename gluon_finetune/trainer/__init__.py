@@ -14,8 +14,10 @@ from .freezing import (
     restore_bn_state,
     unfreeze,
 )
+from .horovod import HorovodKVStore, horovod_store_of
 from .layerwise import LayerwiseTrainer
 
-__all__ = ["BN_POLICIES", "LayerwiseTrainer", "batchnorm_layers", "bn_state", "check_bn_policy",
-           "clear_cached_graphs", "describe_blocks", "freeze", "prepare_for_finetuning",
-           "restore_bn_state", "unfreeze"]
+__all__ = ["BN_POLICIES", "HorovodKVStore", "LayerwiseTrainer", "horovod_store_of",
+           "batchnorm_layers", "bn_state", "check_bn_policy", "clear_cached_graphs",
+           "describe_blocks", "freeze", "prepare_for_finetuning", "restore_bn_state",
+           "unfreeze"]

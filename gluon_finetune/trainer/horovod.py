@@ -22,15 +22,15 @@ from __future__ import annotations
 import itertools
 import warnings
 import zlib
-from typing import Any, List
+from typing import Any, List, Optional
 
 from mxnet.kvstore import KVStoreBase
 
-from .._compat import after_init, deferred_init
+from .._compat import after_init, deferred_init, requested_kvstore
 from ..errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["HorovodKVStore", "horovod_store", "is_horovod", "check_not_horovod_optimizer",
-           "HorovodSync"]
+__all__ = ["HorovodKVStore", "horovod_store", "horovod_store_of", "is_horovod",
+           "check_not_horovod_optimizer", "HorovodSync"]
 
 _INSTANCES = itertools.count()  # tensor names must be unique per job: one prefix per store
 
@@ -116,6 +116,17 @@ class HorovodKVStore(KVStoreBase):
         gathered = self._hvd.allgather(mine, name=self._name("gather", tag))
         return [list(map(int, row)) for row in gathered.asnumpy()]
 
+    def average(self, values: List[float], tag: str) -> List[float]:
+        """The mean of each of ``values`` over the workers (same length on every worker)."""
+        from mxnet import nd
+        mine = nd.array(values, dtype="float64")
+        return [float(v) for v in self._hvd.allreduce(
+            mine, average=True, name=self._name("average", tag)).asnumpy()]
+
+    def broadcast_object(self, value: Any, tag: str) -> Any:
+        """Rank 0's ``value`` (any picklable object), on every worker."""
+        return self._hvd.broadcast_object(value, root_rank=0, name=self._name("object", tag))
+
     def set_optimizer(self, optimizer):
         raise InvalidValueError("a Horovod kvstore does not run the optimizer: each worker "
                                 "updates its own weights (update_on_kvstore=False)",
@@ -146,6 +157,13 @@ def horovod_store(kvstore: Any, update_on_kvstore) -> Any:
     return HorovodKVStore() if isinstance(kvstore, str) else kvstore
 
 
+def horovod_store_of(trainer: Any) -> Optional[HorovodKVStore]:
+    """The Horovod kvstore ``trainer`` (a ``LayerwiseTrainer`` or ``gluon.Trainer``) was
+    given, or None."""
+    kv = requested_kvstore(trainer)
+    return kv if isinstance(kv, HorovodKVStore) else None
+
+
 def is_horovod(kvstore: Any) -> bool:
     """The ``'horovod'`` string or a Horovod kvstore object."""
     if isinstance(kvstore, str):
@@ -173,8 +191,7 @@ class HorovodSync:
     """The ``LayerwiseTrainer`` side of a Horovod kvstore (mixed into it)."""
 
     def _horovod_store(self):
-        kv = self._kvstore_params["kvstore"]
-        return kv if isinstance(kv, HorovodKVStore) else None
+        return horovod_store_of(self)
 
     def _start_horovod(self) -> None:
         """Broadcast rank 0's weights now (deferred ones right after they are made)."""

@@ -11,7 +11,6 @@ reading the parameters sees the truth.
 """
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Tuple
 
 from mxnet import gluon
@@ -20,7 +19,12 @@ from ..checks import check_bool, check_real
 from ..errors import InvalidValueError
 from ..optim.optimizer import layerwise, preview_lrs
 from ..optim.rates import Own, base_lr
-from ..optim.update_paths import apply_update_path, check_update_path, choose_update_path
+from ..optim.update_paths import (
+    apply_update_path,
+    check_update_path,
+    choose_update_path,
+    known_sizes,
+)
 from ..rules.resolution import RuleScope
 from ..rules.scope import rule_scope
 from ..structure.index import BlockIndex, resolve_granularity, trains
@@ -290,9 +294,8 @@ class LayerwiseTrainer(TrainerViews, RuleTables, StatesFiles, HorovodSync, Param
         """The faster of MXNet's two bit-identical update paths (rule: update_paths.py);
         MXNet's own choice is kept for the states file, which a stock trainer may read."""
         self._stock_aggregate_num = self._optimizer.aggregate_num
-        sizes = [math.prod(p.shape) for p in self._params if p.shape and min(p.shape) > 0]
         path = choose_update_path(self._optimizer, [c.device_type for c in self._contexts],
-                                  self._update_path_choice, array_sizes=sizes)
+                                  self._update_path_choice, known_sizes(self._params))
         apply_update_path(self._optimizer, path, self._updaters)
 
     def step(self, batch_size, ignore_stale_grad=False):
