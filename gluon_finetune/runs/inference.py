@@ -149,8 +149,12 @@ def _probabilities(net, files: List[str], preprocessing: Preprocessing, batch_si
         for start in range(0, len(files), batch_size):
             batch = files[start:start + batch_size]
             x = _stacked(batch, transform).as_in_context(ctx or mx.cpu())
-            out.append(nd.softmax(net(x), axis=1).asnumpy())
+            probabilities = nd.softmax(net(x), axis=1)
+            if out:  # the batch before, read only now: this batch's images were read and
+                out[-1] = out[-1].asnumpy()  # queued while the network ran on it
+            out.append(probabilities)
             bar.update(len(batch))
+    out[-1] = out[-1].asnumpy()
     return np.concatenate(out)
 
 
