@@ -63,7 +63,7 @@ def trainers(optimizer, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=60)
     repeats = parser.parse_args().repeats
     hvd.init()
     rows = []
