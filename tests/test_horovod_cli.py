@@ -37,7 +37,7 @@ def _train_args(images, out):
 def jobs(tmp_path_factory):
     root = tmp_path_factory.mktemp("hvd_cli")
     images = make_image_folder(root / "images", per_class=(7, 3), size=24)
-    whole = _job(*_train_args(images, root / "whole"))
+    whole = _job(*_train_args(images, root / "whole"), "--save", str(root / "saved.params"))
     assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
     killed = _job(*_train_args(images, root / "resumed"), kill=STEPS_PER_EPOCH + 1)
     assert killed.returncode != 0
@@ -62,6 +62,9 @@ def test_rank_zero_alone_prints_and_writes_one_run_folder(jobs):
     assert record["workers"] == 2 and record["settings"]["flags"]["kvstore"] == "horovod"
     assert [entry["epoch"] for entry in record["history"]] == [0, 1, 2]
     assert all(0 <= entry["val_acc"] <= 1 for entry in record["history"])
+    # --save: rank 0's weights, and the states file every rank waited for
+    assert (root / "saved.params").read_bytes() == (root / "whole" / "last.params").read_bytes()
+    assert (root / "saved.params.states").is_file()
 
 
 def test_a_killed_job_resumes_under_horovodrun_bit_for_bit(jobs):
@@ -73,6 +76,21 @@ def test_a_killed_job_resumes_under_horovodrun_bit_for_bit(jobs):
     drop = ("seconds",)
     assert [{k: v for k, v in e.items() if k not in drop} for e in ours] == \
         [{k: v for k, v in e.items() if k not in drop} for e in theirs]
+
+
+def test_fine_tune_plans_its_one_cycle_over_each_workers_steps(tmp_path):
+    """The recipe's schedules count each worker's batches: the last phase's one-cycle
+    schedules end after its 2 epochs of 2 steps (counted over all the images' batches,
+    8: the rates would stop at mid-fall)."""
+    images = make_image_folder(tmp_path / "images", per_class=(7, 3), size=24)
+    args = _train_args(images, tmp_path / "run")
+    args[args.index("--epochs") + 1] = "2"
+    job = _job(*args, "--recipe", "fine_tune", "--freeze-epochs", "1")
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    counts = dict(re.findall(r"rank (\d): (\d+) steps", job.stdout))
+    assert counts == {"0": str(3 * STEPS_PER_EPOCH), "1": str(3 * STEPS_PER_EPOCH)}
+    lengths = re.findall(r"rank \d: schedule lengths (.*)", job.stdout)
+    assert lengths == [f"[{2 * STEPS_PER_EPOCH}]"] * 2, job.stdout[-2000:]
 
 
 def test_resuming_with_another_number_of_workers_is_refused(jobs, capsys):

@@ -220,6 +220,8 @@ def _prepare(settings: Settings, with_rules: bool = True):
                      f"{len(data.classes)} class folders: {data.classes}")
     net, trainer = _build(settings, classes=len(data.classes), pretrained=settings.pretrained,
                           with_rules=with_rules)
+    from ..runs.workers import Workers
+    Workers.of(trainer).shard(data)  # before fine_tune plans its schedules by batch count
     with feeding(image_size="image_size"):
         check_input_size(net, settings.image_size, settings.model)
     return data, net, trainer

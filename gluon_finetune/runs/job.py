@@ -271,7 +271,13 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
         To resume, build both exactly as for the first run (same model, rules,
         seed): ``train_run`` loads the weights and the trainer's states.
     data : EpochData
-        From ``recipes.epoch_data`` (seeded order and augmentation).
+        From ``recipes.epoch_data`` (seeded order and augmentation). Under
+        Horovod (``trainer`` built with ``kvstore="horovod"``, one process per
+        worker) each worker trains on its share of every epoch
+        (``runs.workers.Workers.of(trainer).shard(data)``: do it yourself first
+        if a schedule counts ``len(data.train)``), rank 0 alone writes ``out``
+        and shows progress, and rank 0's validation decides the best epoch and
+        early stopping on every worker.
     epochs : int
         Epochs in all (a resumed run keeps its own number).
     out : str, optional
@@ -345,8 +351,7 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
     if resume and out is None:
         raise InvalidValueError("resume needs the run folder: give out=", argument="out")
     workers = Workers.of(trainer)
-    if workers.size > 1:
-        data.shard(workers.rank, workers.size)
+    workers.shard(data)
     folder = None if out is None else _open(out, resume, _record(
         data, epochs, model, settings, ema, patience), net, workers)
     if folder is not None and resume:

@@ -33,6 +33,12 @@ class Workers:
         """Whether this process writes the files and prints (rank 0)."""
         return self.rank == 0
 
+    def shard(self, data) -> None:
+        """Give ``data`` (an ``EpochData``) this worker's share of every epoch (all of it
+        for one worker). Do it before anything counts its batches (a schedule's length)."""
+        if self.size > 1:
+            data.shard(self.rank, self.size)
+
     def barrier(self) -> None:
         """Wait here until every worker gets here."""
         if self.size > 1:
