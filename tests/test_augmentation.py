@@ -2,6 +2,8 @@
 import mxnet as mx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from image_folder import make_image_folder
 from mxnet.gluon.data.vision import transforms
 
@@ -80,3 +82,33 @@ def test_the_sampler_is_a_permutation_per_epoch():
     assert orders[0] == orders[2] != orders[1] and sorted(orders[1]) == list(range(10))
     with pytest.raises(ValueError, match="epoch must be an int >= 0"):
         sampler.set_epoch(-1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.integers(0, 40), workers=st.integers(1, 5), seed=st.integers(0, 9),
+       epoch=st.integers(0, 3))
+def test_shards_cover_the_epoch_with_equal_shares(length, workers, seed, epoch):
+    """Every worker gets as many indices (so takes as many steps); together they hold every
+    index of the epoch's order, dealt in turn, and only the padding repeats any."""
+    whole = EpochSampler(length, seed)
+    whole.set_epoch(epoch)
+    order = list(whole)
+    shards = []
+    for rank in range(workers):
+        sampler = EpochSampler(length, seed)
+        sampler.shard(rank, workers)
+        sampler.set_epoch(epoch)
+        shards.append(list(sampler))
+    share = -(-length // workers)
+    assert all(len(s) == share for s in shards)
+    dealt = [shards[k % workers][k // workers] for k in range(share * workers)]
+    assert dealt == [order[k % length] for k in range(len(dealt))]  # wraps round to pad
+
+
+def test_a_shard_out_of_range_is_refused():
+    sampler = EpochSampler(5)
+    with pytest.raises(ValueError, match="rank"):
+        sampler.shard(2, 2)
+    with pytest.raises(ValueError, match="workers"):
+        sampler.shard(0, 0)
+    assert (sampler.rank, sampler.workers) == (0, 1)
