@@ -130,6 +130,22 @@ def test_resuming_a_finished_run_changes_nothing(images, tmp_path):
     assert again.history == first.history and contents(tmp_path / "run") == before
 
 
+def test_a_parameter_server_kvstore_is_refused_before_anything_is_written(images, tmp_path):
+    """Under dist_sync a run would not know its workers: each would train on every image and
+    write the same folder. Refused, naming the kvstore and what to use."""
+    net = tiny_convnet()
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1},
+                               kvstore="dist_sync")  # made at the first step
+    data = epoch_data(images, image_size=16, batch_size=4, seed=0)
+    before = [p.data().asnumpy() for p in net.collect_params().values()]
+    with pytest.raises(FinetuneError, match="the trainer's kvstore is 'dist_sync'.*"
+                                            "kvstore='horovod' under horovodrun"):
+        train_run(net, trainer, data, 1, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    assert all((a == p.data().asnumpy()).all()
+               for a, p in zip(before, net.collect_params().values()))
+
+
 def test_a_run_that_does_not_match_is_refused(images, tmp_path):
     train(images, tmp_path / "run", epochs=1)
     with pytest.raises(FinetuneError, match="its seed 0, now 5"):

@@ -347,10 +347,10 @@ def train_run(net: gluon.Block, trainer: gluon.Trainer, data: EpochData, epochs:
     """
     epochs = _checked(net, trainer, data, epochs, ema, patience, on_epoch, progress)
     check_bool("resume", resume)
-    _initialize(net, data, ctx)
     if resume and out is None:
         raise InvalidValueError("resume needs the run folder: give out=", argument="out")
     workers = Workers.of(trainer)
+    _initialize(net, data, ctx)
     workers.shard(data)
     folder = None if out is None else _open(out, resume, _record(
         data, epochs, model, settings, ema, patience), net, workers)

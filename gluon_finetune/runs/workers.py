@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from .._compat import kvstore_in_use
+from ..errors import UnsupportedError
 from ..trainer import HorovodKVStore, horovod_store_of
 
 __all__ = ["Workers"]
@@ -25,7 +27,19 @@ class Workers:
 
     @classmethod
     def of(cls, trainer) -> Workers:
-        """The workers of ``trainer``'s job (its Horovod kvstore's, else this process)."""
+        """The workers of ``trainer``'s job (its Horovod kvstore's, else this process).
+
+        A parameter server's kvstore (``dist_sync`` ...) is refused: a run would not know
+        its workers, so each would train on every image and write the same folder."""
+        store = kvstore_in_use(trainer)
+        kind = store if store is None or isinstance(store, str) else store.type
+        if kind is not None and ("dist" in kind or kind == "byteps"):
+            raise UnsupportedError(
+                f"a run (train_run, gluon-finetune train) goes in one process or on Horovod "
+                f"workers, but the trainer's kvstore is {kind!r}: each worker would train on "
+                f"every image and write the same run folder. Use kvstore='horovod' under "
+                f"horovodrun, or your own loop for {kind} (the scaling-out guide)",
+                argument="trainer")
         return cls(horovod_store_of(trainer))
 
     @property
