@@ -99,3 +99,19 @@ def test_resuming_with_another_number_of_workers_is_refused(jobs, capsys):
     err = capsys.readouterr().err
     assert "trained by 2 worker(s) and would resume with 1" in err
     assert "horovodrun -np 2" in err
+
+
+@pytest.mark.parametrize("variable", ["HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE"])
+def test_a_launched_worker_without_kvstore_horovod_is_refused(tmp_path, monkeypatch, capsys,
+                                                             variable):
+    """Under horovodrun without --kvstore horovod every process would train alone on every
+    image and write the same run folder: one line, status 2, before anything is built."""
+    monkeypatch.setenv(variable, "2")
+    images = make_image_folder(tmp_path / "images", per_class=(2, 0), size=8)
+    args = _train_args(images, tmp_path / "run")
+    args.remove("horovod")
+    args.remove("--kvstore")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "one of 2 processes started by horovodrun" in err and "--kvstore horovod" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()

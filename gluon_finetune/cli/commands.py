@@ -256,9 +256,25 @@ def _fit(settings: Settings):
     return net, trainer, result
 
 
+# what horovodrun (Gloo), Open MPI's mpirun and PMI launchers tell each process
+_LAUNCHER_SIZES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+
+
+def _check_launcher(settings: Settings) -> None:
+    """Under horovodrun every process runs this command: without ``--kvstore horovod``
+    each would train on every image alone and write the same files."""
+    sizes = [os.environ.get(name, "1") for name in _LAUNCHER_SIZES]
+    workers = max(int(size) if size.isdigit() else 1 for size in sizes)
+    if workers > 1 and settings.kvstore != "horovod":
+        raise refuse("kvstore", f"this is one of {workers} processes started by horovodrun "
+                     f"(or mpirun), but kvstore is {settings.kvstore!r}: each would train on "
+                     f"every image alone and write the same files; give --kvstore horovod")
+
+
 def _train(settings: Settings) -> None:
     from ..runs import RunFolder
     from ..runs.workers import Workers
+    _check_launcher(settings)
     if settings.save:
         _check_writable(settings.save, "--save")
     if settings.out is not None:
