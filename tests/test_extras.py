@@ -114,3 +114,21 @@ def test_cli_plot_without_matplotlib_is_one_line_and_status_2(monkeypatch, tmp_p
     err = capsys.readouterr().err.strip()
     assert status == 2 and "\n" not in err
     assert "needs matplotlib" in err and err.endswith("pip install 'gluon-finetune[plot]'")
+
+
+def test_the_evaluation_report_without_scikit_learn(monkeypatch):
+    from gluon_finetune.reporting.classification import classification_report
+    hide(monkeypatch, "sklearn")
+    with pytest.raises(MissingDependencyError) as err:
+        classification_report([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["cat", "dog"])
+    assert one_line(err, "eval").startswith("the evaluation report needs scikit-learn")
+
+
+@pytest.mark.parametrize("package", ["onnx", "onnxruntime"])
+def test_onnx_export_without_onnx_or_its_runtime(monkeypatch, tmp_path, package):
+    from gluon_finetune.models.export import export_onnx
+    hide(monkeypatch, package)
+    with pytest.raises(MissingDependencyError) as err:
+        export_onnx("model-symbol.json", "model-0000.params", 32, str(tmp_path / "m.onnx"))
+    assert one_line(err, "onnx").startswith(f"ONNX export needs {package}")
+    assert not (tmp_path / "m.onnx").exists()

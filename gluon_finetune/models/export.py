@@ -25,8 +25,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon, nd
 
-from ..checks import InvalidTypeError, InvalidValueError, check_positive_int
-from ..errors import MissingDependencyError
+from ..checks import InvalidTypeError, InvalidValueError, check_positive_int, require
 
 __all__ = ["inference_symbol", "export_network", "export_onnx", "onnx_outputs", "ONNX_OPSET"]
 
@@ -136,14 +135,9 @@ def export_network(net: gluon.HybridBlock, folder: str, prefix: str = "model"
 
 
 def _onnx():
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as err:
-        raise MissingDependencyError(f"ONNX export needs onnx and onnxruntime ({err}): pip "
-                                     f"install 'gluon-finetune[onnx]'",
-                                     argument="onnx") from None
-    return onnx, onnxruntime
+    """onnx and onnxruntime, both (export checks its model by running it)."""
+    return (require("onnx", extra="onnx", needed_for="ONNX export"),
+            require("onnxruntime", extra="onnx", needed_for="ONNX export"))
 
 
 @contextmanager

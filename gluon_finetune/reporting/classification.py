@@ -11,8 +11,7 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from ..checks import InvalidTypeError, InvalidValueError
-from ..errors import MissingDependencyError
+from ..checks import InvalidTypeError, InvalidValueError, require
 
 __all__ = ["classification_report", "format_report", "plot_confusion_matrix"]
 
@@ -20,13 +19,7 @@ TOP_K = 5  # top-5 accuracy is reported where there are more classes than this
 
 
 def _metrics():
-    try:
-        from sklearn import metrics
-    except ImportError as err:
-        raise MissingDependencyError(f"the evaluation report needs scikit-learn ({err}): pip "
-                                     f"install 'gluon-finetune[eval]'",
-                                     argument="sklearn") from None
-    return metrics
+    return require("sklearn.metrics", extra="eval", needed_for="the evaluation report")
 
 
 def _checked(labels, probabilities, classes) -> tuple:
