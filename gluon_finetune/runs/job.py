@@ -79,12 +79,13 @@ def _record(data: EpochData, epochs: int, model, settings, ema, patience) -> Dic
 def _check_same(folder: RunFolder, fresh: Dict[str, Any]) -> None:
     """A resumed run must have the record's data, classes, preprocessing and settings."""
     saved = folder.record
-    if saved.get("workers", 1) != fresh["workers"]:  # each worker's shard depends on it
+    trained_by = saved.get("workers", 1)  # records before Horovod runs: one process
+    if trained_by != fresh["workers"]:  # each worker's shard depends on it
         raise InvalidValueError(
-            f"run {folder.path!r} was trained by {saved.get('workers', 1)} worker(s) and would "
-            f"resume with {fresh['workers']}: each worker's share of the images depends on "
-            f"their number, so resume under horovodrun -np {saved.get('workers', 1)} (or "
-            f"without Horovod for 1)", argument="run")
+            f"run {folder.path!r} was trained by {trained_by} worker(s) and would resume "
+            f"with {fresh['workers']}: each worker's share of the images depends on their "
+            f"number, so resume under horovodrun -np {trained_by} (or without Horovod for 1)",
+            argument="run")
     for key, what in (("classes", "classes"), ("data", "data"), ("preprocessing",
                       "preprocessing"), ("augment", "augmentation"), ("seed", "seed"),
                       ("epochs", "epochs"), ("ema", "EMA decay"), ("patience", "patience")):
